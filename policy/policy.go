@@ -1,0 +1,276 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"time"
+)
+
+// Defaults applied by [Policy.WithDefaults] to zero fields.
+const (
+	DefaultTTL          = time.Minute
+	DefaultLockTTL      = 5 * time.Second
+	DefaultLockWait     = 5 * time.Second
+	DefaultFillTimeout  = 30 * time.Second
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultMaxFields    = 1000
+)
+
+// DefaultStatuses are the response statuses stored when [Policy.Statuses] is
+// empty: the statuses RFC 9110 section 15.1 calls heuristically cacheable,
+// minus 206 (partial content is never stored).
+var DefaultStatuses = []int{200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501}
+
+// Policy says how one route is cached. It is plain data: declare it next to
+// the route in Go or load it from a file with [Load]. A zero field means its
+// default, stated in the field's comment.
+type Policy struct {
+	// TTL is how long a stored response is fresh. Default [DefaultTTL].
+	TTL time.Duration
+
+	// StaleWhileRevalidate is how long after freshness ends the stale
+	// response may still be served while it is refreshed in the background
+	// (RFC 5861). Default 0: never served stale.
+	StaleWhileRevalidate time.Duration
+
+	// StaleIfError is how long after freshness ends the stale response may
+	// still be served when the origin fails (RFC 5861). Default 0.
+	StaleIfError time.Duration
+
+	// RefreshAhead is the fraction of TTL after which a hit schedules a
+	// background refresh while it is still served, in (0, 1). Default 0:
+	// no refresh ahead by ratio. Exclusive with XFetchBeta.
+	RefreshAhead float64
+
+	// XFetchBeta enables probabilistic early refresh (XFetch, Vattani et
+	// al., VLDB 2015) with this beta; 1 is the paper's recommendation, larger
+	// refreshes earlier. Default 0: off. Exclusive with RefreshAhead.
+	XFetchBeta float64
+
+	// LockTTL is the expiry of the cross-instance fill lock; it is extended
+	// while a slow origin is still running. Default [DefaultLockTTL].
+	LockTTL time.Duration
+
+	// LockWait is how long a request waits for another caller's fill before
+	// going to the origin itself. Default [DefaultLockWait].
+	LockWait time.Duration
+
+	// FillTimeout bounds one origin call made on behalf of other callers
+	// (a shared fill or a background refresh). Default [DefaultFillTimeout].
+	FillTimeout time.Duration
+
+	// BucketParams names the path parameters whose values choose the bucket
+	// (one Redis hash invalidated as a whole). The other path parameters go
+	// into the field. Default: every path parameter of the route.
+	BucketParams []string
+
+	// QueryParams is the allow list of query parameters that are part of
+	// the key; the others are ignored. Default: every query parameter.
+	QueryParams []string
+
+	// IgnoreQuery leaves the whole query string out of the key.
+	// Default false. Exclusive with QueryParams.
+	IgnoreQuery bool
+
+	// Vary names request headers whose values are part of the key, in
+	// addition to the Host. Default none.
+	Vary []string
+
+	// Statuses lists the response statuses that are stored.
+	// Default [DefaultStatuses].
+	Statuses []int
+
+	// MaxBodyBytes is the largest body stored; larger responses stream
+	// through uncached. It also bounds the memory one in-flight response
+	// takes. Default [DefaultMaxBodyBytes].
+	MaxBodyBytes int64
+
+	// MaxFields bounds the number of variants stored in one bucket; past it
+	// storing a variant evicts random others. Default [DefaultMaxFields].
+	MaxFields int
+
+	// HonorOriginCacheControl makes the origin's Cache-Control and
+	// Surrogate-Control s-maxage / max-age set the fresh lifetime, and its
+	// stale-while-revalidate and stale-if-error set the stale windows.
+	// no-store and private are honoured whatever this says. Default false.
+	HonorOriginCacheControl bool
+
+	// AllowAuthorized caches requests that carry Authorization or Cookie
+	// headers. Only set it when the response does not depend on them, or
+	// when they are listed in Vary. Default false: such requests bypass.
+	AllowAuthorized bool
+
+	// Tags computes surrogate keys for a request; purging a tag removes
+	// every bucket stored with it. Not settable from a file. Default none.
+	Tags func(r *http.Request) []string
+}
+
+// WithDefaults returns p with every zero field set to its default.
+func (p Policy) WithDefaults() Policy {
+	if p.TTL == 0 {
+		p.TTL = DefaultTTL
+	}
+	if p.LockTTL == 0 {
+		p.LockTTL = DefaultLockTTL
+	}
+	if p.LockWait == 0 {
+		p.LockWait = DefaultLockWait
+	}
+	if p.FillTimeout == 0 {
+		p.FillTimeout = DefaultFillTimeout
+	}
+	if len(p.Statuses) == 0 {
+		p.Statuses = DefaultStatuses
+	}
+	if p.MaxBodyBytes == 0 {
+		p.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if p.MaxFields == 0 {
+		p.MaxFields = DefaultMaxFields
+	}
+	return p
+}
+
+// FieldError reports one invalid policy field of one route.
+type FieldError struct {
+	Route  string // route pattern, may be empty when validated alone
+	Field  string // Go field name, e.g. "TTL"
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	if e.Route == "" {
+		return fmt.Sprintf("policy: %s: %s", e.Field, e.Reason)
+	}
+	return fmt.Sprintf("policy: route %q: %s: %s", e.Route, e.Field, e.Reason)
+}
+
+// Validate reports every invalid field of p, joined, as [*FieldError]
+// values without a route. Zero fields are valid (they mean the default).
+func (p Policy) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	durations := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"TTL", p.TTL}, {"StaleWhileRevalidate", p.StaleWhileRevalidate},
+		{"StaleIfError", p.StaleIfError}, {"LockTTL", p.LockTTL},
+		{"LockWait", p.LockWait}, {"FillTimeout", p.FillTimeout},
+	}
+	for _, d := range durations {
+		if d.d < 0 {
+			bad(d.name, "must not be negative, got %v", d.d)
+		}
+	}
+	if p.TTL != 0 && p.TTL < time.Millisecond {
+		bad("TTL", "must be at least 1ms, got %v", p.TTL)
+	}
+	if p.LockTTL != 0 && p.LockTTL < 10*time.Millisecond {
+		bad("LockTTL", "must be at least 10ms, got %v", p.LockTTL)
+	}
+	if p.RefreshAhead < 0 || p.RefreshAhead >= 1 {
+		bad("RefreshAhead", "must be in (0, 1) or 0 for off, got %v", p.RefreshAhead)
+	}
+	if p.XFetchBeta < 0 {
+		bad("XFetchBeta", "must not be negative, got %v", p.XFetchBeta)
+	}
+	if p.RefreshAhead > 0 && p.XFetchBeta > 0 {
+		bad("XFetchBeta", "cannot be combined with RefreshAhead; choose one")
+	}
+	if p.IgnoreQuery && len(p.QueryParams) > 0 {
+		bad("QueryParams", "cannot be combined with IgnoreQuery")
+	}
+	checkNames := func(field string, names []string) {
+		seen := map[string]bool{}
+		for _, n := range names {
+			switch {
+			case n == "":
+				bad(field, "empty name")
+			case seen[n]:
+				bad(field, "duplicate name %q", n)
+			}
+			seen[n] = true
+		}
+	}
+	checkNames("BucketParams", p.BucketParams)
+	checkNames("QueryParams", p.QueryParams)
+	seenVary := map[string]bool{}
+	for _, h := range p.Vary {
+		if !validHeaderName(h) {
+			bad("Vary", "invalid header name %q", h)
+			continue
+		}
+		c := textproto.CanonicalMIMEHeaderKey(h)
+		if seenVary[c] {
+			bad("Vary", "duplicate header %q", h)
+		}
+		seenVary[c] = true
+	}
+	for _, s := range p.Statuses {
+		switch {
+		case s < 200 || s > 599:
+			bad("Statuses", "status %d is not a final status", s)
+		case s == http.StatusPartialContent:
+			bad("Statuses", "206 Partial Content is never stored")
+		}
+	}
+	if p.MaxBodyBytes < 0 {
+		bad("MaxBodyBytes", "must not be negative, got %d", p.MaxBodyBytes)
+	}
+	if p.MaxFields < 0 {
+		bad("MaxFields", "must not be negative, got %d", p.MaxFields)
+	}
+	return errors.Join(errs...)
+}
+
+// ForRoute returns err with route set on every [*FieldError] it holds, so a
+// policy error names the route it belongs to.
+func ForRoute(route string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *FieldError
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs := slices.Clone(j.Unwrap())
+		for i, e := range errs {
+			errs[i] = ForRoute(route, e)
+		}
+		return errors.Join(errs...)
+	}
+	if errors.As(err, &fe) && fe.Route == "" {
+		c := *fe
+		c.Route = route
+		return &c
+	}
+	return err
+}
+
+// Stores reports whether status is one of p's cacheable statuses.
+func (p *Policy) Stores(status int) bool {
+	statuses := p.Statuses
+	if len(statuses) == 0 {
+		statuses = DefaultStatuses
+	}
+	return slices.Contains(statuses, status)
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == ':' || c == '(' || c == ')' || c == ',' || c == '/' ||
+			c == ';' || c == '<' || c == '=' || c == '>' || c == '?' || c == '@' || c == '[' ||
+			c == '\\' || c == ']' || c == '{' || c == '}' || c == '"' {
+			return false
+		}
+	}
+	return true
+}
