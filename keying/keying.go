@@ -1,0 +1,221 @@
+package keying
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+
+	"github.com/readthrough/readthrough/policy"
+)
+
+// fieldLen is the length of [Key.Field] in bytes: 128 bits of SHA-256.
+const fieldLen = 16
+
+// Key identifies one cached variant: the bucket (a Redis hash, the content of
+// the Redis Cluster hash tag) and the field in it.
+//
+// Bucket is printable text without '{' or '}' (see the package
+// documentation). Field is 16 raw bytes; use [Key.FieldHex] to show it.
+type Key struct {
+	Bucket, Field string
+}
+
+// FieldHex returns the field in lowercase hexadecimal, for logs and the admin
+// inspect view.
+func (k Key) FieldHex() string {
+	return hex.EncodeToString([]byte(k.Field))
+}
+
+// Route is a route pattern compiled together with its policy, once, when the
+// route is declared. It is safe for concurrent use.
+type Route struct {
+	pattern string
+	prefix  string // esc(pattern) + "|"
+	// bucketParams are the bucket parameters in pattern order.
+	bucketParams []string
+	// fieldParams are the path parameters that go into the field, in
+	// pattern order, followed by the pattern's shadow names.
+	fieldParams []string
+	// subtree adds the request path to the field (see parsedPattern).
+	subtree     bool
+	ignoreQuery bool
+	// allow is the query allow list; nil keeps every query parameter.
+	allow map[string]struct{}
+	// vary holds the canonical Vary header names, sorted, without
+	// duplicates.
+	vary []string
+}
+
+// Compile compiles pattern, an [http.ServeMux] or chi route pattern, with its
+// policy p. It validates p with [policy.Policy.Validate] and checks that every
+// name in p.BucketParams is a path parameter of pattern; policy errors are
+// [*policy.FieldError] values naming pattern as their route. A malformed
+// pattern is reported as by [ParamNames].
+//
+// When p.BucketParams is empty every path parameter is a bucket parameter.
+// Bucket parameters are always taken in pattern order, whatever their order
+// in p.BucketParams.
+func Compile(pattern string, p policy.Policy) (*Route, error) {
+	pp, perr := parsePattern(pattern)
+	var errs []error
+	if perr != nil {
+		errs = append(errs, perr)
+	}
+	if err := p.Validate(); err != nil {
+		errs = append(errs, policy.ForRoute(pattern, err))
+	}
+	if perr == nil {
+		for _, name := range p.BucketParams {
+			if name != "" && !slices.Contains(pp.names, name) {
+				errs = append(errs, &policy.FieldError{
+					Route:  pattern,
+					Field:  "BucketParams",
+					Reason: fmt.Sprintf("%q is not a path parameter of the pattern (%s)", name, describeParams(pp.names)),
+				})
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	rt := &Route{
+		pattern:     pattern,
+		prefix:      string(appendEscaped(nil, pattern)) + "|",
+		subtree:     pp.subtree,
+		ignoreQuery: p.IgnoreQuery,
+	}
+	for _, name := range pp.names {
+		if len(p.BucketParams) == 0 || slices.Contains(p.BucketParams, name) {
+			rt.bucketParams = append(rt.bucketParams, name)
+		} else {
+			rt.fieldParams = append(rt.fieldParams, name)
+		}
+	}
+	rt.fieldParams = append(rt.fieldParams, pp.shadows...)
+	if len(p.QueryParams) > 0 {
+		rt.allow = make(map[string]struct{}, len(p.QueryParams))
+		for _, name := range p.QueryParams {
+			rt.allow[name] = struct{}{}
+		}
+	}
+	for _, h := range p.Vary {
+		rt.vary = append(rt.vary, textproto.CanonicalMIMEHeaderKey(h))
+	}
+	slices.Sort(rt.vary)
+	rt.vary = slices.Compact(rt.vary)
+	return rt, nil
+}
+
+func describeParams(names []string) string {
+	if len(names) == 0 {
+		return "it has none"
+	}
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return "it has " + strings.Join(q, ", ")
+}
+
+// Pattern returns the route pattern rt was compiled from.
+func (rt *Route) Pattern() string { return rt.pattern }
+
+// BucketPrefix returns the escaped route pattern followed by "|". Every bucket
+// of rt starts with it and no bucket of a route with another pattern does, so
+// it selects a whole route for purging.
+func (rt *Route) BucketPrefix() string { return rt.prefix }
+
+// Key returns the key of r, a request routed to rt's pattern. Path parameter
+// values are read with [http.Request.PathValue]. See the package
+// documentation for what goes into the bucket and the field.
+//
+// Key never fails: a parameter the router did not set counts as empty, and
+// any method is accepted (GET and HEAD share their variants; an empty method
+// counts as GET, as in [http.Request]).
+func (rt *Route) Key(r *http.Request) Key {
+	s := scratchPool.Get().(*scratch)
+	bucket := rt.prefix
+	if len(rt.bucketParams) > 0 {
+		b := append(s.buf[:0], rt.prefix...)
+		for i, name := range rt.bucketParams {
+			if i > 0 {
+				b = append(b, '|')
+			}
+			b = appendEscaped(b, r.PathValue(name))
+		}
+		bucket = string(b)
+		s.buf = b
+	}
+	s.buf = rt.appendCanonical(s.buf[:0], s, r)
+	sum := sha256.Sum256(s.buf)
+	s.put()
+	return Key{Bucket: bucket, Field: string(sum[:fieldLen])}
+}
+
+// BucketFor returns the bucket of rt for the given bucket parameter values,
+// as [Route.Key] computes it for a request with these path values. It is
+// meant for purging one bucket by route and parameters. values must hold
+// exactly the bucket parameters; the error names each missing or unknown one.
+func (rt *Route) BucketFor(values map[string]string) (string, error) {
+	var errs []error
+	var unknown []string
+	for name := range values {
+		if !slices.Contains(rt.bucketParams, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		errs = append(errs, fmt.Errorf("keying: route %q: unknown bucket parameter %q (%s)",
+			rt.pattern, name, describeBucketParams(rt.bucketParams)))
+	}
+	for _, name := range rt.bucketParams {
+		if _, ok := values[name]; !ok {
+			errs = append(errs, fmt.Errorf("keying: route %q: missing bucket parameter %q", rt.pattern, name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	b := []byte(rt.prefix)
+	for i, name := range rt.bucketParams {
+		if i > 0 {
+			b = append(b, '|')
+		}
+		b = appendEscaped(b, values[name])
+	}
+	return string(b), nil
+}
+
+func describeBucketParams(names []string) string {
+	if len(names) == 0 {
+		return "the route has no bucket parameters"
+	}
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return "bucket parameters: " + strings.Join(q, ", ")
+}
+
+// appendEscaped appends s to dst with '%', '{', '}', '|', the bytes below
+// 0x20 and 0x7f percent-encoded (uppercase hex).
+func appendEscaped(dst []byte, s string) []byte {
+	const hexDigits = "0123456789ABCDEF"
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' || c == '{' || c == '}' || c == '|' || c < 0x20 || c == 0x7f {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '%', hexDigits[c>>4], hexDigits[c&0xf])
+			start = i + 1
+		}
+	}
+	return append(dst, s[start:]...)
+}

@@ -1,0 +1,650 @@
+package keying
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/readthrough/readthrough/policy"
+)
+
+func TestParamNames(t *testing.T) {
+	tests := []struct {
+		give    string
+		want    []string
+		wantErr string // substring of the error; empty for success
+	}{
+		{give: "/", want: nil},
+		{give: "/users", want: nil},
+		{give: "/users/{id}", want: []string{"id"}},
+		{give: "GET /users/{id}", want: []string{"id"}},
+		{give: "GET\t/users/{id}", want: []string{"id"}},
+		{give: "example.com/x/{id}", want: []string{"id"}},
+		{give: "GET example.com/x/{id}/{rest...}", want: []string{"id", "rest"}},
+		{give: "/users/{id}/{$}", want: []string{"id"}},
+		{give: "/files/{path...}", want: []string{"path"}},
+		{give: "/users/{id:[0-9]+}", want: []string{"id"}},
+		{give: "/n/{id:[0-9]{3}}/{slug}", want: []string{"id", "slug"}},
+		{give: "/x/{re:a{1,2}b{3}}", want: []string{"re"}},
+		{give: "/x/{re:[a ]+}", want: []string{"re"}},
+		{give: "/posts/{year}-{month}.{fmt}", want: []string{"year", "month", "fmt"}},
+		{give: "/files/*", want: []string{"*"}},
+		{give: "/api/{version}/*", want: []string{"version", "*"}},
+		{give: "/é/{naïve}", want: []string{"naïve"}},
+
+		{give: "", wantErr: "empty pattern"},
+		{give: "users", wantErr: "missing '/'"},
+		{give: "/users/{id", wantErr: "unbalanced '{'"},
+		{give: "/users/id}", wantErr: "unbalanced '}'"},
+		{give: "/users/{id}}", wantErr: "unbalanced '}'"},
+		{give: "/n/{id:[0-9]{3}", wantErr: "unbalanced '{'"},
+		{give: "/users/{}", wantErr: "empty parameter name"},
+		{give: "/users/{:[0-9]+}", wantErr: "empty parameter name"},
+		{give: "/files/{...}", wantErr: "empty parameter name"},
+		{give: "/users/{a{b}}", wantErr: "malformed parameter name"},
+		{give: "/users/{id}/{id}", wantErr: `duplicate parameter name "id"`},
+		{give: "/users/{id:[0-9]+}/{id}", wantErr: `duplicate parameter name "id"`},
+		{give: "/a/{$}/b", wantErr: "{$} must end"},
+		{give: "/a{$}", wantErr: "{$} must end"},
+		{give: "/a/{rest...}/b", wantErr: "must end the pattern"},
+		{give: "{host}/x", wantErr: "brace before the path"},
+		{give: " /x", wantErr: "empty method"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			got, err := ParamNames(tt.give)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParamNames(%q) error = %v, want one containing %q", tt.give, err, tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), strconv.Quote(tt.give)) {
+					t.Errorf("error %q does not name the pattern", err)
+				}
+				if _, cerr := Compile(tt.give, policy.Policy{}); cerr == nil {
+					t.Errorf("Compile(%q) succeeded, want an error", tt.give)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParamNames(%q): %v", tt.give, err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ParamNames(%q) = %q, want %q", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+// fieldErrors returns every *policy.FieldError in err's tree.
+func fieldErrors(err error) []*policy.FieldError {
+	var out []*policy.FieldError
+	var walk func(error)
+	walk = func(err error) {
+		if fe, ok := err.(*policy.FieldError); ok {
+			out = append(out, fe)
+			return
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+func TestCompileErrors(t *testing.T) {
+	tests := []struct {
+		name        string
+		givePattern string
+		givePolicy  policy.Policy
+		wantFields  []string // the FieldError fields, in order
+		wantMsg     string   // substring of the error
+	}{
+		{
+			name:        "unknown bucket param",
+			givePattern: "GET /users/{id}",
+			givePolicy:  policy.Policy{BucketParams: []string{"user"}},
+			wantFields:  []string{"BucketParams"},
+			wantMsg:     `"user" is not a path parameter of the pattern (it has "id")`,
+		},
+		{
+			name:        "bucket param on a route without params",
+			givePattern: "/about",
+			givePolicy:  policy.Policy{BucketParams: []string{"id"}},
+			wantFields:  []string{"BucketParams"},
+			wantMsg:     "it has none",
+		},
+		{
+			name:        "chi regex name",
+			givePattern: "/users/{id:[0-9]+}",
+			givePolicy:  policy.Policy{BucketParams: []string{"id:[0-9]+"}},
+			wantFields:  []string{"BucketParams"},
+		},
+		{
+			name:        "invalid policy",
+			givePattern: "/users/{id}",
+			givePolicy:  policy.Policy{LockWait: -1, IgnoreQuery: true, QueryParams: []string{"a"}},
+			wantFields:  []string{"LockWait", "QueryParams"},
+		},
+		{
+			name:        "duplicate bucket param reported once",
+			givePattern: "/users/{id}",
+			givePolicy:  policy.Policy{BucketParams: []string{"id", "id"}},
+			wantFields:  []string{"BucketParams"},
+			wantMsg:     "duplicate",
+		},
+		{
+			name:        "invalid vary and unknown bucket param",
+			givePattern: "/users/{id}",
+			givePolicy:  policy.Policy{Vary: []string{"Bad Header"}, BucketParams: []string{"x"}},
+			wantFields:  []string{"Vary", "BucketParams"},
+		},
+		{
+			name:        "malformed pattern and invalid policy",
+			givePattern: "/users/{id",
+			givePolicy:  policy.Policy{LockWait: -1},
+			wantFields:  []string{"LockWait"},
+			wantMsg:     "unbalanced",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt, err := Compile(tt.givePattern, tt.givePolicy)
+			if err == nil {
+				t.Fatalf("Compile = %v, want an error", rt)
+			}
+			var fe *policy.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v holds no *policy.FieldError", err)
+			}
+			if fe.Route != tt.givePattern {
+				t.Errorf("FieldError.Route = %q, want %q", fe.Route, tt.givePattern)
+			}
+			var fields []string
+			for _, fe := range fieldErrors(err) {
+				fields = append(fields, fe.Field)
+				if fe.Route != tt.givePattern {
+					t.Errorf("FieldError %v: Route = %q, want %q", fe, fe.Route, tt.givePattern)
+				}
+			}
+			if !slices.Equal(fields, tt.wantFields) {
+				t.Errorf("fields = %q, want %q (error: %v)", fields, tt.wantFields, err)
+			}
+			if !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Errorf("error %q does not contain %q", err, tt.wantMsg)
+			}
+			if !strings.Contains(err.Error(), tt.givePattern) {
+				t.Errorf("error %q does not name the route", err)
+			}
+		})
+	}
+}
+
+func TestKeyBucket(t *testing.T) {
+	tests := []struct {
+		name        string
+		router      string
+		givePattern string
+		givePolicy  policy.Policy
+		give        reqSpec
+		wantBucket  string
+	}{
+		{
+			name: "stdlib", router: stdlib, givePattern: "GET /users/{id}",
+			give: reqSpec{target: "/users/15"}, wantBucket: "GET /users/%7Bid%7D|15",
+		},
+		{
+			name: "chi", router: chiR, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/15"}, wantBucket: "/users/%7Bid%7D|15",
+		},
+		{
+			name: "chi regex", router: chiR, givePattern: "/users/{id:[0-9]+}",
+			give: reqSpec{target: "/users/15"}, wantBucket: "/users/%7Bid:[0-9]+%7D|15",
+		},
+		{
+			name: "chi regex with braces", router: chiR, givePattern: "/n/{id:[0-9]{3}}",
+			give: reqSpec{target: "/n/123"}, wantBucket: "/n/%7Bid:[0-9]%7B3%7D%7D|123",
+		},
+		{
+			name: "chi params inside a segment", router: chiR, givePattern: "/posts/{year}-{slug}",
+			give: reqSpec{target: "/posts/2024-hello"}, wantBucket: "/posts/%7Byear%7D-%7Bslug%7D|2024|hello",
+		},
+		{
+			name: "chi wildcard", router: chiR, givePattern: "/files/*",
+			give: reqSpec{target: "/files/a/b.txt"}, wantBucket: "/files/*|a/b.txt",
+		},
+		{
+			name: "stdlib rest wildcard", router: stdlib, givePattern: "/files/{path...}",
+			give: reqSpec{target: "/files/a/b.txt"}, wantBucket: "/files/%7Bpath...%7D|a/b.txt",
+		},
+		{
+			name: "stdlib host pattern", router: stdlib, givePattern: "example.com/x/{id}",
+			give: reqSpec{target: "/x/7"}, wantBucket: "example.com/x/%7Bid%7D|7",
+		},
+		{
+			name: "stdlib end anchor", router: stdlib, givePattern: "GET /users/{id}/{$}",
+			give: reqSpec{target: "/users/15/"}, wantBucket: "GET /users/%7Bid%7D/%7B$%7D|15",
+		},
+		{
+			name: "stdlib unicode", router: stdlib, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/%C3%A9t%C3%A9"}, wantBucket: "/users/%7Bid%7D|été",
+		},
+		{
+			name: "chi unicode", router: chiR, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/%C3%A9t%C3%A9"}, wantBucket: "/users/%7Bid%7D|été",
+		},
+		{
+			name: "stdlib raw unicode", router: stdlib, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/été"}, wantBucket: "/users/%7Bid%7D|été",
+		},
+		{
+			// ServeMux decodes the segment.
+			name: "stdlib encoded slash", router: stdlib, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/a%2Fb"}, wantBucket: "/users/%7Bid%7D|a/b",
+		},
+		{
+			// chi matches on the raw path when it differs from the
+			// default encoding, so the value stays encoded.
+			name: "chi encoded slash", router: chiR, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/a%2Fb"}, wantBucket: "/users/%7Bid%7D|a%252Fb",
+		},
+		{
+			name: "separator in value", router: stdlib, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/1%7C2"}, wantBucket: "/users/%7Bid%7D|1%7C2",
+		},
+		{
+			name: "braces and control bytes in value", router: stdlib, givePattern: "/users/{id}",
+			give: reqSpec{target: "/users/%7Bx%7D%00%1F%7F%25"}, wantBucket: "/users/%7Bid%7D|%7Bx%7D%00%1F%7F%25",
+		},
+		{
+			name: "no params", router: stdlib, givePattern: "GET /about",
+			give: reqSpec{target: "/about?x=1"}, wantBucket: "GET /about|",
+		},
+		{
+			name: "default bucket params", router: stdlib, givePattern: "/users/{id}/posts/{post}",
+			give: reqSpec{target: "/users/15/posts/7"}, wantBucket: "/users/%7Bid%7D/posts/%7Bpost%7D|15|7",
+		},
+		{
+			name: "explicit bucket param", router: stdlib, givePattern: "/users/{id}/posts/{post}",
+			givePolicy: policy.Policy{BucketParams: []string{"id"}},
+			give:       reqSpec{target: "/users/15/posts/7"}, wantBucket: "/users/%7Bid%7D/posts/%7Bpost%7D|15",
+		},
+		{
+			name: "explicit bucket params take pattern order", router: chiR, givePattern: "/users/{id}/posts/{post}",
+			givePolicy: policy.Policy{BucketParams: []string{"post", "id"}},
+			give:       reqSpec{target: "/users/15/posts/7"}, wantBucket: "/users/%7Bid%7D/posts/%7Bpost%7D|15|7",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := mustCompile(t, tt.givePattern, tt.givePolicy)
+			got := serve(t, tt.router, rt, tt.give)
+			if got.key.Bucket != tt.wantBucket {
+				t.Errorf("Bucket = %q, want %q", got.key.Bucket, tt.wantBucket)
+			}
+			if !strings.HasPrefix(got.key.Bucket, rt.BucketPrefix()) {
+				t.Errorf("Bucket %q does not start with BucketPrefix %q", got.key.Bucket, rt.BucketPrefix())
+			}
+			if strings.ContainsAny(got.key.Bucket, "{}") {
+				t.Errorf("Bucket %q holds a brace", got.key.Bucket)
+			}
+			b, err := rt.BucketFor(got.bucket)
+			if err != nil {
+				t.Fatalf("BucketFor(%q): %v", got.bucket, err)
+			}
+			if b != got.key.Bucket {
+				t.Errorf("BucketFor(%q) = %q, Key gave %q", got.bucket, b, got.key.Bucket)
+			}
+			if len(got.key.Field) != 16 || len(got.key.FieldHex()) != 32 {
+				t.Errorf("Field is %d bytes (hex %q), want 16", len(got.key.Field), got.key.FieldHex())
+			}
+		})
+	}
+}
+
+func TestKeyVariants(t *testing.T) {
+	varyPolicy := policy.Policy{Vary: []string{"accept-encoding", "X-Tenant"}}
+	allowPolicy := policy.Policy{QueryParams: []string{"a", "page"}}
+	tests := []struct {
+		name        string
+		router      string // default stdlib
+		givePattern string // default "GET /items/{id}"
+		givePolicy  policy.Policy
+		giveA       reqSpec
+		giveB       reqSpec
+		wantSame    bool // the fields are equal
+	}{
+		// Query parameters.
+		{name: "same request", giveA: reqSpec{target: "/items/1?a=1"}, giveB: reqSpec{target: "/items/1?a=1"}, wantSame: true},
+		{name: "reordered params", giveA: reqSpec{target: "/items/1?a=1&b=2"}, giveB: reqSpec{target: "/items/1?b=2&a=1"}, wantSame: true},
+		{name: "repeated params keep their order", giveA: reqSpec{target: "/items/1?a=1&a=2"}, giveB: reqSpec{target: "/items/1?a=2&a=1"}},
+		{name: "repeated params interleaved", giveA: reqSpec{target: "/items/1?a=1&b=x&a=2"}, giveB: reqSpec{target: "/items/1?b=x&a=1&a=2"}, wantSame: true},
+		{name: "repeated param vs single", giveA: reqSpec{target: "/items/1?a=1&a=1"}, giveB: reqSpec{target: "/items/1?a=1"}},
+		{name: "plus is a space", giveA: reqSpec{target: "/items/1?q=a+b"}, giveB: reqSpec{target: "/items/1?q=a%20b"}, wantSame: true},
+		{name: "encoded plus is not a space", giveA: reqSpec{target: "/items/1?q=a%2Bb"}, giveB: reqSpec{target: "/items/1?q=a+b"}},
+		{name: "escaped name", giveA: reqSpec{target: "/items/1?%61=1"}, giveB: reqSpec{target: "/items/1?a=1"}, wantSame: true},
+		{name: "lowercase hex escape", giveA: reqSpec{target: "/items/1?q=%c3%a9"}, giveB: reqSpec{target: "/items/1?q=%C3%A9"}, wantSame: true},
+		{name: "no equals is empty value", giveA: reqSpec{target: "/items/1?a"}, giveB: reqSpec{target: "/items/1?a="}, wantSame: true},
+		{name: "empty value vs absent", giveA: reqSpec{target: "/items/1?a="}, giveB: reqSpec{target: "/items/1"}},
+		{name: "empty pieces ignored", giveA: reqSpec{target: "/items/1?&&a=1&&"}, giveB: reqSpec{target: "/items/1?a=1"}, wantSame: true},
+		{name: "empty query", giveA: reqSpec{target: "/items/1?"}, giveB: reqSpec{target: "/items/1"}, wantSame: true},
+		{name: "name case matters", giveA: reqSpec{target: "/items/1?A=1"}, giveB: reqSpec{target: "/items/1?a=1"}},
+		{name: "bad escape kept raw", giveA: reqSpec{target: "/items/1?a=%zz"}, giveB: reqSpec{target: "/items/1?a=%25zz"}},
+		{name: "bad escape in name kept raw", giveA: reqSpec{target: "/items/1?a%zz=1"}, giveB: reqSpec{target: "/items/1?a%25zz=1"}},
+		{name: "truncated escape", giveA: reqSpec{target: "/items/1?a=%2"}, giveB: reqSpec{target: "/items/1?a=%252"}},
+		{name: "semicolon is not a separator", giveA: reqSpec{target: "/items/1?a=1;b=2"}, giveB: reqSpec{target: "/items/1?a=1&b=2"}},
+		{name: "different value", giveA: reqSpec{target: "/items/1?a=1"}, giveB: reqSpec{target: "/items/1?a=2"}},
+
+		// Allow list.
+		{name: "allow list drops others", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?a=1&utm_source=x"}, giveB: reqSpec{target: "/items/1?a=1"}, wantSame: true},
+		{name: "allow list keeps listed", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?page=1"}, giveB: reqSpec{target: "/items/1?page=2"}},
+		{name: "allow list matches decoded names", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?p%61ge=2"}, giveB: reqSpec{target: "/items/1?page=2"}, wantSame: true},
+		{name: "allow list is case sensitive", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?PAGE=2"}, giveB: reqSpec{target: "/items/1"}, wantSame: true},
+		{name: "allow list keeps repeats", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?a=1&a=2"}, giveB: reqSpec{target: "/items/1?a=1"}},
+		{name: "allow list drops bad names", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?a%zz=1"}, giveB: reqSpec{target: "/items/1"}, wantSame: true},
+
+		// IgnoreQuery.
+		{name: "ignore query", givePolicy: policy.Policy{IgnoreQuery: true}, giveA: reqSpec{target: "/items/1?a=1"}, giveB: reqSpec{target: "/items/1?a=2&b"}, wantSame: true},
+
+		// Vary.
+		{name: "vary same value", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"Accept-Encoding": {"gzip"}}},
+			giveB: reqSpec{target: "/items/1", header: http.Header{"Accept-Encoding": {"gzip"}}}, wantSame: true},
+		{name: "vary different value", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"Accept-Encoding": {"gzip"}}},
+			giveB: reqSpec{target: "/items/1", header: http.Header{"Accept-Encoding": {"br"}}}},
+		{name: "vary present vs missing", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"X-Tenant": {"a"}}},
+			giveB: reqSpec{target: "/items/1"}},
+		{name: "vary empty vs missing", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"X-Tenant": {""}}},
+			giveB: reqSpec{target: "/items/1"}},
+		{name: "vary no values is missing", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"X-Tenant": {}}},
+			giveB: reqSpec{target: "/items/1"}, wantSame: true},
+		{name: "vary values keep their order", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"X-Tenant": {"a", "b"}}},
+			giveB: reqSpec{target: "/items/1", header: http.Header{"X-Tenant": {"b", "a"}}}},
+		{name: "vary repeated header", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"X-Tenant": {"a", "a"}}},
+			giveB: reqSpec{target: "/items/1", header: http.Header{"X-Tenant": {"a"}}}},
+		{name: "vary ignores other headers", givePolicy: varyPolicy,
+			giveA: reqSpec{target: "/items/1", header: http.Header{"X-Other": {"1"}, "Accept": {"text/html"}}},
+			giveB: reqSpec{target: "/items/1"}, wantSame: true},
+		{name: "no vary ignores headers",
+			giveA: reqSpec{target: "/items/1", header: http.Header{"Accept-Encoding": {"gzip"}}},
+			giveB: reqSpec{target: "/items/1"}, wantSame: true},
+
+		// Method class.
+		{name: "HEAD is GET", giveA: reqSpec{method: "HEAD", target: "/items/1?a=1"}, giveB: reqSpec{target: "/items/1?a=1"}, wantSame: true},
+		{name: "chi HEAD is GET", router: chiR, givePattern: "/items/{id}", giveA: reqSpec{method: "HEAD", target: "/items/1"}, giveB: reqSpec{target: "/items/1"}, wantSame: true},
+		{name: "POST is not GET", router: chiR, givePattern: "/items/{id}", giveA: reqSpec{method: "POST", target: "/items/1"}, giveB: reqSpec{target: "/items/1"}},
+		{name: "stdlib POST is not GET", givePattern: "/items/{id}", giveA: reqSpec{method: "POST", target: "/items/1"}, giveB: reqSpec{target: "/items/1"}},
+
+		// Host.
+		{name: "host case", giveA: reqSpec{target: "/items/1", host: "Example.COM"}, giveB: reqSpec{target: "/items/1", host: "example.com"}, wantSame: true},
+		{name: "other host", giveA: reqSpec{target: "/items/1", host: "example.org"}, giveB: reqSpec{target: "/items/1", host: "example.com"}},
+		{name: "host port", giveA: reqSpec{target: "/items/1", host: "example.com:8080"}, giveB: reqSpec{target: "/items/1", host: "example.com"}},
+
+		// Path parameters that are not bucket parameters.
+		{name: "field param differs", givePattern: "/users/{id}/posts/{post}", givePolicy: policy.Policy{BucketParams: []string{"id"}},
+			giveA: reqSpec{target: "/users/1/posts/7"}, giveB: reqSpec{target: "/users/1/posts/8"}},
+		{name: "chi field param differs", router: chiR, givePattern: "/users/{id}/posts/{post}", givePolicy: policy.Policy{BucketParams: []string{"id"}},
+			giveA: reqSpec{target: "/users/1/posts/7"}, giveB: reqSpec{target: "/users/1/posts/8"}},
+		{name: "chi wildcard in field", router: chiR, givePattern: "/u/{id}/files/*", givePolicy: policy.Policy{BucketParams: []string{"id"}},
+			giveA: reqSpec{target: "/u/1/files/a/b"}, giveB: reqSpec{target: "/u/1/files/a"}},
+		{name: "stdlib rest in field", givePattern: "/u/{id}/files/{path...}", givePolicy: policy.Policy{BucketParams: []string{"id"}},
+			giveA: reqSpec{target: "/u/1/files/a/b"}, giveB: reqSpec{target: "/u/1/files/a%2Fb"}, wantSame: true},
+		{name: "unicode NFC vs NFD", givePattern: "/u/{id}/{name}", givePolicy: policy.Policy{BucketParams: []string{"id"}},
+			giveA: reqSpec{target: "/u/1/%C3%A9"}, giveB: reqSpec{target: "/u/1/e%CC%81"}},
+		{name: "subtree pattern keeps the path", givePattern: "GET /static/",
+			giveA: reqSpec{target: "/static/a.css"}, giveB: reqSpec{target: "/static/b.css"}},
+		{name: "subtree pattern below a param", givePattern: "GET /users/{id}/",
+			giveA: reqSpec{target: "/users/1/a"}, giveB: reqSpec{target: "/users/1/b"}},
+		{name: "subtree pattern raw path", givePattern: "GET /static/",
+			giveA: reqSpec{target: "/static/a%2Fb"}, giveB: reqSpec{target: "/static/a/b"}},
+		{name: "root pattern", givePattern: "/",
+			giveA: reqSpec{target: "/"}, giveB: reqSpec{target: "/x"}},
+		{name: "bucket params are not in the field", givePattern: "/users/{id}",
+			giveA: reqSpec{target: "/users/1"}, giveB: reqSpec{target: "/users/2"}, wantSame: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			router := tt.router
+			if router == "" {
+				router = stdlib
+			}
+			pattern := tt.givePattern
+			if pattern == "" {
+				pattern = "GET /items/{id}"
+			}
+			rt := mustCompile(t, pattern, tt.givePolicy)
+			a := serve(t, router, rt, tt.giveA).key
+			b := serve(t, router, rt, tt.giveB).key
+			if same := a.Field == b.Field; same != tt.wantSame {
+				t.Errorf("fields equal = %v, want %v\nA: %+v -> %s\nB: %+v -> %s", same, tt.wantSame, tt.giveA, a.FieldHex(), tt.giveB, b.FieldHex())
+			}
+		})
+	}
+}
+
+// TestKeyCollisions feeds pairs that are equal under a naive concatenation
+// of names, values and separators; their keys must differ.
+func TestKeyCollisions(t *testing.T) {
+	vary := policy.Policy{Vary: []string{"X-A", "X-B"}}
+	fieldParams := policy.Policy{BucketParams: []string{"k"}}
+	tests := []struct {
+		name        string
+		givePattern string
+		givePolicy  policy.Policy
+		giveA       reqSpec
+		giveB       reqSpec
+	}{
+		{name: "encoded ampersand", giveA: reqSpec{target: "/x?a=b&c"}, giveB: reqSpec{target: "/x?a=b%26c"}},
+		{name: "encoded equals", giveA: reqSpec{target: "/x?a=b%3Dc"}, giveB: reqSpec{target: "/x?a%3Db=c"}},
+		{name: "whole pair encoded", giveA: reqSpec{target: "/x?a=1&b=2"}, giveB: reqSpec{target: "/x?a=1%26b%3D2"}},
+		{name: "empty name", giveA: reqSpec{target: "/x?=a"}, giveB: reqSpec{target: "/x?a"}},
+		{name: "raw vs decoded percent", giveA: reqSpec{target: "/x?a=%zz"}, giveB: reqSpec{target: "/x?a=%25zz"}},
+		{name: "nul bytes", giveA: reqSpec{target: "/x?a=%00b&c"}, giveB: reqSpec{target: "/x?a&%00b=c"}},
+		{
+			name: "path values with separators", givePattern: "/x/{k}/{a}/{b}", givePolicy: fieldParams,
+			giveA: reqSpec{target: "/x/k/1%7C2/3"}, giveB: reqSpec{target: "/x/k/1/2%7C3"},
+		},
+		{
+			name: "path values with equals", givePattern: "/x/{k}/{a}/{b}", givePolicy: fieldParams,
+			giveA: reqSpec{target: "/x/k/1=b=2/3"}, giveB: reqSpec{target: "/x/k/1/b=2=3"},
+		},
+		{
+			name: "path value vs query", givePattern: "/x/{k}/{a}", givePolicy: fieldParams,
+			giveA: reqSpec{target: "/x/k/1&b=2"}, giveB: reqSpec{target: "/x/k/1?b=2"},
+		},
+		{
+			name: "header values joined", givePolicy: vary,
+			giveA: reqSpec{target: "/x", header: http.Header{"X-A": {"a", "b"}}},
+			giveB: reqSpec{target: "/x", header: http.Header{"X-A": {"a,b"}}},
+		},
+		{
+			name: "header moved between names", givePolicy: vary,
+			giveA: reqSpec{target: "/x", header: http.Header{"X-A": {"1, X-B: 2"}}},
+			giveB: reqSpec{target: "/x", header: http.Header{"X-A": {"1"}, "X-B": {"2"}}},
+		},
+		{
+			name: "empty header moved", givePolicy: vary,
+			giveA: reqSpec{target: "/x", header: http.Header{"X-A": {""}, "X-B": {"x"}}},
+			giveB: reqSpec{target: "/x", header: http.Header{"X-A": {"x"}}},
+		},
+		{
+			name: "header vs query", givePolicy: vary,
+			giveA: reqSpec{target: "/x?a=1", header: http.Header{"X-A": {""}}},
+			giveB: reqSpec{target: "/x", header: http.Header{"X-A": {"a=1"}}},
+		},
+		{
+			name:  "host vs query",
+			giveA: reqSpec{target: "/x?a=1", host: "h"},
+			giveB: reqSpec{target: "/x", host: "h?a=1"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pattern := tt.givePattern
+			if pattern == "" {
+				pattern = "/x"
+			}
+			rt := mustCompile(t, pattern, tt.givePolicy)
+			a := serve(t, stdlib, rt, tt.giveA).key
+			b := serve(t, stdlib, rt, tt.giveB).key
+			if a == b {
+				t.Errorf("keys collide: %q %s\nA: %+v\nB: %+v", a.Bucket, a.FieldHex(), tt.giveA, tt.giveB)
+			}
+		})
+	}
+}
+
+func TestBucketCollisions(t *testing.T) {
+	one := mustCompile(t, "/users/{id}", policy.Policy{})
+	two := mustCompile(t, "/users/{a}/{b}", policy.Policy{})
+	tests := []struct {
+		name  string
+		giveA string
+		giveB string
+	}{
+		{name: "value with separator vs two values", giveA: mustBucket(t, one, map[string]string{"id": "1|2"}), giveB: mustBucket(t, two, map[string]string{"a": "1", "b": "2"})},
+		{name: "separator moved", giveA: mustBucket(t, two, map[string]string{"a": "1|2", "b": "3"}), giveB: mustBucket(t, two, map[string]string{"a": "1", "b": "2|3"})},
+		{name: "escaped vs literal", giveA: mustBucket(t, one, map[string]string{"id": "%7C"}), giveB: mustBucket(t, one, map[string]string{"id": "|"})},
+		{name: "brace vs escape", giveA: mustBucket(t, one, map[string]string{"id": "{"}), giveB: mustBucket(t, one, map[string]string{"id": "%7B"})},
+		{name: "empty values", giveA: mustBucket(t, two, map[string]string{"a": "", "b": "|"}), giveB: mustBucket(t, two, map[string]string{"a": "|", "b": ""})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.giveA == tt.giveB {
+				t.Errorf("buckets collide: %q", tt.giveA)
+			}
+			for _, b := range []string{tt.giveA, tt.giveB} {
+				if strings.ContainsAny(b, "{}") {
+					t.Errorf("bucket %q holds a brace", b)
+				}
+			}
+		})
+	}
+	// A route's prefix never selects another route's buckets.
+	if strings.HasPrefix(mustBucket(t, two, map[string]string{"a": "", "b": ""}), one.BucketPrefix()) {
+		t.Errorf("BucketPrefix %q selects buckets of %q", one.BucketPrefix(), two.Pattern())
+	}
+}
+
+func mustBucket(t *testing.T, rt *Route, values map[string]string) string {
+	t.Helper()
+	b, err := rt.BucketFor(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestBucketForErrors(t *testing.T) {
+	rt := mustCompile(t, "GET /users/{id}/posts/{post}", policy.Policy{BucketParams: []string{"id"}})
+	tests := []struct {
+		name string
+		give map[string]string
+		want []string // substrings of the error
+	}{
+		{name: "missing", give: map[string]string{}, want: []string{`missing bucket parameter "id"`}},
+		{name: "nil map", give: nil, want: []string{`missing bucket parameter "id"`}},
+		{name: "unknown", give: map[string]string{"id": "1", "user": "2"}, want: []string{`unknown bucket parameter "user"`}},
+		{name: "field param", give: map[string]string{"id": "1", "post": "2"}, want: []string{`unknown bucket parameter "post"`, `bucket parameters: "id"`}},
+		{name: "both", give: map[string]string{"x": "1"}, want: []string{`unknown bucket parameter "x"`, `missing bucket parameter "id"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := rt.BucketFor(tt.give)
+			if err == nil {
+				t.Fatal("BucketFor succeeded, want an error")
+			}
+			for _, w := range append(tt.want, rt.Pattern()) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+
+	none := mustCompile(t, "/about", policy.Policy{})
+	if b, err := none.BucketFor(nil); err != nil || b != none.BucketPrefix() {
+		t.Errorf("BucketFor(nil) on a route without params = %q, %v; want %q", b, err, none.BucketPrefix())
+	}
+	if _, err := none.BucketFor(map[string]string{"id": "1"}); err == nil || !strings.Contains(err.Error(), "no bucket parameters") {
+		t.Errorf("BucketFor with an unknown param = %v, want an error naming it", err)
+	}
+}
+
+func TestKeyWithoutRouter(t *testing.T) {
+	rt := mustCompile(t, "/users/{id}", policy.Policy{Vary: []string{"X-A"}})
+	tests := []struct {
+		name string
+		give *http.Request
+	}{
+		{name: "zero request", give: &http.Request{}},
+		{name: "no URL", give: &http.Request{Method: "GET", Host: "h"}},
+		{name: "URL host only", give: &http.Request{URL: &url.URL{Host: "H", RawQuery: "a=1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := rt.Key(tt.give)
+			if k.Bucket != rt.BucketPrefix() || len(k.Field) != 16 {
+				t.Errorf("Key = %q %s", k.Bucket, k.FieldHex())
+			}
+		})
+	}
+	// An empty method is GET, and the URL host stands in for an empty Host.
+	a := rt.Key(&http.Request{URL: &url.URL{Host: "H"}})
+	b := rt.Key(&http.Request{Method: "GET", Host: "h", URL: &url.URL{}})
+	if a != b {
+		t.Errorf("empty method and URL host: %s, want %s", a.FieldHex(), b.FieldHex())
+	}
+}
+
+func TestAppendQueryUnescape(t *testing.T) {
+	tests := []string{"", "a", "a+b", "%41", "%4", "%", "a%zz", "%%41", "%C3%A9", "%c3%a9+%2B", "100%", "+%20+", "%0g"}
+	for _, give := range tests {
+		t.Run(give, func(t *testing.T) {
+			checkUnescape(t, give)
+		})
+	}
+}
+
+// checkUnescape compares appendQueryUnescape with url.QueryUnescape.
+func checkUnescape(t *testing.T, s string) {
+	t.Helper()
+	want, werr := url.QueryUnescape(s)
+	got, ok := appendQueryUnescape([]byte("prefix"), s)
+	if ok != (werr == nil) {
+		t.Fatalf("appendQueryUnescape(%q) ok = %v, url.QueryUnescape error = %v", s, ok, werr)
+	}
+	if !ok {
+		if string(got) != "prefix" {
+			t.Fatalf("appendQueryUnescape(%q) failed but changed dst to %q", s, got)
+		}
+		return
+	}
+	if string(got) != "prefix"+want {
+		t.Fatalf("appendQueryUnescape(%q) = %q, want %q", s, got[len("prefix"):], want)
+	}
+}
+
+func TestFieldHex(t *testing.T) {
+	k := Key{Field: "\x00\x01\xfe\xff"}
+	if got := k.FieldHex(); got != "0001feff" {
+		t.Errorf("FieldHex = %q", got)
+	}
+}
