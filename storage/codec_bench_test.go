@@ -1,0 +1,238 @@
+//go:build !race
+
+// Benchmarks and allocation checks. They are left out of -race builds:
+// the race detector makes sync.Pool drop a random share of what it is
+// given, so allocation counts would not mean anything there.
+
+package storage
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+)
+
+// benchSizes are the body sizes the benchmarks cover: a small JSON
+// answer, a typical API page, a large document.
+var benchSizes = []struct {
+	name string
+	n    int
+}{
+	{"200B", 200},
+	{"2KB", 2 << 10},
+	{"64KB", 64 << 10},
+}
+
+// benchEntry is a 200 with four typical headers and a JSON body of n bytes.
+func benchEntry(n int) *Entry {
+	e := typicalEntry(jsonBody(n, 1))
+	e.Header.Set("Cache-Control", "public, max-age=300")
+	return e
+}
+
+// BenchmarkDecode measures Decode of an identity entry with four headers
+// into a fresh Entry, as on a cache hit: the header map, its values and
+// the strings are allocated, the body is aliased.
+func BenchmarkDecode(b *testing.B) {
+	for _, s := range benchSizes {
+		b.Run(s.name, func(b *testing.B) {
+			data := Encode(nil, benchEntry(s.n))
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var e Entry
+				if err := Decode(data, &e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeReuse measures Decode into an Entry whose header map is
+// reused from the previous call.
+func BenchmarkDecodeReuse(b *testing.B) {
+	data := Encode(nil, benchEntry(2<<10))
+	var e Entry
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Decode(data, &e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeParallel measures Decode of a 2 KB entry from all Ps at
+// once, as under load.
+func BenchmarkDecodeParallel(b *testing.B) {
+	data := Encode(nil, benchEntry(2<<10))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var e Entry
+			if err := Decode(data, &e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkEncode measures Encode of an entry with four headers into a
+// reused buffer, as on a fill.
+func BenchmarkEncode(b *testing.B) {
+	for _, s := range benchSizes {
+		b.Run(s.name, func(b *testing.B) {
+			e := benchEntry(s.n)
+			buf := Encode(nil, e)
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = Encode(buf[:0], e)
+			}
+		})
+	}
+}
+
+// BenchmarkCompress measures Compress of JSON bodies with a warm writer
+// pool; the only allocation is the compressed body.
+func BenchmarkCompress(b *testing.B) {
+	for _, s := range benchSizes {
+		b.Run(s.name, func(b *testing.B) {
+			body := jsonBody(s.n, 1)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				e := Entry{Body: body}
+				Compress(&e)
+			}
+		})
+	}
+}
+
+// BenchmarkWriteBody measures decoding a stored 2 KB JSON body for a
+// client that does not accept its coding, with warm decoder pools.
+func BenchmarkWriteBody(b *testing.B) {
+	body := jsonBody(2<<10, 1)
+	for _, c := range []struct{ coding, enc string }{
+		{"", ""}, {"gzip", "gzip"}, {"deflate", "zlib"}, {"zstd", "zstd"},
+	} {
+		name := c.coding
+		if name == "" {
+			name = "identity"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := &Entry{Coding: c.coding, Body: body}
+			if c.enc != "" {
+				e.Body = encodeAs(b, c.enc, body)
+			}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := WriteBody(io.Discard, e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHit measures the codec's share of a hit for a client without
+// gzip: Decode a compressed 2 KB entry and write its body decoded.
+func BenchmarkHit(b *testing.B) {
+	e := benchEntry(2 << 10)
+	Compress(e)
+	data := Encode(nil, e)
+	var out bytes.Buffer
+	b.ReportAllocs()
+	for b.Loop() {
+		var got Entry
+		if err := Decode(data, &got); err != nil {
+			b.Fatal(err)
+		}
+		out.Reset()
+		if err := WriteBody(&out, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestDecodeAllocs(t *testing.T) {
+	tests := []struct {
+		name string
+		give *Entry
+		want float64
+	}{
+		// The string, the values, and the map: its header and one
+		// group of eight slots.
+		{"four headers", benchEntry(2 << 10), 4},
+		// Past eight names the map needs a table and more groups.
+		{"twenty headers", manyHeaderEntry(20), 6},
+		{"no headers", &Entry{Status: 200}, 1}, // the empty map
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := Encode(nil, tt.give)
+			got := testing.AllocsPerRun(100, func() {
+				var e Entry
+				if err := Decode(data, &e); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if got > tt.want {
+				t.Errorf("Decode allocates %v times, want at most %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func manyHeaderEntry(n int) *Entry {
+	e := &Entry{Status: 200, Header: http.Header{}}
+	for i := range n {
+		e.Header.Set(fmt.Sprintf("X-H%02d", i), "value")
+	}
+	return e
+}
+
+func TestEncodeAllocs(t *testing.T) {
+	e := benchEntry(2 << 10)
+	buf := Encode(nil, e)
+	if got := testing.AllocsPerRun(100, func() { buf = Encode(buf[:0], e) }); got != 0 {
+		t.Errorf("Encode into a big enough buffer allocates %v times, want 0", got)
+	}
+}
+
+func TestWriteBodyAllocs(t *testing.T) {
+	body := jsonBody(2<<10, 1)
+	for _, c := range []struct{ coding, enc string }{
+		{"gzip", "gzip"}, {"deflate", "zlib"}, {"zstd", "zstd"},
+	} {
+		t.Run(c.coding, func(t *testing.T) {
+			e := &Entry{Coding: c.coding, Body: encodeAs(t, c.enc, body)}
+			var out bytes.Buffer
+			out.Grow(len(body))
+			got := testing.AllocsPerRun(100, func() {
+				out.Reset()
+				if err := WriteBody(&out, e); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if got > 0 {
+				t.Errorf("warm WriteBody allocates %v times, want 0", got)
+			}
+		})
+	}
+}
+
+func TestCompressAllocs(t *testing.T) {
+	body := jsonBody(2<<10, 1)
+	got := testing.AllocsPerRun(100, func() {
+		e := Entry{Body: body}
+		Compress(&e)
+	})
+	if got > 1 {
+		t.Errorf("warm Compress allocates %v times, want 1 (the new body)", got)
+	}
+}

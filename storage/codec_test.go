@@ -1,0 +1,1143 @@
+package storage
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// jsonBody returns a JSON document of n bytes (at least 24) that looks
+// like a typical API listing, the same for the same seed.
+func jsonBody(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	names := []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Rob", "Dennis", "Margaret", "Linus"}
+	tags := []string{"admin", "beta", "staff", "trial", "vip", "eu", "us"}
+	words := []string{"builds", "compilers", "and", "systems", "for", "the", "web", "with", "care", "since", "forever"}
+	b := []byte(`{"items":[`)
+	var o []byte
+	for {
+		o = o[:0]
+		if len(b) > len(`{"items":[`) {
+			o = append(o, ',')
+		}
+		name := names[rng.IntN(len(names))]
+		o = fmt.Appendf(o, `{"id":%d,"name":"%s","email":"%s%d@example.com",`, rng.IntN(1000000), name, strings.ToLower(name), rng.IntN(1000))
+		o = fmt.Appendf(o, `"created":"2025-%02d-%02dT%02d:%02d:%02dZ","active":%t,"tags":["%s"]}`,
+			1+rng.IntN(12), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), rng.IntN(2) == 0, tags[rng.IntN(len(tags))])
+		if len(b)+len(o)+2 > n {
+			break
+		}
+		b = append(b, o...)
+	}
+	// Fill up to n bytes exactly with a last item holding a short bio.
+	sep := ","
+	if len(b) == len(`{"items":[`) {
+		sep = ""
+	}
+	bio := []byte{}
+	for room := n - len(b) - len(sep) - len(`{"bio":""}]}`); len(bio) < room; {
+		bio = append(bio, words[rng.IntN(len(words))]...)
+		bio = append(bio, ' ')
+	}
+	bio = bio[:max(0, n-len(b)-len(sep)-len(`{"bio":""}]}`))]
+	b = fmt.Appendf(b, `%s{"bio":"%s"}]}`, sep, bio)
+	return b
+}
+
+// typicalEntry is a 200 response with three typical headers and body.
+func typicalEntry(body []byte) *Entry {
+	return &Entry{
+		Status: http.StatusOK,
+		Header: http.Header{
+			"Content-Type":  {"application/json; charset=utf-8"},
+			"Etag":          {`"33a64df551425fcc55e4d42a148795d9f25f89d4"`},
+			"Last-Modified": {"Wed, 21 Oct 2025 07:28:00 GMT"},
+		},
+		Stored:               time.UnixMilli(1761031680123).UTC(),
+		Fresh:                5 * time.Minute,
+		StaleWhileRevalidate: time.Minute,
+		StaleIfError:         time.Hour,
+		OriginTime:           12345 * time.Microsecond,
+		Body:                 body,
+	}
+}
+
+// diffEntry describes the first difference between two entries, or
+// returns "". Times compare with Equal, nil and empty headers and bodies
+// are equal.
+func diffEntry(got, want *Entry) string {
+	switch {
+	case got.Status != want.Status:
+		return fmt.Sprintf("Status = %d, want %d", got.Status, want.Status)
+	case !maps.EqualFunc(got.Header, want.Header, slices.Equal):
+		return fmt.Sprintf("Header = %q, want %q", got.Header, want.Header)
+	case !got.Stored.Equal(want.Stored):
+		return fmt.Sprintf("Stored = %v, want %v", got.Stored, want.Stored)
+	case got.Fresh != want.Fresh:
+		return fmt.Sprintf("Fresh = %v, want %v", got.Fresh, want.Fresh)
+	case got.StaleWhileRevalidate != want.StaleWhileRevalidate:
+		return fmt.Sprintf("StaleWhileRevalidate = %v, want %v", got.StaleWhileRevalidate, want.StaleWhileRevalidate)
+	case got.StaleIfError != want.StaleIfError:
+		return fmt.Sprintf("StaleIfError = %v, want %v", got.StaleIfError, want.StaleIfError)
+	case got.OriginTime != want.OriginTime:
+		return fmt.Sprintf("OriginTime = %v, want %v", got.OriginTime, want.OriginTime)
+	case got.Coding != want.Coding:
+		return fmt.Sprintf("Coding = %q, want %q", got.Coding, want.Coding)
+	case got.CacheEncoded != want.CacheEncoded:
+		return fmt.Sprintf("CacheEncoded = %t, want %t", got.CacheEncoded, want.CacheEncoded)
+	case !bytes.Equal(got.Body, want.Body):
+		return fmt.Sprintf("Body = %.40q (%d bytes), want %.40q (%d bytes)", got.Body, len(got.Body), want.Body, len(want.Body))
+	}
+	return ""
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	manyHeaders := http.Header{}
+	for i := range 40 {
+		manyHeaders.Set(fmt.Sprintf("X-Header-%02d", i), strings.Repeat("v", i*10))
+	}
+	tests := []struct {
+		name string
+		give *Entry
+		want *Entry // nil: same as give
+	}{
+		{
+			name: "minimal",
+			give: &Entry{Status: 200},
+			want: &Entry{Status: 200, Stored: time.Time{}, Header: http.Header{}},
+		},
+		{
+			name: "every field",
+			give: &Entry{
+				Status: 203,
+				Header: http.Header{
+					"Content-Type":  {"text/html"},
+					"Vary":          {"Accept-Encoding", "Accept-Language"},
+					"Cache-Control": {"public, max-age=60"},
+					"Surrogate-Key": {"user-15 users"},
+				},
+				Stored:               time.Date(2025, 6, 1, 12, 30, 45, 123e6, time.UTC),
+				Fresh:                5 * time.Minute,
+				StaleWhileRevalidate: 90 * time.Second,
+				StaleIfError:         24 * time.Hour,
+				OriginTime:           12345 * time.Microsecond,
+				Coding:               "gzip",
+				CacheEncoded:         true,
+				Body:                 []byte("\x1f\x8b not really gzip"),
+			},
+		},
+		{
+			name: "zero time",
+			give: &Entry{Status: 200, Header: http.Header{}, Stored: time.Time{}},
+		},
+		{
+			name: "before 1970",
+			give: &Entry{Status: 200, Header: http.Header{}, Stored: time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC)},
+		},
+		{
+			name: "far future",
+			give: &Entry{Status: 200, Header: http.Header{}, Stored: time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)},
+		},
+		{
+			name: "local zone comes back as UTC",
+			give: &Entry{Status: 200, Stored: time.Date(2025, 1, 2, 3, 4, 5, 6e6, time.FixedZone("X", 3600))},
+			want: &Entry{Status: 200, Header: http.Header{}, Stored: time.Date(2025, 1, 2, 2, 4, 5, 6e6, time.UTC)},
+		},
+		{
+			name: "precision truncated",
+			give: &Entry{
+				Status:               200,
+				Stored:               time.UnixMilli(1700000000000).Add(999999 * time.Nanosecond),
+				Fresh:                1999 * time.Microsecond,
+				StaleWhileRevalidate: 999 * time.Microsecond,
+				StaleIfError:         time.Millisecond + 1,
+				OriginTime:           1999 * time.Nanosecond,
+			},
+			want: &Entry{
+				Status:       200,
+				Header:       http.Header{},
+				Stored:       time.UnixMilli(1700000000000),
+				Fresh:        time.Millisecond,
+				StaleIfError: time.Millisecond,
+				OriginTime:   time.Microsecond,
+			},
+		},
+		{
+			name: "negative durations become zero",
+			give: &Entry{Status: 200, Fresh: -time.Second, StaleWhileRevalidate: -1, StaleIfError: math.MinInt64, OriginTime: -time.Hour},
+			want: &Entry{Status: 200, Header: http.Header{}},
+		},
+		{
+			name: "largest durations",
+			give: &Entry{
+				Status: 200, Header: http.Header{},
+				Fresh:      time.Duration(maxMillis) * time.Millisecond,
+				OriginTime: time.Duration(maxMicros) * time.Microsecond,
+			},
+		},
+		{
+			name: "non-canonical names are canonicalized and merged",
+			give: &Entry{Status: 200, Header: http.Header{"content-type": {"a"}, "x-trace-id": {"1"}, "X-Trace-Id": {"2"}}},
+			want: &Entry{Status: 200, Header: http.Header{"Content-Type": {"a"}, "X-Trace-Id": {"2", "1"}}},
+		},
+		{
+			name: "names without values are left out",
+			give: &Entry{Status: 200, Header: http.Header{"X-Empty": {}, "X-Nil": nil, "X-Blank": {""}}},
+			want: &Entry{Status: 200, Header: http.Header{"X-Blank": {""}}},
+		},
+		{
+			name: "many and long headers, big body",
+			give: &Entry{
+				Status: 500,
+				Header: manyHeaders,
+				Body:   bytes.Repeat([]byte("0123456789"), 7000),
+			},
+		},
+		{
+			name: "other codings kept",
+			give: &Entry{Status: 200, Header: http.Header{}, Coding: "br", Body: []byte{}},
+		},
+		{
+			name: "status bounds",
+			give: &Entry{Status: 999, Header: http.Header{}},
+		},
+		{
+			name: "status 100",
+			give: &Entry{Status: 100, Header: http.Header{}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := tt.want
+			if want == nil {
+				want = tt.give
+			}
+			data := Encode(nil, tt.give)
+			var got Entry
+			if err := Decode(data, &got); err != nil {
+				t.Fatalf("Decode: %v\n% x", err, data)
+			}
+			if d := diffEntry(&got, want); d != "" {
+				t.Error(d)
+			}
+			if got.Header == nil {
+				t.Error("Header is nil after Decode")
+			}
+			if got.Stored.Location() != time.UTC {
+				t.Errorf("Stored location = %v, want UTC", got.Stored.Location())
+			}
+			if again := Encode(nil, &got); !bytes.Equal(again, data) {
+				t.Errorf("Encode(Decode(Encode(e))) differs from Encode(e)\n% x\n% x", again, data)
+			}
+		})
+	}
+}
+
+func TestEncodeAppends(t *testing.T) {
+	e := typicalEntry([]byte("{}"))
+	prefix := []byte("prefix")
+	data := Encode(prefix, e)
+	if !bytes.HasPrefix(data, prefix) {
+		t.Fatalf("Encode dropped dst: %q", data[:10])
+	}
+	if want := Encode(nil, e); !bytes.Equal(data[len(prefix):], want) {
+		t.Errorf("Encode(prefix) = ...% x, want % x", data[len(prefix):], want)
+	}
+}
+
+// TestEncodeCompact checks that every integer, string, binary and array
+// gets its smallest msgpack encoding, at each boundary, and that the size
+// functions agree with what is appended.
+func TestEncodeCompact(t *testing.T) {
+	uints := []struct {
+		give uint64
+		want string
+	}{
+		{0, "00"}, {127, "7f"}, {128, "cc80"}, {255, "ccff"}, {256, "cd0100"},
+		{65535, "cdffff"}, {65536, "ce00010000"}, {math.MaxUint32, "ceffffffff"},
+		{math.MaxUint32 + 1, "cf0000000100000000"}, {math.MaxUint64, "cfffffffffffffffff"},
+	}
+	for _, tt := range uints {
+		t.Run(fmt.Sprint("uint ", tt.give), func(t *testing.T) {
+			got := appendUint(nil, tt.give)
+			if hex.EncodeToString(got) != tt.want {
+				t.Errorf("appendUint = %x, want %s", got, tt.want)
+			}
+			if uintSize(tt.give) != len(got) {
+				t.Errorf("uintSize = %d, want %d", uintSize(tt.give), len(got))
+			}
+			var v uint64
+			if err := msgpack.Unmarshal(got, &v); err != nil || v != tt.give {
+				t.Errorf("msgpack reads %d, %v", v, err)
+			}
+		})
+	}
+	ints := []struct {
+		give int64
+		want string
+	}{
+		{0, "00"}, {127, "7f"}, {128, "cc80"}, {-1, "ff"}, {-32, "e0"}, {-33, "d0df"},
+		{-128, "d080"}, {-129, "d1ff7f"}, {math.MinInt16, "d18000"},
+		{math.MinInt16 - 1, "d2ffff7fff"}, {math.MinInt32, "d280000000"},
+		{math.MinInt32 - 1, "d3ffffffff7fffffff"}, {math.MinInt64, "d38000000000000000"},
+		{math.MaxInt64, "cf7fffffffffffffff"},
+	}
+	for _, tt := range ints {
+		t.Run(fmt.Sprint("int ", tt.give), func(t *testing.T) {
+			got := appendInt(nil, tt.give)
+			if hex.EncodeToString(got) != tt.want {
+				t.Errorf("appendInt = %x, want %s", got, tt.want)
+			}
+			if intSize(tt.give) != len(got) {
+				t.Errorf("intSize = %d, want %d", intSize(tt.give), len(got))
+			}
+			var v int64
+			if err := msgpack.Unmarshal(got, &v); err != nil || v != tt.give {
+				t.Errorf("msgpack reads %d, %v", v, err)
+			}
+		})
+	}
+	lengths := []struct {
+		give                        int
+		wantStr, wantBin, wantArray string // the bytes before the payload
+	}{
+		{give: 0, wantStr: "a0", wantBin: "c400", wantArray: "90"},
+		{give: 15, wantStr: "af", wantBin: "c40f", wantArray: "9f"},
+		{give: 16, wantStr: "b0", wantBin: "c410", wantArray: "dc0010"},
+		{give: 31, wantStr: "bf", wantBin: "c41f", wantArray: "dc001f"},
+		{give: 32, wantStr: "d920", wantBin: "c420", wantArray: "dc0020"},
+		{give: 255, wantStr: "d9ff", wantBin: "c4ff", wantArray: "dc00ff"},
+		{give: 256, wantStr: "da0100", wantBin: "c50100", wantArray: "dc0100"},
+		{give: 65535, wantStr: "daffff", wantBin: "c5ffff", wantArray: "dcffff"},
+		{give: 65536, wantStr: "db00010000", wantBin: "c600010000", wantArray: "dd00010000"},
+	}
+	for _, tt := range lengths {
+		t.Run(fmt.Sprint("length ", tt.give), func(t *testing.T) {
+			p := bytes.Repeat([]byte{'x'}, tt.give)
+			s := appendStr(nil, string(p))
+			if got := hex.EncodeToString(s[:len(s)-tt.give]); got != tt.wantStr {
+				t.Errorf("appendStr header = %s, want %s", got, tt.wantStr)
+			}
+			if strSize(tt.give) != len(s) {
+				t.Errorf("strSize = %d, want %d", strSize(tt.give), len(s))
+			}
+			b := appendBin(nil, p)
+			if got := hex.EncodeToString(b[:len(b)-tt.give]); got != tt.wantBin {
+				t.Errorf("appendBin header = %s, want %s", got, tt.wantBin)
+			}
+			if binSize(tt.give) != len(b) {
+				t.Errorf("binSize = %d, want %d", binSize(tt.give), len(b))
+			}
+			a := appendArrayLen(nil, tt.give)
+			if got := hex.EncodeToString(a); got != tt.wantArray {
+				t.Errorf("appendArrayLen = %s, want %s", got, tt.wantArray)
+			}
+			if arraySize(tt.give) != len(a) {
+				t.Errorf("arraySize = %d, want %d", arraySize(tt.give), len(a))
+			}
+			var str string
+			if err := msgpack.Unmarshal(s, &str); err != nil || str != string(p) {
+				t.Errorf("msgpack reads str of %d bytes, %v", len(str), err)
+			}
+			var bin []byte
+			if err := msgpack.Unmarshal(b, &bin); err != nil || !bytes.Equal(bin, p) {
+				t.Errorf("msgpack reads bin of %d bytes, %v", len(bin), err)
+			}
+		})
+	}
+}
+
+// docExample is the entry whose envelope ENVELOPE.md shows byte by byte.
+var docExample = &Entry{
+	Status: 200,
+	Header: http.Header{
+		"Content-Type": {"application/json"},
+		"Etag":         {`"v1"`},
+		"Vary":         {"Accept-Encoding", "Accept-Language"},
+	},
+	Stored:               time.UnixMilli(1761031680123).UTC(), // 2025-10-21T07:28:00.123Z
+	Fresh:                5 * time.Minute,
+	StaleWhileRevalidate: 30 * time.Second,
+	StaleIfError:         0,
+	OriginTime:           1500 * time.Microsecond,
+	Coding:               "",
+	CacheEncoded:         false,
+	Body:                 []byte(`{"id":15}`),
+}
+
+// TestEnvelopeDocExample keeps the hex example in ENVELOPE.md true: it
+// must decode to docExample, and Encode must produce exactly it.
+func TestEnvelopeDocExample(t *testing.T) {
+	doc, err := os.ReadFile("ENVELOPE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(doc), "```hex\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("ENVELOPE.md has no ```hex block")
+	}
+	var digits strings.Builder
+	for line := range strings.Lines(block) {
+		line, _, _ = strings.Cut(line, "#")
+		digits.WriteString(strings.Join(strings.Fields(line), ""))
+	}
+	data, err := hex.DecodeString(digits.String())
+	if err != nil {
+		t.Fatalf("ENVELOPE.md hex: %v", err)
+	}
+	var got Entry
+	if err := Decode(data, &got); err != nil {
+		t.Fatalf("Decode(ENVELOPE.md example): %v", err)
+	}
+	if d := diffEntry(&got, docExample); d != "" {
+		t.Error(d)
+	}
+	if enc := Encode(nil, docExample); !bytes.Equal(enc, data) {
+		t.Errorf("Encode(docExample) differs from ENVELOPE.md:\n%s", hex.Dump(enc))
+	}
+}
+
+// TestEncodeIsMsgpack reads an envelope with another msgpack library.
+func TestEncodeIsMsgpack(t *testing.T) {
+	e := typicalEntry(jsonBody(300, 1))
+	e.Coding, e.CacheEncoded = "gzip", true
+	data := Encode(nil, e)
+	if data[0] != 1 {
+		t.Fatalf("version byte = %d, want 1", data[0])
+	}
+	var got []any
+	if err := msgpack.Unmarshal(data[1:], &got); err != nil {
+		t.Fatalf("msgpack.Unmarshal: %v", err)
+	}
+	want := []any{
+		int64(200),
+		[]any{
+			"Content-Type", "application/json; charset=utf-8",
+			"Etag", `"33a64df551425fcc55e4d42a148795d9f25f89d4"`,
+			"Last-Modified", "Wed, 21 Oct 2025 07:28:00 GMT",
+		},
+		int64(1761031680123), int64(300000), int64(60000), int64(3600000), int64(12345),
+		"gzip", int64(1), e.Body,
+	}
+	// msgpack/v5 returns the smallest Go type for small integers.
+	for i, v := range got {
+		switch n := v.(type) {
+		case int8:
+			got[i] = int64(n)
+		case uint8:
+			got[i] = int64(n)
+		case int16:
+			got[i] = int64(n)
+		case uint16:
+			got[i] = int64(n)
+		case int32:
+			got[i] = int64(n)
+		case uint32:
+			got[i] = int64(n)
+		case uint64:
+			got[i] = int64(n)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("msgpack sees\n%#v\nwant\n%#v", got, want)
+	}
+}
+
+// TestDecodeForeignWriter decodes envelopes written with the msgpack/v5
+// library the way another service might: wide integers, str for bin and
+// bin for str, and elements added after the ten of version 1.
+func TestDecodeForeignWriter(t *testing.T) {
+	want := &Entry{
+		Status:               404,
+		Header:               http.Header{"Content-Type": {"text/plain"}, "X-A": {"1", "2"}},
+		Stored:               time.UnixMilli(1700000000001).UTC(),
+		Fresh:                time.Second,
+		StaleWhileRevalidate: 2 * time.Second,
+		StaleIfError:         3 * time.Second,
+		OriginTime:           4 * time.Microsecond,
+		Coding:               "zstd",
+		CacheEncoded:         true,
+		Body:                 []byte("body"),
+	}
+	tests := []struct {
+		name  string
+		write func(enc *msgpack.Encoder)
+	}{
+		{
+			name: "wide integers",
+			write: func(enc *msgpack.Encoder) {
+				enc.EncodeArrayLen(10)
+				enc.EncodeInt64(404)
+				enc.EncodeArrayLen(6)
+				for _, s := range []string{"content-type", "text/plain", "x-a", "1", "X-A", "2"} {
+					enc.EncodeString(s)
+				}
+				enc.EncodeUint64(1700000000001)
+				enc.EncodeInt64(1000)
+				enc.EncodeUint64(2000)
+				enc.EncodeInt64(3000)
+				enc.EncodeInt64(4)
+				enc.EncodeString("zstd")
+				enc.EncodeUint64(1 | 1<<40) // unknown flag bits are ignored
+				enc.EncodeBytes([]byte("body"))
+			},
+		},
+		{
+			name: "str and bin swapped, extra elements",
+			write: func(enc *msgpack.Encoder) {
+				enc.EncodeArrayLen(17)
+				enc.EncodeUint(404)
+				enc.EncodeArrayLen(6)
+				for _, s := range []string{"Content-Type", "text/plain", "X-A", "1", "X-A", "2"} {
+					enc.EncodeBytes([]byte(s))
+				}
+				enc.EncodeInt(1700000000001)
+				enc.EncodeUint(1000)
+				enc.EncodeUint(2000)
+				enc.EncodeUint(3000)
+				enc.EncodeUint(4)
+				enc.EncodeBytes([]byte("zstd"))
+				enc.EncodeUint(1)
+				enc.EncodeString("body")
+				// Seven extras of every kind.
+				enc.Encode(map[string]any{"a": []any{1, "x", nil, true, 1.5, float32(2.5)}, "b": map[string]int{"c": 1}})
+				enc.Encode(time.Unix(1, 2)) // an ext value
+				enc.Encode(strings.Repeat("s", 70000))
+				enc.EncodeNil()
+				enc.Encode([]any{[]any{[]any{}}, bytes.Repeat([]byte{1}, 300)})
+				enc.EncodeExtHeader(5, 300)
+				enc.Writer().Write(make([]byte, 300))
+				enc.EncodeInt64(-5)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			buf.WriteByte(1)
+			tt.write(msgpack.NewEncoder(&buf))
+			var got Entry
+			if err := Decode(buf.Bytes(), &got); err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if d := diffEntry(&got, want); d != "" {
+				t.Error(d)
+			}
+		})
+	}
+}
+
+// mp is v in msgpack, written by the msgpack/v5 library.
+func mp(v any) []byte {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// unhexAll decodes the |-separated hex values in groups, one slice each.
+func unhexAll(groups ...string) [][]byte {
+	var out [][]byte
+	for _, g := range groups {
+		for v := range strings.SplitSeq(g, "|") {
+			out = append(out, unhex(v))
+		}
+	}
+	return out
+}
+
+func unhex(s string) []byte {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// envelope is a version 1 envelope of the raw msgpack elements fields.
+func envelope(fields ...[]byte) []byte {
+	b := appendArrayLen([]byte{1}, len(fields))
+	return slices.Concat(append([][]byte{b}, fields...)...)
+}
+
+// validFields are the elements of a valid envelope, for tests to change
+// one of.
+func validFields() [][]byte {
+	return [][]byte{
+		mp(200), mp([]string{"Content-Type", "text/plain"}), mp(1700000000000), mp(60000),
+		mp(0), mp(0), mp(1500), mp(""), mp(0), mp([]byte("hi")),
+	}
+}
+
+// with is a valid envelope with element i replaced by raw.
+func with(i int, raw []byte) []byte {
+	f := validFields()
+	f[i] = raw
+	return envelope(f...)
+}
+
+func TestDecodeCorrupt(t *testing.T) {
+	const (
+		status = iota
+		headers
+		stored
+		fresh
+		swr
+		sie
+		origin
+		coding
+		flags
+		body
+	)
+	nested := func(depth int, end []byte) []byte {
+		return slices.Concat(bytes.Repeat([]byte{0x91}, depth), end)
+	}
+	tests := []struct {
+		name string
+		give []byte
+	}{
+		{"empty", nil},
+		{"version only", []byte{1}},
+		{"not an array", append([]byte{1}, mp(map[string]int{"a": 1})...)},
+		{"nine elements", envelope(validFields()[:9]...)},
+		{"no elements", envelope()},
+		{"array16 longer than input", slices.Concat([]byte{1, 0xdc, 0xff, 0xff}, slices.Concat(validFields()...))},
+		{"array32 longer than input", slices.Concat([]byte{1, 0xdd, 0xff, 0xff, 0xff, 0xff}, slices.Concat(validFields()...))},
+		{"status string", with(status, mp("200"))},
+		{"status negative", with(status, mp(-200))},
+		{"status negative fixint", with(status, []byte{0xff})},
+		{"status 0", with(status, mp(0))},
+		{"status 99", with(status, mp(99))},
+		{"status 1000", with(status, mp(1000))},
+		{"status max uint64", with(status, unhex("cf ffffffffffffffff"))},
+		{"status float", with(status, mp(200.0))},
+		{"status nil", with(status, []byte{0xc0})},
+		{"status truncated uint16", slices.Concat([]byte{1, 0x9a, 0xcd, 0x01})},
+		{"headers map", with(headers, mp(map[string]string{"A": "b"}))},
+		{"headers odd", with(headers, mp([]string{"Content-Type"}))},
+		{"header name int", with(headers, mp([]any{1, "x"}))},
+		{"header value array", with(headers, mp([]any{"A", []string{"x"}}))},
+		{"headers array32 huge", with(headers, unhex("dd 7fffffff a1 41 a1 42"))},
+		{"header str32 huge", with(headers, unhex("92 db ffffffff 41 a1 42"))},
+		{"header str16 past end", with(headers, unhex("92 da 0100 41 a1 42"))},
+		{"stored string", with(stored, mp("now"))},
+		{"stored too big", with(stored, unhex("cf 8000000000000000"))},
+		{"stored float", with(stored, mp(1.5))},
+		{"fresh negative", with(fresh, mp(-1))},
+		{"fresh overflows Duration", with(fresh, mp(uint64(maxMillis+1)))},
+		{"swr overflows Duration", with(swr, mp(uint64(math.MaxUint64)))},
+		{"sie bool", with(sie, mp(true))},
+		{"origin overflows Duration", with(origin, mp(uint64(maxMicros+1)))},
+		{"coding int", with(coding, mp(1))},
+		{"coding with space", with(coding, mp("gz ip"))},
+		{"coding with CRLF", with(coding, mp("gzip\r\nSet-Cookie: a=b"))},
+		{"coding non-ASCII", with(coding, mp("gzíp"))},
+		{"flags negative", with(flags, mp(-1))},
+		{"flags string", with(flags, mp("1"))},
+		{"body int", with(body, mp(5))},
+		{"body array", with(body, mp([]int{1}))},
+		{"body bin32 huge", with(body, unhex("c6 ffffffff 00"))},
+		{"body bin16 past end", with(body, unhex("c5 0010 00"))},
+		{"body bin8 past end", with(body, unhex("c4 02 00"))},
+		{"trailing byte", append(envelope(validFields()...), 0)},
+		{"trailing envelope", slices.Concat(envelope(validFields()...), envelope(validFields()...))},
+		{"extra element missing", slices.Concat([]byte{1, 0x9b}, slices.Concat(validFields()...))},
+		{"extra element never-used byte", envelope(append(validFields(), []byte{0xc1})...)},
+		{"extra array32 huge", envelope(append(validFields(), unhex("dd ffffffff 00"))...)},
+		{"extra map16 short", envelope(append(validFields(), unhex("de 0002 01 02 03"))...)},
+		{"extra str32 huge", envelope(append(validFields(), unhex("db ffffffff 00"))...)},
+		{"extra ext8 short", envelope(append(validFields(), unhex("c7 05 01 00"))...)},
+		{"extra fixext16 short", envelope(append(validFields(), unhex("d8 01 00"))...)},
+		{"extra float64 short", envelope(append(validFields(), unhex("cb 00"))...)},
+		{"extra deeply nested, unterminated", envelope(append(validFields(), nested(100000, nil))...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e Entry
+			err := Decode(tt.give, &e)
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Decode(% .40x) = %v, want ErrCorrupt", tt.give, err)
+			}
+			if errors.Is(err, ErrVersion) {
+				t.Errorf("Decode = %v, matches ErrVersion too", err)
+			}
+		})
+	}
+
+	// The same machinery accepts well-formed extras, however nested.
+	valid := []struct {
+		name string
+		give []byte
+	}{
+		{"ten valid fields", envelope(validFields()...)},
+		{"extra deeply nested", envelope(append(validFields(), nested(100000, []byte{0xc0}))...)},
+		{"extras of every type", envelope(append(validFields(), unhexAll(
+			"c0|c2|c3|7f|e0|cc01|cd0102|ce01020304|cf0102030405060708|d001|d10102|d201020304|d30102030405060708",
+			"ca01020304|cb0102030405060708|d40100|d5010000|d60100000000|d7010000000000000000|d80100000000000000000000000000000000",
+			"c40100|c5000100|c60000000100|d90141|da000141|db0000000141|c7010500|c800010500|c90000000105 00",
+			"80|81a16190|de00010102|df000000010102|dc000101|dd0000000101|a3616263",
+		)...)...)},
+	}
+	for _, tt := range valid {
+		t.Run(tt.name, func(t *testing.T) {
+			var e Entry
+			if err := Decode(tt.give, &e); err != nil {
+				t.Fatalf("Decode = %v, want nil", err)
+			}
+		})
+	}
+}
+
+// TestDecodeTruncated cuts valid envelopes at every byte.
+func TestDecodeTruncated(t *testing.T) {
+	big := typicalEntry(bytes.Repeat([]byte("a"), 300))
+	big.Header.Set("X-Long", strings.Repeat("v", 300))
+	tests := []struct {
+		name string
+		give []byte
+	}{
+		{"minimal", Encode(nil, &Entry{Status: 200})},
+		{"typical", Encode(nil, typicalEntry(jsonBody(200, 1)))},
+		{"long strings", Encode(nil, big)},
+		{"with extras", envelope(append(validFields(), mp(map[string]any{"a": []any{1, "xyz", 2.5}}), mp(time.Unix(1, 0)))...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e Entry
+			if err := Decode(tt.give, &e); err != nil {
+				t.Fatalf("full envelope: %v", err)
+			}
+			for i := range len(tt.give) {
+				if err := Decode(tt.give[:i], &e); !errors.Is(err, ErrCorrupt) {
+					t.Errorf("Decode(first %d of %d bytes) = %v, want ErrCorrupt", i, len(tt.give), err)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeVersion(t *testing.T) {
+	valid := Encode(nil, typicalEntry([]byte("x")))
+	for _, v := range []byte{0, 2, 0x9a, 0xff} {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			data := append([]byte{v}, valid[1:]...)
+			err := Decode(data, &Entry{})
+			if !errors.Is(err, ErrVersion) || errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Decode = %v, want ErrVersion only", err)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprint(v)) {
+				t.Errorf("error %q does not name version %d", err, v)
+			}
+		})
+	}
+}
+
+func TestDecodeReusesHeader(t *testing.T) {
+	data := Encode(nil, typicalEntry([]byte("x")))
+	h := http.Header{"X-Old": {"1"}, "Content-Type": {"text/old"}}
+	e := Entry{Header: h}
+	if err := Decode(data, &e); err != nil {
+		t.Fatal(err)
+	}
+	if reflect.ValueOf(e.Header).UnsafePointer() != reflect.ValueOf(h).UnsafePointer() {
+		t.Error("Decode replaced a non-nil Header map")
+	}
+	if d := diffEntry(&e, typicalEntry([]byte("x"))); d != "" {
+		t.Error(d)
+	}
+}
+
+func TestDecodeErrorLeavesEntry(t *testing.T) {
+	data := Encode(nil, typicalEntry(jsonBody(300, 2)))
+	orig := typicalEntry([]byte("before"))
+	orig.Header.Set("X-Before", "1")
+	for i := range len(data) {
+		e := *orig
+		e.Header = orig.Header.Clone()
+		if err := Decode(data[:i], &e); err == nil {
+			t.Fatalf("Decode of %d bytes succeeded", i)
+		}
+		if d := diffEntry(&e, orig); d != "" {
+			t.Fatalf("Decode of %d bytes changed the entry: %s", i, d)
+		}
+	}
+}
+
+func TestDecodeAliasing(t *testing.T) {
+	e := typicalEntry([]byte("hello body"))
+	e.Header["Vary"] = []string{"A", "B"}
+	data := Encode(nil, e)
+	var got Entry
+	if err := Decode(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data[len(data)-len(got.Body):], got.Body) || &data[len(data)-1] != &got.Body[len(got.Body)-1] {
+		t.Error("Body does not alias data")
+	}
+	if cap(got.Body) != len(got.Body) {
+		t.Errorf("cap(Body) = %d, want %d", cap(got.Body), len(got.Body))
+	}
+	// Appending to one name's values must not reach another's.
+	for k := range got.Header {
+		_ = append(got.Header[k], "clobber")
+	}
+	if !maps.EqualFunc(got.Header, e.Header, slices.Equal) {
+		t.Errorf("after appending to each name, Header = %q, want %q", got.Header, e.Header)
+	}
+	// Header strings are copies: changing data must not change them.
+	clear(data)
+	if got.Header.Get("Last-Modified") != e.Header.Get("Last-Modified") {
+		t.Error("header strings alias data")
+	}
+}
+
+func TestCompress(t *testing.T) {
+	random := make([]byte, 4096)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	json2k := jsonBody(2048, 1)
+	tests := []struct {
+		name        string
+		contentType string
+		coding      string
+		body        []byte
+		want        bool // compressed
+	}{
+		{"json 2 KB", "application/json", "", json2k, true},
+		{"json with parameters", "Application/JSON ; charset=utf-8", "", json2k, true},
+		{"no content type", "", "", json2k, true},
+		{"html", "text/html; charset=utf-8", "", bytes.Repeat([]byte("<p>hello</p>"), 100), true},
+		{"svg is text", "image/svg+xml", "", bytes.Repeat([]byte("<path d='M0 0'/>"), 100), true},
+		{"bmp is raw pixels", "image/bmp", "", bytes.Repeat([]byte{0, 0, 255}, 1000), true},
+		{"exactly the minimum", "text/plain", "", bytes.Repeat([]byte("a"), CompressMinBytes), true},
+		{"one byte short of the minimum", "text/plain", "", bytes.Repeat([]byte("a"), CompressMinBytes-1), false},
+		{"json 200 B", "application/json", "", jsonBody(200, 1), false},
+		{"empty", "text/plain", "", nil, false},
+		{"origin coding present", "application/json", "br", json2k, false},
+		{"origin gzip", "application/json", "gzip", json2k, false},
+		{"png", "image/png", "", json2k, false},
+		{"jpeg upper case", "IMAGE/JPEG", "", json2k, false},
+		{"video", "video/mp4", "", json2k, false},
+		{"audio", "audio/mpeg", "", json2k, false},
+		{"zip", "application/zip", "", json2k, false},
+		{"gzip", "application/gzip", "", json2k, false},
+		{"zstd", "application/zstd", "", json2k, false},
+		{"7z", "application/x-7z-compressed", "", json2k, false},
+		{"rar", "application/vnd.rar", "", json2k, false},
+		{"+zip suffix", "application/epub+zip", "", json2k, false},
+		{"woff2", "font/woff2", "", json2k, false},
+		{"octet-stream", "application/octet-stream", "", json2k, false},
+		{"incompressible text", "text/plain", "", random, false},
+		{"barely compressible", "text/plain", "", slices.Concat(random[:3500], bytes.Repeat([]byte{'a'}, 300)), false},
+		{"random block repeated", "text/plain", "", bytes.Repeat(random, 4), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Entry{Status: 200, Header: http.Header{}, Coding: tt.coding, Body: tt.body}
+			if tt.contentType != "" {
+				e.Header.Set("Content-Type", tt.contentType)
+			}
+			Compress(e)
+			if !tt.want {
+				if e.Coding != tt.coding || e.CacheEncoded || !sameSlice(e.Body, tt.body) {
+					t.Fatalf("Compress changed the entry: Coding %q, CacheEncoded %t, %d bytes", e.Coding, e.CacheEncoded, len(e.Body))
+				}
+				return
+			}
+			if e.Coding != "gzip" || !e.CacheEncoded {
+				t.Fatalf("Compress left Coding %q, CacheEncoded %t; want gzip, true", e.Coding, e.CacheEncoded)
+			}
+			if len(e.Body) > len(tt.body)-len(tt.body)/8 {
+				t.Errorf("compressed to %d of %d bytes, more than 7/8", len(e.Body), len(tt.body))
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(e.Body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(zr)
+			if err != nil || !bytes.Equal(got, tt.body) {
+				t.Errorf("gunzip = %d bytes, %v; want the original %d bytes", len(got), err, len(tt.body))
+			}
+		})
+	}
+}
+
+func sameSlice(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// TestCompressAfterAbort checks that a pooled writer that gave up on an
+// incompressible body compresses the next one correctly.
+func TestCompressAfterAbort(t *testing.T) {
+	random := make([]byte, 256<<10)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range random {
+		random[i] = byte(rng.Uint32())
+	}
+	for i := range 5 {
+		e := &Entry{Body: random}
+		Compress(e)
+		if e.Coding != "" {
+			t.Fatalf("round %d: random data compressed", i)
+		}
+		body := jsonBody(10000+i, uint64(i))
+		e = &Entry{Body: body}
+		Compress(e)
+		var out bytes.Buffer
+		if err := WriteBody(&out, e); err != nil || !bytes.Equal(out.Bytes(), body) {
+			t.Fatalf("round %d: WriteBody = %v, equal %t", i, err, bytes.Equal(out.Bytes(), body))
+		}
+	}
+}
+
+// encodeAs returns body in the content coding c, using encoders other
+// than the ones WriteBody decodes with where the module has them.
+func encodeAs(t testing.TB, c string, body []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	switch c {
+	case "gzip":
+		zw := gzip.NewWriter(&buf)
+		zw.Write(body)
+		zw.Close()
+	case "zlib":
+		zw := zlib.NewWriter(&buf) // compress/zlib from the standard library
+		zw.Write(body)
+		zw.Close()
+	case "raw deflate":
+		fw, _ := flate.NewWriter(&buf, flate.DefaultCompression)
+		fw.Write(body)
+		fw.Close()
+	case "zstd":
+		zw, _ := zstd.NewWriter(nil)
+		return zw.EncodeAll(body, nil)
+	default:
+		t.Fatalf("encodeAs %q", c)
+	}
+	return buf.Bytes()
+}
+
+func TestWriteBody(t *testing.T) {
+	body := jsonBody(2048, 5)
+	large := jsonBody(200<<10, 6) // several copy buffers
+	tests := []struct {
+		name   string
+		coding string
+		give   []byte
+		want   []byte
+	}{
+		{"identity", "", body, body},
+		{"identity named", "identity", body, body},
+		{"identity empty", "", nil, nil},
+		{"gzip", "gzip", encodeAs(t, "gzip", body), body},
+		{"gzip upper case", "GZIP", encodeAs(t, "gzip", body), body},
+		{"x-gzip", "x-gzip", encodeAs(t, "gzip", body), body},
+		{"gzip large", "gzip", encodeAs(t, "gzip", large), large},
+		{"gzip empty", "gzip", encodeAs(t, "gzip", nil), nil},
+		{"gzip two members", "gzip", slices.Concat(encodeAs(t, "gzip", body[:100]), encodeAs(t, "gzip", body[100:])), body},
+		{"deflate as zlib", "deflate", encodeAs(t, "zlib", body), body},
+		{"deflate as zlib, large", "deflate", encodeAs(t, "zlib", large), large},
+		{"deflate raw", "deflate", encodeAs(t, "raw deflate", body), body},
+		{"zstd", "zstd", encodeAs(t, "zstd", body), body},
+		{"zstd large", "zstd", encodeAs(t, "zstd", large), large},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range 3 { // again with warm pools
+				var out bytes.Buffer
+				if err := WriteBody(&out, &Entry{Coding: tt.coding, Body: tt.give}); err != nil {
+					t.Fatalf("WriteBody #%d: %v", i, err)
+				}
+				if !bytes.Equal(out.Bytes(), tt.want) {
+					t.Fatalf("WriteBody #%d wrote %d bytes, want %d", i, out.Len(), len(tt.want))
+				}
+			}
+		})
+	}
+}
+
+func TestWriteBodyErrors(t *testing.T) {
+	body := jsonBody(4096, 7)
+	gz := encodeAs(t, "gzip", body)
+	flipped := bytes.Clone(gz)
+	flipped[len(flipped)/2] ^= 0xff
+	badCRC := bytes.Clone(gz)
+	badCRC[len(badCRC)-5] ^= 1
+	tests := []struct {
+		name   string
+		coding string
+		give   []byte
+		want   error
+	}{
+		{"brotli", "br", []byte{1}, ErrUnknownCoding},
+		{"compress", "compress", []byte{1}, ErrUnknownCoding},
+		{"list of codings", "gzip, zstd", gz, ErrUnknownCoding},
+		{"gzip empty", "gzip", nil, ErrCorrupt},
+		{"gzip bad header", "gzip", []byte("not gzip at all"), ErrCorrupt},
+		{"gzip truncated", "gzip", gz[:len(gz)/2], ErrCorrupt},
+		{"gzip without trailer", "gzip", gz[:len(gz)-8], ErrCorrupt},
+		{"gzip flipped byte", "gzip", flipped, ErrCorrupt},
+		{"gzip bad checksum", "gzip", badCRC, ErrCorrupt},
+		{"gzip trailing garbage", "gzip", append(bytes.Clone(gz), "garbage"...), ErrCorrupt},
+		{"deflate truncated zlib", "deflate", encodeAs(t, "zlib", body)[:100], ErrCorrupt},
+		{"deflate garbage", "deflate", []byte{0xff, 0xff, 0xff, 0xff}, ErrCorrupt},
+		{"zstd garbage", "zstd", []byte("not zstd"), ErrCorrupt},
+		{"zstd truncated", "zstd", encodeAs(t, "zstd", body)[:50], ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := WriteBody(&out, &Entry{Coding: tt.coding, Body: tt.give})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("WriteBody = %v, want %v", err, tt.want)
+			}
+			if tt.want == ErrUnknownCoding {
+				if out.Len() != 0 {
+					t.Errorf("wrote %d bytes before failing", out.Len())
+				}
+				if SupportedCoding(tt.coding) {
+					t.Errorf("SupportedCoding(%q) = true", tt.coding)
+				}
+			}
+		})
+	}
+
+	// After a corrupt body, the pooled decoders still work.
+	for _, c := range []string{"gzip", "deflate", "zstd"} {
+		enc := map[string]string{"deflate": "zlib"}[c]
+		if enc == "" {
+			enc = c
+		}
+		var out bytes.Buffer
+		if err := WriteBody(&out, &Entry{Coding: c, Body: encodeAs(t, enc, body)}); err != nil || !bytes.Equal(out.Bytes(), body) {
+			t.Errorf("%s after corrupt input: %v", c, err)
+		}
+	}
+}
+
+// failWriter fails every write after the first n bytes.
+type failWriter struct{ n int }
+
+var errClientGone = errors.New("client gone")
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, errClientGone
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+func TestWriteBodyWriterError(t *testing.T) {
+	body := jsonBody(100<<10, 8)
+	for _, c := range []string{"", "gzip", "deflate", "zstd"} {
+		t.Run(c, func(t *testing.T) {
+			give := body
+			switch c {
+			case "gzip", "zstd":
+				give = encodeAs(t, c, body)
+			case "deflate":
+				give = encodeAs(t, "zlib", body)
+			}
+			err := WriteBody(&failWriter{n: 1000}, &Entry{Coding: c, Body: give})
+			if !errors.Is(err, errClientGone) || errors.Is(err, ErrCorrupt) {
+				t.Errorf("WriteBody = %v, want the writer's error only", err)
+			}
+		})
+	}
+}
+
+func TestSupportedCoding(t *testing.T) {
+	tests := []struct {
+		give string
+		want bool
+	}{
+		{"", true}, {"identity", true}, {"gzip", true}, {"GZip", true}, {"x-gzip", true},
+		{"deflate", true}, {"zstd", true}, {"br", false}, {"compress", false}, {"gzip ", false},
+	}
+	for _, tt := range tests {
+		if got := SupportedCoding(tt.give); got != tt.want {
+			t.Errorf("SupportedCoding(%q) = %t, want %t", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestConcurrentUse runs the pooled paths from many goroutines, for -race.
+func TestConcurrentUse(t *testing.T) {
+	bodies := [][]byte{jsonBody(300, 1), jsonBody(3000, 2), jsonBody(40000, 3)}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 30 {
+				body := bodies[(g+i)%len(bodies)]
+				e := typicalEntry(body)
+				Compress(e)
+				data := Encode(nil, e)
+				var got Entry
+				if err := Decode(data, &got); err != nil {
+					t.Error(err)
+					return
+				}
+				var out bytes.Buffer
+				if err := WriteBody(&out, &got); err != nil || !bytes.Equal(out.Bytes(), body) {
+					t.Errorf("WriteBody: %v", err)
+					return
+				}
+				zs := &Entry{Coding: "zstd", Body: encodeAs(t, "zstd", body)}
+				out.Reset()
+				if err := WriteBody(&out, zs); err != nil || !bytes.Equal(out.Bytes(), body) {
+					t.Errorf("WriteBody zstd: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestEnvelopeSizes records the size of typical envelopes (run with -v)
+// and keeps the envelope's own overhead small.
+func TestEnvelopeSizes(t *testing.T) {
+	for _, n := range []int{200, 2048} {
+		body := jsonBody(n, 1)
+		e := typicalEntry(body)
+		raw := len(Encode(nil, e))
+		Compress(e)
+		packed := len(Encode(nil, e))
+		headers := 0
+		for k, vs := range e.Header {
+			headers += len(k) + len(vs[0])
+		}
+		overhead := raw - len(body) - headers
+		t.Logf("%d B JSON body, 3 headers (%d B of names and values): envelope %d B raw (%d B framing), %d B with Compress (body %d B, coding %q)",
+			len(body), headers, raw, overhead, packed, len(e.Body), e.Coding)
+		if overhead > 48 {
+			t.Errorf("envelope framing = %d B, want at most 48", overhead)
+		}
+	}
+}

@@ -1,0 +1,56 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by stores and locks. Callers match them with [errors.Is].
+var (
+	// ErrNotFound is returned by Get when the field does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrLockHeld is returned by TryLock when another caller holds the lock.
+	ErrLockHeld = errors.New("storage: lock held by another caller")
+	// ErrLockLost is returned by Extend and Unlock when the lock expired or
+	// vanished (Redis flushed, evicted or restarted) before the call.
+	ErrLockLost = errors.New("storage: lock lost")
+	// ErrCorrupt is returned by Decode for bytes that are not an entry.
+	ErrCorrupt = errors.New("storage: corrupt entry")
+	// ErrVersion is returned by Decode for an envelope version this code
+	// does not know.
+	ErrVersion = errors.New("storage: unknown entry version")
+)
+
+// SetOptions are the per-write settings of a stored field.
+type SetOptions struct {
+	// TTL is the Redis lifetime the bucket needs for this field; a store
+	// only ever grows a bucket's lifetime, never shortens it.
+	TTL time.Duration
+	// MaxFields bounds the number of fields in the bucket; 0 means no bound.
+	MaxFields int
+	// Tags are surrogate keys the bucket is recorded under.
+	Tags []string
+}
+
+// Lock is a held fill lock.
+type Lock interface {
+	// Extend pushes the lock's expiry out by its TTL again. It returns an
+	// error matching ErrLockLost when the lock is no longer held.
+	Extend(ctx context.Context) error
+	// Unlock releases the lock. It returns an error matching ErrLockLost
+	// when the lock had expired or vanished before the call.
+	Unlock(ctx context.Context) error
+}
+
+// Fill is a fill notification: another caller finished filling a field.
+type Fill struct {
+	// Stored says whether the fill left an entry in the store. When false
+	// the response was not cacheable or the fill failed, and waiters must
+	// fetch their own.
+	Stored bool
+	// Failed says the filler gave up before it had a whole response
+	// (origin panic, timeout): one of the waiters should take the lock and
+	// fill instead.
+	Failed bool
+}
