@@ -1,0 +1,552 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/readthrough/readthrough/internal/redistest"
+	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/redisstore"
+	"github.com/readthrough/readthrough/storage/storetest"
+)
+
+var (
+	_ storetest.Store  = (*redisstore.Store)(nil)
+	_ storetest.Purger = (*redisstore.Store)(nil)
+)
+
+var unsafePrefix = regexp.MustCompile(`[^A-Za-z0-9_./=|-]`)
+
+// prefixFor gives each test its own key prefix, so that stores made for one
+// test share a backend that holds nothing of other tests.
+func prefixFor(t *testing.T) string {
+	return "rt-" + unsafePrefix.ReplaceAllString(t.Name(), "_")
+}
+
+func newStore(t *testing.T, client redis.UniversalClient, opts ...redisstore.Option) *redisstore.Store {
+	t.Helper()
+	s, err := redisstore.New(client, append([]redisstore.Option{redisstore.WithPrefix(prefixFor(t))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func conformance(client redis.UniversalClient) func(t *testing.T) storetest.Store {
+	return func(t *testing.T) storetest.Store { return newStore(t, client) }
+}
+
+func TestConformanceRedis(t *testing.T) {
+	srv := redistest.StartT(t)
+	storetest.Run(t, conformance(srv.Client()))
+}
+
+func TestConformanceCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-master cluster")
+	}
+	c := redistest.StartClusterT(t, 3)
+	storetest.Run(t, conformance(c.Client()))
+}
+
+// startMiniredis starts a miniredis whose keys expire with the wall clock,
+// as the examples run it.
+func startMiniredis(t *testing.T) *miniredis.Miniredis {
+	m := miniredis.RunT(t)
+	m.ClockTTL(true)
+	return m
+}
+
+func TestConformanceMiniredis(t *testing.T) {
+	m := startMiniredis(t)
+	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { _ = client.Close() })
+	storetest.Run(t, conformance(client))
+}
+
+func TestNewRejectsBadPrefixes(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	tests := []struct {
+		give    string
+		wantErr bool
+	}{
+		{give: "rt"},
+		{give: "my-service:prod"},
+		{give: "a*b?[c]"},
+		{give: "", wantErr: true},
+		{give: "a{b", wantErr: true},
+		{give: "a}b", wantErr: true},
+		{give: "a b", wantErr: true},
+		{give: "a\tb", wantErr: true},
+		{give: "a\x00b", wantErr: true},
+		{give: "a\u00a0b", wantErr: true},
+		{give: "\xff", wantErr: true},
+	}
+	for _, tt := range tests {
+		s, err := redisstore.New(client, redisstore.WithPrefix(tt.give))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("New(WithPrefix(%q)) error = %v, want error %v", tt.give, err, tt.wantErr)
+		}
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+	if _, err := redisstore.New(nil); err == nil {
+		t.Error("New(nil) succeeded")
+	}
+}
+
+func TestBucketKey(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	s, err := redisstore.New(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.BucketKey("users|15"), "rt:b:{users|15}"; got != want {
+		t.Errorf("BucketKey = %q, want %q", got, want)
+	}
+	s, err = redisstore.New(client, redisstore.WithPrefix("svc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.BucketKey("x"), "svc:b:{x}"; got != want {
+		t.Errorf("BucketKey = %q, want %q", got, want)
+	}
+}
+
+func TestRejectsBraces(t *testing.T) {
+	m := startMiniredis(t)
+	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer client.Close()
+	s := newStore(t, client)
+	ctx := t.Context()
+	if err := s.Set(ctx, "a}b", "f", nil, storage.SetOptions{}); err == nil {
+		t.Error("Set accepted a bucket with a brace")
+	}
+	if _, err := s.TryLock(ctx, "a{b", "f", time.Second); err == nil {
+		t.Error("TryLock accepted a bucket with a brace")
+	}
+	if _, err := s.PurgePrefix(ctx, "a{"); err == nil {
+		t.Error("PurgePrefix accepted a prefix with a brace")
+	}
+}
+
+// commandLog records the commands a client sends.
+type commandLog struct {
+	mu   sync.Mutex
+	cmds [][]string
+}
+
+func (l *commandLog) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (l *commandLog) record(cmds ...redis.Cmder) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range cmds {
+		if n := strings.ToLower(c.Name()); n == "hello" || n == "client" {
+			continue // connection handshake
+		}
+		var args []string
+		for _, a := range c.Args() {
+			args = append(args, fmt.Sprint(a))
+		}
+		l.cmds = append(l.cmds, args)
+	}
+}
+
+func (l *commandLog) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		l.record(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (l *commandLog) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		l.record(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+func (l *commandLog) take() [][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.cmds
+	l.cmds = nil
+	return c
+}
+
+func names(cmds [][]string) []string {
+	var n []string
+	for _, c := range cmds {
+		n = append(n, strings.ToLower(c[0]))
+	}
+	return n
+}
+
+// TestCommands checks which commands each method sends: above all that a
+// Get is one HGET and nothing else.
+func TestCommands(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client()
+	log := &commandLog{}
+	client.AddHook(log)
+	s := newStore(t, client)
+	ctx := t.Context()
+
+	// The first Set loads the script: EVALSHA, NOSCRIPT, then EVAL.
+	if err := s.Set(ctx, "b", "f", []byte("v"), storage.SetOptions{TTL: time.Minute, MaxFields: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(log.take()); !slices.Equal(got, []string{"evalsha", "eval"}) {
+		t.Errorf("first Set sent %v, want EVALSHA, EVAL", got)
+	}
+	if err := s.Set(ctx, "b", "f", []byte("v"), storage.SetOptions{TTL: time.Minute, MaxFields: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(log.take()); !slices.Equal(got, []string{"evalsha"}) {
+		t.Errorf("Set sent %v, want one EVALSHA", got)
+	}
+
+	for _, field := range []string{"f", "missing"} {
+		_, _ = s.Get(ctx, "b", field)
+		got := log.take()
+		if len(got) != 1 || !strings.EqualFold(got[0][0], "hget") {
+			t.Errorf("Get of %q sent %v, want one HGET", field, got)
+		}
+	}
+
+	if err := s.Set(ctx, "b", "f", []byte("v"), storage.SetOptions{TTL: time.Minute, Tags: []string{"t1", "t2"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"evalsha", "sadd", "pexpire", "pexpire", "sadd", "pexpire", "pexpire"}
+	if got := names(log.take()); !slices.Equal(got, want) {
+		t.Errorf("Set with tags sent %v, want %v", got, want)
+	}
+
+	if err := s.Publish(ctx, "b", "f", storage.Fill{Stored: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(log.take()); !slices.Equal(got, []string{"publish"}) {
+		t.Errorf("Publish sent %v, want one PUBLISH", got)
+	}
+}
+
+// TestKeys checks the layout of the keys in Redis and their lifetimes.
+func TestKeys(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client()
+	s, err := redisstore.New(client, redisstore.WithPrefix("app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+
+	field := "\x00\x01bin"
+	if err := s.Set(ctx, "users|15", field, []byte("v"), storage.SetOptions{TTL: time.Hour, Tags: []string{"user:15"}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.TryLock(ctx, "users|15", field, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := client.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	want := []string{"app:b:{users|15}", "app:l:{users|15}:" + field, "app:t:user:15"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("keys = %q, want %q", keys, want)
+	}
+	if got, err := client.HGet(ctx, "app:b:{users|15}", field).Result(); err != nil || got != "v" {
+		t.Errorf("HGET = %q, %v", got, err)
+	}
+	members, err := client.SMembers(ctx, "app:t:user:15").Result()
+	if err != nil || !slices.Equal(members, []string{"app:b:{users|15}"}) {
+		t.Errorf("tag members = %q, %v", members, err)
+	}
+	for _, k := range []string{"app:b:{users|15}", "app:t:user:15"} {
+		ttl, err := client.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Errorf("PTTL(%s) = %v, %v; want about an hour", k, ttl, err)
+		}
+	}
+
+	// A shorter TTL leaves both lifetimes alone; a longer one grows them.
+	if err := s.Set(ctx, "users|15", "g", []byte("v"), storage.SetOptions{TTL: time.Second, Tags: []string{"user:15"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"app:b:{users|15}", "app:t:user:15"} {
+		if ttl, _ := client.PTTL(ctx, k).Result(); ttl <= 59*time.Minute {
+			t.Errorf("PTTL(%s) = %v after a shorter write", k, ttl)
+		}
+	}
+	if err := s.Set(ctx, "users|15", "g", []byte("v"), storage.SetOptions{TTL: 2 * time.Hour, Tags: []string{"user:15"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"app:b:{users|15}", "app:t:user:15"} {
+		if ttl, _ := client.PTTL(ctx, k).Result(); ttl <= time.Hour {
+			t.Errorf("PTTL(%s) = %v after a longer write", k, ttl)
+		}
+	}
+
+	// A bucket that lost its TTL (PERSIST) gets one again.
+	client.Persist(ctx, "app:b:{users|15}")
+	if err := s.Set(ctx, "users|15", "g", []byte("v"), storage.SetOptions{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, _ := client.PTTL(ctx, "app:b:{users|15}").Result(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("PTTL after PERSIST and a write = %v, want a minute", ttl)
+	}
+	// A zero TTL leaves the lifetime as it is.
+	if err := s.Set(ctx, "users|15", "g", []byte("v"), storage.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, _ := client.PTTL(ctx, "app:b:{users|15}").Result(); ttl <= 0 {
+		t.Errorf("PTTL after a write without TTL = %v", ttl)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMaxFieldsLowered checks that a bucket far over a lowered bound
+// shrinks by a bounded number of fields per write.
+func TestMaxFieldsLowered(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client()
+	s := newStore(t, client)
+	ctx := t.Context()
+	for i := range 300 {
+		if err := s.Set(ctx, "b", fmt.Sprint(i), []byte("v"), storage.SetOptions{TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := s.BucketKey("b")
+	bounded := storage.SetOptions{TTL: time.Minute, MaxFields: 10}
+	if err := s.Set(ctx, "b", "new", []byte("v"), bounded); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := client.HLen(ctx, key).Result(); n != 201 {
+		t.Errorf("HLEN after one write = %d, want 201 (at most 100 evictions per write)", n)
+	}
+	for range 3 {
+		if err := s.Set(ctx, "b", "new", []byte("v"), bounded); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := client.HLen(ctx, key).Result(); n != 10 {
+		t.Errorf("HLEN = %d, want 10", n)
+	}
+	if _, err := s.Get(ctx, "b", "new"); err != nil {
+		t.Errorf("the newest field was evicted: %v", err)
+	}
+}
+
+// TestPurgeAllKeepsOtherPrefixes checks that prefixes with glob characters
+// are matched literally.
+func TestPurgeAllKeepsOtherPrefixes(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client()
+	ctx := t.Context()
+	stores := map[string]*redisstore.Store{}
+	for _, p := range []string{"a?", "ab", "c*", "cd", "e[f]", "ef", `g\`, "g", "h^"} {
+		s, err := redisstore.New(client, redisstore.WithPrefix(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		stores[p] = s
+		if err := s.Set(ctx, "b", "f", []byte(p), storage.SetOptions{TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, s := range stores {
+		n, err := s.PurgeAll(ctx)
+		if err != nil || n != 1 {
+			t.Errorf("PurgeAll of prefix %q = %d, %v; want 1", p, n, err)
+		}
+	}
+}
+
+// TestLockRedisErrors checks that a Redis failure is not mistaken for a
+// held or lost lock.
+func TestLockRedisErrors(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client(func(o *redis.Options) { o.MaxRetries = -1 })
+	s := newStore(t, client)
+	ctx := t.Context()
+	l, err := s.TryLock(ctx, "b", "f", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TryLock(ctx, "b", "g", time.Minute); err == nil || errors.Is(err, storage.ErrLockHeld) {
+		t.Errorf("TryLock with Redis down: %v, want a Redis error", err)
+	}
+	if err := l.Extend(ctx); err == nil || errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Extend with Redis down: %v, want a Redis error", err)
+	}
+	if _, err := s.Get(ctx, "b", "f"); err == nil || errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("Get with Redis down: %v, want a Redis error", err)
+	}
+	// After a restart the lock is gone: lost, not an error of Redis.
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return client.Ping(ctx).Err() == nil })
+	if err := l.Extend(ctx); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Extend after a restart: %v, want ErrLockLost", err)
+	}
+	if err := l.Unlock(ctx); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Unlock after a restart: %v, want ErrLockLost", err)
+	}
+}
+
+// TestLockLostOnFlush checks FLUSHALL, which the design names as a way
+// locks vanish.
+func TestLockLostOnFlush(t *testing.T) {
+	m := startMiniredis(t)
+	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer client.Close()
+	s := newStore(t, client)
+	ctx := t.Context()
+	l, err := s.TryLock(ctx, "b", "f", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.FlushAll()
+	if err := l.Extend(ctx); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Extend after FLUSHALL: %v, want ErrLockLost", err)
+	}
+	if err := l.Unlock(ctx); !errors.Is(err, storage.ErrLockLost) {
+		t.Errorf("Unlock after FLUSHALL: %v, want ErrLockLost", err)
+	}
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met after 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func receive(t *testing.T, ch <-chan storage.Fill, d time.Duration) bool {
+	t.Helper()
+	select {
+	case <-ch:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// TestWatchSurvivesRestart checks that the subscription comes back after
+// Redis restarts, and that Watch does not hang while Redis is down.
+func TestWatchSurvivesRestart(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client(func(o *redis.Options) { o.MaxRetries = -1 })
+	bound := 300 * time.Millisecond
+	s := newStore(t, client, redisstore.WithWatchBound(bound))
+	ctx := t.Context()
+
+	ch, stop := s.Watch("b", "f")
+	stop()
+	_ = ch
+
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for range 5 {
+		_, stop := s.Watch("b", "f")
+		stop()
+	}
+	if d := time.Since(start); d > 2*bound+time.Second {
+		t.Errorf("five Watch calls with Redis down took %v", d)
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the subscription is back, a Watch then Publish is delivered.
+	eventually(t, func() bool {
+		ch, stop := s.Watch("b", "f")
+		defer stop()
+		if err := s.Publish(ctx, "b", "f", storage.Fill{Stored: true}); err != nil {
+			return false
+		}
+		return receive(t, ch, 200*time.Millisecond)
+	})
+}
+
+// TestWatchAfterClose checks that a closed store's Watch returns at once
+// with a channel that never fires.
+func TestWatchAfterClose(t *testing.T) {
+	m := startMiniredis(t)
+	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer client.Close()
+	s := newStore(t, client)
+	other := newStore(t, client)
+	_ = s.Close()
+	ch, stop := s.Watch("b", "f")
+	defer stop()
+	if err := other.Publish(t.Context(), "b", "f", storage.Fill{Stored: true}); err != nil {
+		t.Fatal(err)
+	}
+	if receive(t, ch, 100*time.Millisecond) {
+		t.Error("a closed store delivered a notification")
+	}
+}
+
+// TestWatchUnreachable checks that the first Watch gives up after its bound
+// when Redis cannot be reached.
+func TestWatchUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer client.Close()
+	bound := 200 * time.Millisecond
+	s := newStore(t, client, redisstore.WithWatchBound(bound))
+	start := time.Now()
+	_, stop := s.Watch("b", "f")
+	stop()
+	if d := time.Since(start); d > bound+time.Second {
+		t.Errorf("Watch took %v with Redis unreachable", d)
+	}
+	start = time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close took %v", d)
+	}
+}

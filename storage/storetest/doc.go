@@ -1,0 +1,9 @@
+// Package storetest is a conformance suite for readthrough stores: every
+// store the middleware can use (the in-process [storage.MemoryStore], the
+// Redis store on a single node, on Redis Cluster or on miniredis) must pass
+// [Run], so the middleware behaves the same on all of them.
+//
+// The suite runs in real time with short lifetimes (tens of milliseconds),
+// because it must also run against a real Redis server, whose clock a test
+// cannot control.
+package storetest
