@@ -1,0 +1,243 @@
+package httpcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// Store is where entries live: one bucket per group of responses that are
+// invalidated together, one field per variant. Values are encoded entries
+// (see [storage.Encode]). [storage.MemoryStore] and the storage/redisstore
+// package implement it.
+type Store interface {
+	// Get returns the value of field in bucket, or an error matching
+	// [storage.ErrNotFound]. It is the only store call on a fresh hit.
+	Get(ctx context.Context, bucket, field string) ([]byte, error)
+	// Set stores value as field of bucket and keeps the bucket alive at
+	// least opt.TTL.
+	Set(ctx context.Context, bucket, field string, value []byte, opt storage.SetOptions) error
+	// Delete removes field from bucket.
+	Delete(ctx context.Context, bucket, field string) error
+}
+
+// Locker collapses concurrent misses across processes: the caller that
+// takes a key's lock fills it and publishes a notification that wakes the
+// callers waiting for it. The Redis store implements it with redsync and
+// one pub/sub subscription per process.
+type Locker interface {
+	// TryLock takes the fill lock of a key without waiting, or returns an
+	// error matching [storage.ErrLockHeld].
+	TryLock(ctx context.Context, bucket, field string, ttl time.Duration) (storage.Lock, error)
+	// Watch registers interest in the next fill notification of a key.
+	// The channel receives at most one value; the func unregisters.
+	Watch(bucket, field string) (<-chan storage.Fill, func())
+	// Publish announces that a fill of a key finished.
+	Publish(ctx context.Context, bucket, field string, f storage.Fill) error
+}
+
+// Option configures a [Cache] in [New].
+type Option interface{ apply(*Cache) }
+
+type optionFunc func(*Cache)
+
+func (f optionFunc) apply(c *Cache) { f(c) }
+
+// WithLocker sets the cross-process lock and fill notifications used to
+// collapse misses. Default: the store itself when it implements [Locker],
+// otherwise misses are collapsed only inside the process.
+func WithLocker(l Locker) Option {
+	return optionFunc(func(c *Cache) { c.locker = l; c.lockerSet = true })
+}
+
+// WithLogger sets the logger for lost locks, store errors and failed
+// refreshes. Default: [slog.Default].
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *Cache) { c.log = l })
+}
+
+// WithOnError sets a hook called, outside any lock, with every store,
+// codec and lock error the cache absorbed by going to the origin. Use it
+// for metrics or alerts. Default: none.
+func WithOnError(f func(ctx context.Context, err error)) Option {
+	return optionFunc(func(c *Cache) { c.onError = f })
+}
+
+// WithPolicyFile applies per-route overrides from a policy file to every
+// route declared afterwards; see [policy.File]. Call [Cache.VerifyRoutes]
+// once all routes are declared to reject patterns that match none.
+// Default: none.
+func WithPolicyFile(f *policy.File) Option {
+	return optionFunc(func(c *Cache) { c.file = f })
+}
+
+// WithRefreshWorkers bounds the number of background refreshes running at
+// once in this process; refreshes beyond it are dropped and counted.
+// Default 16.
+func WithRefreshWorkers(n int) Option {
+	return optionFunc(func(c *Cache) { c.refreshWorkers = n })
+}
+
+// WithName sets the cache name that starts every Cache-Status header.
+// Default "readthrough".
+func WithName(name string) Option {
+	return optionFunc(func(c *Cache) { c.name = name })
+}
+
+// Cache is the read-through caching middleware. Create it with [New],
+// wrap routes with [Cache.Route], [Cache.MustRoute] or [Cache.Handler],
+// and stop it with [Cache.Close]. It is safe for concurrent use.
+type Cache struct {
+	store          Store
+	locker         Locker
+	lockerSet      bool
+	log            *slog.Logger
+	onError        func(context.Context, error)
+	file           *policy.File
+	name           string
+	refreshWorkers int
+
+	flights flights
+	refresh *refresher
+
+	mu     sync.Mutex
+	routes map[string]*route
+
+	stats counters
+}
+
+// New returns a Cache over store. It returns an error for a nil store or an
+// invalid option.
+func New(store Store, opts ...Option) (*Cache, error) {
+	if store == nil {
+		return nil, errors.New("httpcache: nil store")
+	}
+	c := &Cache{
+		store:          store,
+		log:            slog.Default(),
+		name:           "readthrough",
+		refreshWorkers: 16,
+		routes:         map[string]*route{},
+	}
+	for _, o := range opts {
+		o.apply(c)
+	}
+	if !c.lockerSet {
+		if l, ok := store.(Locker); ok {
+			c.locker = l
+		}
+	}
+	if c.log == nil {
+		return nil, errors.New("httpcache: nil logger")
+	}
+	if c.refreshWorkers < 1 {
+		return nil, fmt.Errorf("httpcache: refresh workers must be at least 1, got %d", c.refreshWorkers)
+	}
+	if !validToken(c.name) {
+		return nil, fmt.Errorf("httpcache: cache name %q is not an HTTP token", c.name)
+	}
+	c.refresh = newRefresher(c.refreshWorkers)
+	return c, nil
+}
+
+// Route compiles the policy p for the route declared with pattern (a
+// ServeMux or chi pattern, exactly as registered) and returns the
+// middleware that caches it. Overrides from the policy file, if any, are
+// applied first. An invalid policy is an error naming the route and the
+// field, so a service fails at start-up rather than caching wrongly.
+func (c *Cache) Route(pattern string, p policy.Policy) (func(http.Handler) http.Handler, error) {
+	p, _, err := c.file.Apply(pattern, p)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := keying.Compile(pattern, p)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.routes[pattern]; dup {
+		return nil, fmt.Errorf("httpcache: route %q declared twice", pattern)
+	}
+	r := &route{cache: c, key: rt, policy: p.WithDefaults()}
+	c.routes[pattern] = r
+	return func(next http.Handler) http.Handler {
+		return &handler{route: r, next: next}
+	}, nil
+}
+
+// MustRoute is like [Cache.Route] but panics on an invalid policy, for
+// route tables declared at start-up (like [regexp.MustCompile]).
+func (c *Cache) MustRoute(pattern string, p policy.Policy) func(http.Handler) http.Handler {
+	mw, err := c.Route(pattern, p)
+	if err != nil {
+		panic(err)
+	}
+	return mw
+}
+
+// Handler returns next wrapped in the cache for the route declared with
+// pattern; it panics on an invalid policy like [http.ServeMux.Handle] does
+// on an invalid pattern.
+func (c *Cache) Handler(pattern string, p policy.Policy, next http.Handler) http.Handler {
+	return c.MustRoute(pattern, p)(next)
+}
+
+// VerifyRoutes reports the patterns of the policy file that no declared
+// route matches: a typo there would otherwise silently leave a route on its
+// Go defaults. Call it once every route is declared.
+func (c *Cache) VerifyRoutes() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for _, pattern := range c.file.Patterns() {
+		if _, ok := c.routes[pattern]; !ok {
+			errs = append(errs, fmt.Errorf("policy: route %q in the policy file matches no declared route", pattern))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops background refreshes from starting and waits for those in
+// flight until ctx ends, like [http.Server.Shutdown]. It is idempotent; the
+// middleware keeps serving (without refresh-ahead) after it.
+func (c *Cache) Close(ctx context.Context) error {
+	return c.refresh.close(ctx)
+}
+
+// route is one declared route: its compiled key and effective policy.
+type route struct {
+	cache  *Cache
+	key    *keying.Route
+	policy policy.Policy
+	stats  counters
+}
+
+func (c *Cache) reportError(ctx context.Context, msg string, err error, attrs ...any) {
+	c.stats.storeErrors.Add(1)
+	c.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.Any("err", err))
+	if c.onError != nil {
+		c.onError(ctx, fmt.Errorf("httpcache: %s: %w", msg, err))
+	}
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch <= ' ' || ch >= 0x7f || ch == ';' || ch == ',' || ch == '=' || ch == '"' {
+			return false
+		}
+	}
+	return true
+}

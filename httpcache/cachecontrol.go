@@ -1,0 +1,196 @@
+package httpcache
+
+import (
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cacheControl holds the Cache-Control (or Surrogate-Control) directives
+// the cache acts on (RFC 9111 section 5.2, RFC 5861).
+type cacheControl struct {
+	noStore, noCache, private bool
+	maxAge, sMaxAge           time.Duration
+	hasMaxAge, hasSMaxAge     bool
+	swr, sie                  time.Duration
+	hasSWR, hasSIE            bool
+}
+
+// parseCacheControl parses header values leniently: unknown directives are
+// ignored and a malformed delta-seconds makes its directive absent, except
+// that a malformed max-age counts as max-age=0 (RFC 9111 section 4.2.1
+// asks a cache to treat it as stale).
+func parseCacheControl(values []string) cacheControl {
+	var cc cacheControl
+	for _, v := range values {
+		for v != "" {
+			var d string
+			d, v, _ = strings.Cut(v, ",")
+			name, arg, hasArg := strings.Cut(strings.TrimSpace(d), "=")
+			name = strings.ToLower(strings.TrimSpace(name))
+			arg = strings.Trim(strings.TrimSpace(arg), `"`)
+			secs, ok := deltaSeconds(arg)
+			switch name {
+			case "no-store":
+				cc.noStore = true
+			case "no-cache":
+				cc.noCache = true
+			case "private":
+				cc.private = true
+			case "max-age":
+				cc.maxAge, cc.hasMaxAge = secs, true // malformed is 0: stale
+			case "s-maxage":
+				if ok {
+					cc.sMaxAge, cc.hasSMaxAge = secs, true
+				}
+			case "stale-while-revalidate":
+				if ok {
+					cc.swr, cc.hasSWR = secs, true
+				}
+			case "stale-if-error":
+				if ok {
+					cc.sie, cc.hasSIE = secs, true
+				}
+			}
+			_ = hasArg
+		}
+	}
+	return cc
+}
+
+// maxDelta caps delta-seconds (RFC 9111 section 1.2.2 suggests 2^31).
+const maxDelta = 1 << 31
+
+func deltaSeconds(s string) (time.Duration, bool) {
+	if s == "" {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > maxDelta {
+		n = maxDelta
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// decision is whether and for how long to store a response.
+type decision struct {
+	store      bool
+	fresh, swr time.Duration
+	sie        time.Duration
+	coding     string
+	reason     string // why not, for logs and tests
+}
+
+// decodableCodings are the content codings the cache can decode for
+// clients that do not accept them; responses in other codings are not
+// stored.
+var decodableCodings = []string{"gzip", "x-gzip", "deflate", "zstd"}
+
+// decide applies the policy and the never-store rules to a response's
+// status and headers, before its body is known.
+func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
+	p := &rt.policy
+	d := decision{fresh: p.TTL, swr: p.StaleWhileRevalidate, sie: p.StaleIfError}
+	no := func(reason string) decision { return decision{reason: reason} }
+	if !p.Stores(status) {
+		return no("status")
+	}
+	if _, ok := h["Set-Cookie"]; ok {
+		return no("set-cookie")
+	}
+	if _, ok := h["Content-Range"]; ok {
+		return no("content-range")
+	}
+	cc := parseCacheControl(h["Cache-Control"])
+	if cc.noStore || cc.private || cc.noCache {
+		return no("cache-control")
+	}
+	sc := parseCacheControl(h["Surrogate-Control"])
+	if sc.noStore {
+		return no("surrogate-control")
+	}
+	for _, v := range h["Vary"] {
+		for _, f := range strings.Split(v, ",") {
+			f = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f))
+			if f == "" || f == "Accept-Encoding" {
+				continue
+			}
+			if f == "*" || !rt.varies(f) {
+				return no("vary")
+			}
+		}
+	}
+	if ce := h["Content-Encoding"]; len(ce) > 0 {
+		c := strings.ToLower(strings.TrimSpace(strings.Join(ce, ",")))
+		if !slices.Contains(decodableCodings, c) {
+			return no("content-encoding")
+		}
+		if c == "x-gzip" {
+			c = "gzip"
+		}
+		d.coding = c
+	}
+	if p.HonorOriginCacheControl {
+		switch {
+		case sc.hasMaxAge:
+			d.fresh = sc.maxAge
+		case cc.hasSMaxAge:
+			d.fresh = cc.sMaxAge
+		case cc.hasMaxAge:
+			d.fresh = cc.maxAge
+		}
+		if cc.hasSWR {
+			d.swr = cc.swr
+		}
+		if cc.hasSIE {
+			d.sie = cc.sie
+		}
+		if sc.hasSWR {
+			d.swr = sc.swr
+		}
+		if sc.hasSIE {
+			d.sie = sc.sie
+		}
+	}
+	if d.fresh <= 0 && d.swr <= 0 && d.sie <= 0 {
+		return no("zero lifetime")
+	}
+	d.store = true
+	return d
+}
+
+// varies reports whether the policy keys on request header name.
+func (rt *route) varies(name string) bool {
+	for _, v := range rt.policy.Vary {
+		if textproto.CanonicalMIMEHeaderKey(v) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// surrogateKeys returns the tags an origin attached with Surrogate-Key
+// (space separated).
+func surrogateKeys(h http.Header) []string {
+	var tags []string
+	for _, v := range h["Surrogate-Key"] {
+		tags = append(tags, strings.Fields(v)...)
+	}
+	return tags
+}
+
+// requestTags returns the tags the policy computes for r.
+func (rt *route) requestTags(r *http.Request) []string {
+	if rt.policy.Tags == nil {
+		return nil
+	}
+	return rt.policy.Tags(r)
+}

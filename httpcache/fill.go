@@ -1,0 +1,388 @@
+package httpcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// maxLeadAttempts bounds how often a request tries to become the filler
+// after the previous filler failed, before it fetches its own response.
+const maxLeadAttempts = 3
+
+// outcome is how a fill ended, as seen by the requests that waited for it.
+type outcome int
+
+const (
+	outcomeFailed    outcome = iota // no whole response: a waiter should lead
+	outcomeShared                   // entry holds a stored response for everyone
+	outcomeNotShared                // the response was not cacheable: fetch your own
+)
+
+// fill handles a miss for k: inside the process one request per key leads
+// and the others wait for it; the leader collapses with other processes
+// through the Locker. stale is an entry past its stale-while-revalidate
+// window that may still be served if the origin fails; it may be nil.
+func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler) {
+	fk := k.Bucket + "\x00" + k.Field
+	for attempt := 1; ; attempt++ {
+		f, leader := rt.cache.flights.join(fk)
+		if leader {
+			rt.lead(w, r, k, stale, next, fk, f)
+			return
+		}
+		res, ok := f.wait(r.Context(), rt.policy.LockWait)
+		switch {
+		case ok && res.outcome == outcomeShared:
+			rt.stats.collapsed.Add(1)
+			rt.serve(w, r, res.entry, time.Now(), rt.status("fwd=uri-miss; collapsed"))
+			return
+		case ok && res.outcome == outcomeFailed && attempt < maxLeadAttempts:
+			continue // the leader failed: one of the waiters leads now
+		case r.Context().Err() != nil:
+			return // the client went away while waiting
+		case !ok && usableOnError(stale, time.Now()):
+			rt.stats.staleServed.Add(1)
+			rt.serve(w, r, stale, time.Now(), staleErrorStatus(rt.cache.name, stale, 0, "lock-wait"))
+			return
+		}
+		// Waited too long, or the response is not for sharing: fetch our own.
+		rt.fetch(w, r, k, stale, next, nil, "fwd=uri-miss")
+		return
+	}
+}
+
+// lead fills k for this process: it collapses with other processes through
+// the Locker, then runs the origin and hands the result to the waiters of
+// flight f.
+func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler, fk string, f *flight) {
+	res := flightResult{outcome: outcomeFailed}
+	defer func() { rt.cache.flights.finish(fk, f, res) }()
+
+	ctx := r.Context()
+	var lock *heldLock
+	if l := rt.cache.locker; l != nil {
+		for attempt := 1; attempt <= maxLeadAttempts; attempt++ {
+			fills, unwatch := l.Watch(k.Bucket, k.Field)
+			lk, err := l.TryLock(ctx, k.Bucket, k.Field, rt.policy.LockTTL)
+			if err == nil {
+				unwatch()
+				lock = &heldLock{Lock: lk}
+				break
+			}
+			if !errors.Is(err, storage.ErrLockHeld) {
+				unwatch()
+				rt.cache.reportError(ctx, "take fill lock", err)
+				break
+			}
+			// Another process fills this key: wait for its notification.
+			got, fill, ok := rt.awaitRemote(ctx, k, fills)
+			unwatch()
+			if got != nil {
+				res = flightResult{outcome: outcomeShared, entry: got}
+				rt.stats.collapsed.Add(1)
+				rt.serve(w, r, got, time.Now(), rt.status("fwd=uri-miss; collapsed"))
+				return
+			}
+			if ctx.Err() != nil {
+				return // client gone; our waiters will lead
+			}
+			if ok && fill.Failed {
+				continue // the other filler failed: try to take over
+			}
+			if !ok && usableOnError(stale, time.Now()) {
+				res = flightResult{outcome: outcomeShared, entry: stale}
+				rt.stats.staleServed.Add(1)
+				rt.serve(w, r, stale, time.Now(), staleErrorStatus(rt.cache.name, stale, 0, "lock-wait"))
+				return
+			}
+			break // not cacheable, or waited too long: fetch our own
+		}
+	}
+	if lock != nil {
+		// The fill may have finished between our miss and taking the lock.
+		if e, err := rt.load(ctx, k); err == nil && freshness(e, time.Now()) == stateFresh {
+			rt.unlock(ctx, lock, k)
+			res = flightResult{outcome: outcomeShared, entry: e}
+			rt.serve(w, r, e, time.Now(), hitStatus(rt.cache.name, e, time.Now()))
+			return
+		}
+	}
+	fwd := "fwd=uri-miss"
+	if stale != nil {
+		fwd = "fwd=stale"
+	}
+	res = rt.fetch(w, r, k, stale, next, lock, fwd)
+}
+
+// awaitRemote waits up to the policy's lock wait for another process's fill
+// of k and returns the entry it stored, if it stored one. ok is false when
+// no notification came in time.
+func (rt *route) awaitRemote(ctx context.Context, k keying.Key, fills <-chan storage.Fill) (e *storage.Entry, fill storage.Fill, ok bool) {
+	t := time.NewTimer(rt.policy.LockWait)
+	defer t.Stop()
+	select {
+	case fill = <-fills:
+	case <-t.C:
+		return nil, fill, false
+	case <-ctx.Done():
+		return nil, fill, false
+	}
+	if !fill.Stored {
+		return nil, fill, true
+	}
+	e, err := rt.load(ctx, k)
+	if err != nil || freshness(e, time.Now()) != stateFresh {
+		return nil, storage.Fill{Failed: true}, true
+	}
+	return e, fill, true
+}
+
+// fetch runs the origin for r, streaming its response to w while recording
+// it, stores it when it is cacheable, and, when lock is held, publishes the
+// fill and releases the lock. It serves stale instead of an origin failure
+// when stale allows it. The returned result is what waiters get.
+func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler, lock *heldLock, fwd string) flightResult {
+	ctx := r.Context()
+	if lock != nil {
+		stop := rt.keepLock(lock, k)
+		defer func() {
+			stop()
+			rt.unlock(context.WithoutCancel(ctx), lock, k)
+		}()
+	}
+	o := rt.runOrigin(w, r, stale, next, fwd, true)
+	res := flightResult{outcome: outcomeFailed}
+	switch {
+	case o.servedStale:
+		res = flightResult{outcome: outcomeShared, entry: stale}
+	case o.entry != nil:
+		// Even when the store write fails, the whole response is good for
+		// this process's waiters.
+		res = flightResult{outcome: outcomeShared, entry: o.entry}
+		rt.store(context.WithoutCancel(ctx), k, &o)
+	case o.whole:
+		res.outcome = outcomeNotShared
+	}
+	if lock != nil {
+		fill := storage.Fill{Stored: o.stored, Failed: res.outcome == outcomeFailed}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		if err := rt.cache.locker.Publish(pctx, k.Bucket, k.Field, fill); err != nil {
+			rt.cache.reportError(ctx, "publish fill", err)
+		}
+		cancel()
+	}
+	if o.panicVal != nil && !o.servedStale {
+		panic(o.panicVal)
+	}
+	return res
+}
+
+// heldLock is a fill lock this request holds; its loss is reported once.
+type heldLock struct {
+	storage.Lock
+	lost atomic.Bool
+}
+
+// keepLock extends lock every half of its TTL while a slow origin runs. A
+// lost lock is logged, never surfaced: the response still goes out.
+func (rt *route) keepLock(lock *heldLock, k keying.Key) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(rt.policy.LockTTL / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), rt.policy.LockTTL/2)
+				err := lock.Extend(ctx)
+				cancel()
+				if err != nil {
+					rt.lockLost(lock, k, "extend", err)
+					return
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func (rt *route) unlock(ctx context.Context, lock *heldLock, k keying.Key) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := lock.Unlock(ctx); err != nil {
+		rt.lockLost(lock, k, "unlock", err)
+	}
+}
+
+func (rt *route) lockLost(lock *heldLock, k keying.Key, op string, err error) {
+	if lock.lost.Swap(true) {
+		return
+	}
+	rt.stats.locksLost.Add(1)
+	rt.cache.log.Warn("readthrough: fill lock lost", "route", rt.key.Pattern(), "bucket", k.Bucket, "field", k.FieldHex(), "op", op, "err", err)
+	if rt.cache.onError != nil {
+		rt.cache.onError(context.Background(), fmt.Errorf("httpcache: fill lock %s: %w", op, err))
+	}
+}
+
+// originResult is what one origin call produced.
+type originResult struct {
+	entry       *storage.Entry // the response as an entry, when cacheable and whole
+	tags        []string
+	whole       bool // the handler produced a whole response (cacheable or not)
+	stored      bool // set by store
+	servedStale bool // the stale entry went to the client instead
+	panicVal    any
+}
+
+// runOrigin calls the origin for r with a recorder in front of w (w may be
+// nil for a background refresh). The origin runs on a copy of r detached
+// from the client's cancellation when detach is set, bounded by the
+// policy's fill timeout, with conditional and range headers removed so the
+// whole representation comes back; HEAD becomes GET so the entry can serve
+// both. When the origin fails and stale is still usable, stale is served to
+// w instead of the failure.
+func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storage.Entry, next http.Handler, fwd string, detach bool) originResult {
+	ctx := r.Context()
+	if detach {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), rt.policy.FillTimeout)
+		defer cancel()
+	}
+	or := r.Clone(ctx)
+	if or.Method == http.MethodHead {
+		or.Method = http.MethodGet
+	}
+	for _, h := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		delete(or.Header, h)
+	}
+
+	rec := newRecorder(w, rt.policy.MaxBodyBytes)
+	defer rec.release()
+	rec.headOnly = r.Method == http.MethodHead
+	// Headers set by outer middleware before the origin ran belong to this
+	// response only; they are not stored for others.
+	outer := rec.header.Clone()
+	rec.holdErrors = w != nil && usableOnError(stale, time.Now())
+	var dec decision
+	var tags []string
+	rec.onHeader = func(status int, h http.Header) {
+		dec = rt.decide(or, status, h)
+		tags = surrogateKeys(h)
+		delete(h, "Surrogate-Control")
+		delete(h, "Surrogate-Key")
+		stored := ""
+		if dec.store {
+			stored = "; stored"
+		}
+		h["Cache-Status"] = []string{rt.status(fwd + "; fwd-status=" + itoa(status) + stored)}
+	}
+
+	start := time.Now()
+	o := originResult{panicVal: callOrigin(rt, next, rec, or)}
+	end := time.Now()
+	if o.panicVal == nil && rec.status == 0 {
+		rec.WriteHeader(http.StatusOK) // the handler wrote nothing: an empty 200
+	}
+	failed := o.panicVal != nil || rec.status >= 500 || ctx.Err() != nil && !rec.complete()
+	if failed && (rec.held || rec.status == 0) && w != nil && usableOnError(stale, end) {
+		h := w.Header()
+		clear(h)
+		for name, v := range outer {
+			h[name] = v
+		}
+		rt.stats.staleServed.Add(1)
+		rt.serve(w, r, stale, end, staleErrorStatus(rt.cache.name, stale, rec.status, "stale-if-error"))
+		o.servedStale = true
+		return o
+	}
+	if rec.held {
+		rec.releaseHeld() // the stale entry expired meanwhile: the failure goes out
+	}
+	o.whole = o.panicVal == nil
+	if !o.whole || !dec.store || !rec.complete() || (ctx.Err() != nil && rec.status >= 500) {
+		return o
+	}
+	header := storage.StorableHeader(rec.header)
+	for name, v := range outer {
+		if equalValues(header[name], v) {
+			delete(header, name)
+		}
+	}
+	e := &storage.Entry{
+		Status:               rec.status,
+		Header:               header,
+		Stored:               end,
+		Fresh:                dec.fresh,
+		StaleWhileRevalidate: dec.swr,
+		StaleIfError:         dec.sie,
+		OriginTime:           end.Sub(start),
+		Coding:               dec.coding,
+		Body:                 bytes.Clone(rec.buf.Bytes()),
+	}
+	storage.Compress(e)
+	o.entry = e
+	o.tags = append(tags, rt.requestTags(r)...)
+	return o
+}
+
+// store writes o's entry; it reports whether it did, and records that in o.
+func (rt *route) store(ctx context.Context, k keying.Key, o *originResult) bool {
+	value := storage.Encode(nil, o.entry)
+	ctx, cancel := context.WithTimeout(ctx, storeWriteTimeout)
+	defer cancel()
+	err := rt.cache.store.Set(ctx, k.Bucket, k.Field, value, storage.SetOptions{
+		TTL:       o.entry.Lifetime(),
+		MaxFields: rt.policy.MaxFields,
+		Tags:      o.tags,
+	})
+	if err != nil {
+		rt.cache.reportError(ctx, "store set", err)
+		return false
+	}
+	o.stored = true
+	rt.stats.stored.Add(1)
+	rt.stats.bytesStored.Add(int64(len(value)))
+	return true
+}
+
+// storeWriteTimeout bounds one store write made after the response went out.
+const storeWriteTimeout = 2 * time.Second
+
+func callOrigin(rt *route, h http.Handler, rec *recorder, r *http.Request) (panicVal any) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicVal = v
+			if v != http.ErrAbortHandler {
+				rt.cache.log.Error("readthrough: origin panicked", "route", rt.key.Pattern(), "panic", v, "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	h.ServeHTTP(rec, r)
+	return nil
+}
+
+func equalValues(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

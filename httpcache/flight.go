@@ -1,0 +1,73 @@
+package httpcache
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/readthrough/readthrough/storage"
+)
+
+// flights collapses concurrent misses for one key inside the process: the
+// first request leads, the others wait for its result. Unlike
+// golang.org/x/sync/singleflight, waiters bound their own wait and learn
+// whether the result may be shared or the leader failed.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+	res  flightResult
+}
+
+type flightResult struct {
+	outcome outcome
+	entry   *storage.Entry // with outcomeShared; read-only
+}
+
+// join returns the flight for key and whether the caller leads it.
+func (fs *flights) join(key string) (*flight, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f, ok := fs.m[key]; ok {
+		return f, false
+	}
+	if fs.m == nil {
+		fs.m = map[string]*flight{}
+	}
+	f := &flight{done: make(chan struct{})}
+	fs.m[key] = f
+	return f, true
+}
+
+// finish ends the leader's flight with res and wakes its waiters.
+func (fs *flights) finish(key string, f *flight, res flightResult) {
+	fs.mu.Lock()
+	if fs.m[key] == f {
+		delete(fs.m, key)
+	}
+	fs.mu.Unlock()
+	f.res = res
+	close(f.done)
+}
+
+// wait waits for the flight's result up to d or until ctx ends; ok is false
+// when it did not finish in time.
+func (f *flight) wait(ctx context.Context, d time.Duration) (flightResult, bool) {
+	select {
+	case <-f.done:
+		return f.res, true
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.done:
+		return f.res, true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return flightResult{}, false
+}

@@ -1,0 +1,134 @@
+package httpcache
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// handler serves one cached route.
+type handler struct {
+	route *route
+	next  http.Handler
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := h.route
+	if reason := rt.bypassReason(r); reason != "" {
+		rt.stats.bypass.Add(1)
+		w.Header().Set("Cache-Status", rt.cache.name+"; fwd="+reason)
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	k := rt.key.Key(r)
+	now := time.Now()
+	e, err := rt.load(r.Context(), k)
+	if err == nil {
+		switch st := freshness(e, now); st {
+		case stateFresh:
+			rt.stats.hits.Add(1)
+			if rt.refreshDue(e, now) {
+				rt.scheduleRefresh(r, k, h.next)
+			}
+			rt.serve(w, r, e, now, hitStatus(rt.cache.name, e, now))
+			return
+		case stateStale:
+			rt.stats.staleServed.Add(1)
+			rt.scheduleRefresh(r, k, h.next)
+			rt.serve(w, r, e, now, staleStatus(rt.cache.name, e, now))
+			return
+		case stateErrorOnly:
+			// Too stale to serve as it is, but still good if the origin fails.
+		default:
+			e = nil
+		}
+	} else {
+		e = nil
+	}
+	rt.stats.misses.Add(1)
+	rt.fill(w, r, k, e, h.next)
+}
+
+// bypassReason returns the Cache-Status fwd value of a request that must go
+// straight to the origin, or "" when the cache handles it.
+func (rt *route) bypassReason(r *http.Request) string {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return "method"
+	}
+	if r.Header.Get("Upgrade") != "" {
+		return "bypass; detail=upgrade"
+	}
+	if !rt.policy.AllowAuthorized {
+		if _, ok := r.Header["Authorization"]; ok {
+			return "bypass; detail=authorization"
+		}
+		if _, ok := r.Header["Cookie"]; ok {
+			return "bypass; detail=cookie"
+		}
+	}
+	if cc, ok := r.Header["Cache-Control"]; ok && parseCacheControl(cc).noStore {
+		return "request; detail=no-store"
+	}
+	return ""
+}
+
+// load reads and decodes the entry of k. Undecodable entries are misses:
+// they are deleted and reported, never served.
+func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error) {
+	raw, err := rt.cache.store.Get(ctx, k.Bucket, k.Field)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			rt.cache.reportError(ctx, "store get", err)
+		}
+		return nil, err
+	}
+	e := new(storage.Entry)
+	if err := storage.Decode(raw, e); err != nil {
+		rt.cache.reportError(ctx, "decode entry", err)
+		rt.dropField(ctx, k)
+		return nil, err
+	}
+	if freshness(e, time.Now()) == stateDead {
+		// Dead fields in a live bucket are removed when read.
+		rt.dropField(ctx, k)
+		return nil, storage.ErrNotFound
+	}
+	return e, nil
+}
+
+func (rt *route) dropField(ctx context.Context, k keying.Key) {
+	if err := rt.cache.store.Delete(ctx, k.Bucket, k.Field); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		rt.cache.reportError(ctx, "store delete", err)
+	}
+}
+
+type entryState int
+
+const (
+	stateFresh     entryState = iota
+	stateStale                // past fresh, inside stale-while-revalidate
+	stateErrorOnly            // past stale-while-revalidate, inside stale-if-error
+	stateDead
+)
+
+func freshness(e *storage.Entry, now time.Time) entryState {
+	age := now.Sub(e.Stored)
+	switch {
+	case age < e.Fresh:
+		return stateFresh
+	case age < e.Fresh+e.StaleWhileRevalidate:
+		return stateStale
+	case age < e.Fresh+e.StaleIfError:
+		return stateErrorOnly
+	}
+	return stateDead
+}
+
+// usableOnError reports whether e may be served because the origin failed.
+func usableOnError(e *storage.Entry, now time.Time) bool {
+	return e != nil && now.Sub(e.Stored) < e.Fresh+e.StaleIfError
+}

@@ -1,0 +1,187 @@
+package httpcache
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// refreshDue reports whether a fresh hit should schedule a background
+// refresh: past the policy's fixed refresh point, or chosen by the XFetch
+// rule, which refreshes early with a probability that grows as expiry nears
+// and as the origin gets slower, so instances spread their refreshes
+// without coordinating.
+func (rt *route) refreshDue(e *storage.Entry, now time.Time) bool {
+	p := &rt.policy
+	switch {
+	case p.RefreshAhead > 0:
+		return now.Sub(e.Stored) >= time.Duration(p.RefreshAhead*float64(e.Fresh))
+	case p.XFetchBeta > 0:
+		return xfetch(now, e.FreshUntil(), e.OriginTime, p.XFetchBeta, rand.Float64())
+	}
+	return false
+}
+
+// xfetch is the XFetch test of Vattani, Chierichetti and Lowenstein
+// ("Optimal Probabilistic Cache Stampede Prevention", VLDB 2015):
+// refresh when now - delta*beta*ln(u) >= expiry, for u uniform in (0, 1].
+// u is passed in so tests can check the distribution.
+func xfetch(now, expiry time.Time, delta time.Duration, beta, u float64) bool {
+	u = 1 - u // rand.Float64 is in [0, 1); ln needs (0, 1]
+	early := time.Duration(-float64(delta) * beta * math.Log(u))
+	return !now.Add(early).Before(expiry)
+}
+
+// scheduleRefresh refreshes k in the background on a copy of r detached
+// from the client: no cancellation, no body. Only one refresh per key runs
+// in a process, and across processes the fill lock decides; when the
+// worker pool is full the refresh is dropped and counted.
+func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handler) {
+	fk := k.Bucket + "\x00" + k.Field
+	var req *http.Request
+	started := rt.cache.refresh.start(fk, func() {
+		rt.refreshNow(req, k, next)
+	}, func() {
+		req = r.Clone(context.WithoutCancel(r.Context()))
+		req.Body = http.NoBody
+		req.ContentLength = 0
+	})
+	switch started {
+	case startFull:
+		rt.stats.refreshDropped.Add(1)
+	case startClosed:
+		rt.stats.refreshDropped.Add(1)
+	}
+}
+
+// refreshNow runs one background refresh.
+func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
+	ctx := r.Context()
+	var lock *heldLock
+	if l := rt.cache.locker; l != nil {
+		lk, err := l.TryLock(ctx, k.Bucket, k.Field, rt.policy.LockTTL)
+		switch {
+		case errors.Is(err, storage.ErrLockHeld):
+			rt.stats.refreshSkipped.Add(1)
+			return // someone else refreshes it
+		case err != nil:
+			rt.cache.reportError(ctx, "take refresh lock", err)
+			return
+		}
+		lock = &heldLock{Lock: lk}
+		defer rt.unlock(ctx, lock, k)
+		// Another instance may have refreshed it just before we locked.
+		if e, err := rt.load(ctx, k); err == nil && !rt.refreshDue(e, time.Now()) && freshness(e, time.Now()) == stateFresh {
+			rt.stats.refreshSkipped.Add(1)
+			return
+		}
+		stop := rt.keepLock(lock, k)
+		defer stop()
+	}
+	o := rt.runOrigin(nil, r, nil, next, "", true)
+	if o.entry == nil {
+		rt.stats.refreshFailed.Add(1)
+		status := "panic"
+		if o.panicVal == nil {
+			status = "not cacheable"
+		}
+		rt.cache.log.Warn("readthrough: background refresh kept the old entry", "route", rt.key.Pattern(), "field", k.FieldHex(), "reason", status)
+		if lock != nil {
+			rt.publish(ctx, k, storage.Fill{Failed: true})
+		}
+		return
+	}
+	if rt.store(ctx, k, &o) {
+		rt.stats.refreshed.Add(1)
+	} else {
+		rt.stats.refreshFailed.Add(1)
+	}
+	if lock != nil {
+		rt.publish(ctx, k, storage.Fill{Stored: o.stored})
+	}
+}
+
+func (rt *route) publish(ctx context.Context, k keying.Key, f storage.Fill) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if err := rt.cache.locker.Publish(ctx, k.Bucket, k.Field, f); err != nil {
+		rt.cache.reportError(ctx, "publish fill", err)
+	}
+}
+
+type startResult int
+
+const (
+	started startResult = iota
+	startDuplicate
+	startFull
+	startClosed
+)
+
+// refresher is the bounded pool of background refreshes of one Cache.
+type refresher struct {
+	sem      chan struct{}
+	mu       sync.Mutex
+	closed   bool
+	wg       sync.WaitGroup
+	inflight map[string]struct{}
+}
+
+func newRefresher(workers int) *refresher {
+	return &refresher{sem: make(chan struct{}, workers), inflight: map[string]struct{}{}}
+}
+
+// start runs fn in the pool unless key is already being refreshed, the
+// pool is full, or the refresher is closed. prepare runs first, on the
+// caller's goroutine, only when fn will run.
+func (rf *refresher) start(key string, fn, prepare func()) startResult {
+	rf.mu.Lock()
+	defer rf.mu.Unlock()
+	if rf.closed {
+		return startClosed
+	}
+	if _, ok := rf.inflight[key]; ok {
+		return startDuplicate
+	}
+	select {
+	case rf.sem <- struct{}{}:
+	default:
+		return startFull
+	}
+	rf.inflight[key] = struct{}{}
+	rf.wg.Add(1)
+	prepare()
+	go func() {
+		defer func() {
+			rf.mu.Lock()
+			delete(rf.inflight, key)
+			rf.mu.Unlock()
+			<-rf.sem
+			rf.wg.Done()
+		}()
+		fn()
+	}()
+	return started
+}
+
+// close stops new refreshes and waits for running ones until ctx ends.
+func (rf *refresher) close(ctx context.Context) error {
+	rf.mu.Lock()
+	rf.closed = true
+	rf.mu.Unlock()
+	done := make(chan struct{})
+	go func() { rf.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,75 @@
+package httpcache
+
+import "sync/atomic"
+
+// counters are the cache's event counts, kept per route and summed.
+type counters struct {
+	hits, misses, staleServed, collapsed, bypass atomic.Int64
+	stored, bytesStored, storeErrors, locksLost  atomic.Int64
+	refreshed, refreshFailed, refreshDropped     atomic.Int64
+	refreshSkipped                               atomic.Int64
+}
+
+// Stats are counts of what the cache did since it was created.
+type Stats struct {
+	Hits           int64 // fresh entries served
+	Misses         int64 // requests that found no usable entry
+	StaleServed    int64 // stale entries served (while revalidating, on origin error, or past a fill wait)
+	Collapsed      int64 // misses answered by another request's fill
+	Bypassed       int64 // requests sent straight to the origin
+	Stored         int64 // entries written
+	BytesStored    int64 // encoded bytes written
+	StoreErrors    int64 // store, codec and lock errors absorbed
+	LocksLost      int64 // fill locks that expired or vanished while held
+	Refreshed      int64 // background refreshes that stored a new entry
+	RefreshFailed  int64 // background refreshes that kept the old entry
+	RefreshDropped int64 // refreshes dropped because the pool was full or closed
+	RefreshSkipped int64 // refreshes skipped because another caller held the lock
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Hits: c.hits.Load(), Misses: c.misses.Load(), StaleServed: c.staleServed.Load(),
+		Collapsed: c.collapsed.Load(), Bypassed: c.bypass.Load(), Stored: c.stored.Load(),
+		BytesStored: c.bytesStored.Load(), StoreErrors: c.storeErrors.Load(), LocksLost: c.locksLost.Load(),
+		Refreshed: c.refreshed.Load(), RefreshFailed: c.refreshFailed.Load(),
+		RefreshDropped: c.refreshDropped.Load(), RefreshSkipped: c.refreshSkipped.Load(),
+	}
+}
+
+func (s *Stats) add(o Stats) {
+	s.Hits += o.Hits
+	s.Misses += o.Misses
+	s.StaleServed += o.StaleServed
+	s.Collapsed += o.Collapsed
+	s.Bypassed += o.Bypassed
+	s.Stored += o.Stored
+	s.BytesStored += o.BytesStored
+	s.StoreErrors += o.StoreErrors
+	s.LocksLost += o.LocksLost
+	s.Refreshed += o.Refreshed
+	s.RefreshFailed += o.RefreshFailed
+	s.RefreshDropped += o.RefreshDropped
+	s.RefreshSkipped += o.RefreshSkipped
+}
+
+// Stats returns the counts summed over every route, plus errors not tied
+// to a route.
+func (c *Cache) Stats() Stats {
+	s := c.stats.snapshot()
+	for _, rs := range c.RouteStats() {
+		s.add(rs)
+	}
+	return s
+}
+
+// RouteStats returns the counts of each declared route, by pattern.
+func (c *Cache) RouteStats() map[string]Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[string]Stats, len(c.routes))
+	for p, r := range c.routes {
+		m[p] = r.stats.snapshot()
+	}
+	return m
+}
