@@ -1,0 +1,107 @@
+// Command chi is a small chi service whose routes go through readthrough.
+//
+//	make run                      # embedded Redis, no setup
+//	REDIS_URL=redis://127.0.0.1:6379/0 make run
+//	curl -si localhost:8080/slow/1   # first: ~300ms, Cache-Status: ...; fwd=uri-miss; stored
+//	curl -si localhost:8080/slow/1   # then:  well under 1ms, Cache-Status: ...; hit
+//
+// ADDR sets the listen address (default 127.0.0.1:8080), POLICY_FILE an
+// optional JSON policy file that overrides the policies declared below.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/readthrough/readthrough/httpcache"
+	"github.com/readthrough/readthrough/internal/examplekit"
+	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage/redisstore"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", examplekit.Env("ADDR", "127.0.0.1:8080"))
+	if err != nil {
+		log.Error("listen", "err", err)
+		os.Exit(1)
+	}
+	if err := run(ctx, ln, log); err != nil {
+		log.Error("example stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run serves the example on ln until ctx ends.
+func run(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+	client, release, err := examplekit.Redis(log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	store, err := redisstore.New(client, redisstore.WithPrefix("example"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	opts := []httpcache.Option{httpcache.WithLogger(log)}
+	if path := os.Getenv("POLICY_FILE"); path != "" {
+		f, err := policy.Load(path)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, httpcache.WithPolicyFile(f))
+	}
+	cache, err := httpcache.New(store, opts...)
+	if err != nil {
+		return err
+	}
+
+	r := chi.NewRouter()
+	// A deliberately slow origin: the first request pays 300ms, the next
+	// ones come from Redis.
+	r.With(cache.MustRoute("/slow/{id}", policy.Policy{
+		TTL:                  30 * time.Second,
+		StaleWhileRevalidate: time.Minute,
+		RefreshAhead:         0.8,
+	})).Get("/slow/{id}", examplekit.SlowOrigin(300*time.Millisecond))
+	// Everything about one user lives in one bucket, so it can be purged at
+	// once; the page query parameter is part of the key, others are not.
+	r.With(cache.MustRoute("/users/{id}/posts", policy.Policy{
+		TTL:          time.Minute,
+		StaleIfError: 10 * time.Minute,
+		QueryParams:  []string{"page"},
+	})).Get("/users/{id}/posts", examplekit.SlowOrigin(100*time.Millisecond))
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	if err := cache.VerifyRoutes(); err != nil {
+		return err
+	}
+
+	srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("example listening", "url", "http://"+ln.Addr().String()+"/slow/1")
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = errors.Join(srv.Shutdown(shutdown), cache.Close(shutdown))
+	<-errc
+	return err
+}

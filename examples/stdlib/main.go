@@ -1,0 +1,83 @@
+// Command stdlib is the same service as examples/chi with net/http's
+// ServeMux alone (Go 1.22 patterns).
+//
+//	go run ./examples/stdlib
+//	curl -si localhost:8081/slow/1   # twice: a miss, then a hit
+//
+// ADDR sets the listen address (default 127.0.0.1:8081); REDIS_URL a real
+// Redis instead of the embedded one.
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/readthrough/readthrough/httpcache"
+	"github.com/readthrough/readthrough/internal/examplekit"
+	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage/redisstore"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := net.Listen("tcp", examplekit.Env("ADDR", "127.0.0.1:8081"))
+	if err != nil {
+		log.Error("listen", "err", err)
+		os.Exit(1)
+	}
+	if err := run(ctx, ln, log); err != nil {
+		log.Error("example stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run serves the example on ln until ctx ends.
+func run(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+	client, release, err := examplekit.Redis(log)
+	if err != nil {
+		return err
+	}
+	defer release()
+	store, err := redisstore.New(client, redisstore.WithPrefix("example-stdlib"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cache, err := httpcache.New(store, httpcache.WithLogger(log))
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	// The pattern is given twice: to the mux, and to the cache, which keys
+	// and validates the policy by it.
+	const slow = "GET /slow/{id}"
+	mux.Handle(slow, cache.Handler(slow, policy.Policy{
+		TTL:                  30 * time.Second,
+		StaleWhileRevalidate: time.Minute,
+	}, examplekit.SlowOrigin(300*time.Millisecond)))
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("example listening", "url", "http://"+ln.Addr().String()+"/slow/1")
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = errors.Join(srv.Shutdown(shutdown), cache.Close(shutdown))
+	<-errc
+	return err
+}
