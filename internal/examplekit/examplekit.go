@@ -32,6 +32,9 @@ func Redis(log *slog.Logger) (redis.UniversalClient, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded redis: %w", err)
 	}
+	// Let TTLs run on the wall clock, as on a real server: without it
+	// miniredis never expires buckets or abandoned fill locks.
+	m.ClockTTL(true)
 	log.Info("using an embedded miniredis (set REDIS_URL to use a real Redis)", "addr", m.Addr())
 	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	return c, func() { c.Close(); m.Close() }, nil
