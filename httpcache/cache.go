@@ -111,7 +111,7 @@ type Cache struct {
 	mu     sync.Mutex
 	routes map[string]*route
 
-	stats counters
+	logLimit logLimiter
 }
 
 // New returns a Cache over store. It returns an error for a nil store or an
@@ -221,12 +221,50 @@ type route struct {
 	stats  counters
 }
 
-func (c *Cache) reportError(ctx context.Context, msg string, err error, attrs ...any) {
-	c.stats.storeErrors.Add(1)
-	c.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.Any("err", err))
+// reportError counts an error the route absorbed by going to the origin,
+// logs it at most once per second per kind (an outage must not flood the
+// logs) and passes it to the OnError hook.
+func (rt *route) reportError(ctx context.Context, msg string, err error) {
+	rt.stats.storeErrors.Add(1)
+	c := rt.cache
+	if suppressed, ok := c.logLimit.allow(msg, time.Now()); ok {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: "+msg, slog.String("route", rt.key.Pattern()),
+			slog.Any("err", err), slog.Int64("suppressed", suppressed))
+	}
 	if c.onError != nil {
 		c.onError(ctx, fmt.Errorf("httpcache: %s: %w", msg, err))
 	}
+}
+
+// logLimiter lets one log line per kind through per second and counts the
+// ones it held back.
+type logLimiter struct {
+	mu    sync.Mutex
+	kinds map[string]*logKind
+}
+
+type logKind struct {
+	last       time.Time
+	suppressed int64
+}
+
+func (l *logLimiter) allow(kind string, now time.Time) (suppressed int64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kinds == nil {
+		l.kinds = map[string]*logKind{}
+	}
+	k := l.kinds[kind]
+	if k == nil {
+		k = &logKind{}
+		l.kinds[kind] = k
+	}
+	if !k.last.IsZero() && now.Sub(k.last) < time.Second {
+		k.suppressed++
+		return 0, false
+	}
+	suppressed, k.suppressed, k.last = k.suppressed, 0, now
+	return suppressed, true
 }
 
 func validToken(s string) bool {

@@ -81,7 +81,7 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 			}
 			if !errors.Is(err, storage.ErrLockHeld) {
 				unwatch()
-				rt.cache.reportError(ctx, "take fill lock", err)
+				rt.reportError(ctx, "take fill lock", err)
 				break
 			}
 			// Another process fills this key: wait for its notification.
@@ -108,19 +108,24 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 			break // not cacheable, or waited too long: fetch our own
 		}
 	}
-	if lock != nil {
-		// The fill may have finished between our miss and taking the lock.
-		if e, err := rt.load(ctx, k); err == nil && freshness(e, time.Now()) == stateFresh {
-			rt.unlock(ctx, lock, k)
-			res = flightResult{outcome: outcomeShared, entry: e}
-			rt.serve(w, r, e, time.Now(), hitStatus(rt.cache.name, e, time.Now()))
-			return
-		}
-	}
 	fwd := "fwd=uri-miss"
 	if stale != nil {
 		fwd = "fwd=stale"
 	}
+	if lock == nil {
+		res = rt.fetch(w, r, k, stale, next, nil, fwd)
+		return
+	}
+	// The fill may have finished between our miss and taking the lock; the
+	// same read fences our fill against a purge that comes after it.
+	e, fc, err := rt.loadForFill(ctx, k)
+	if err == nil && freshness(e, time.Now()) == stateFresh {
+		rt.unlock(ctx, lock, k)
+		res = flightResult{outcome: outcomeShared, entry: e}
+		rt.serve(w, r, e, time.Now(), hitStatus(rt.cache.name, e, time.Now()))
+		return
+	}
+	lock.fence = fc
 	res = rt.fetch(w, r, k, stale, next, lock, fwd)
 }
 
@@ -153,14 +158,19 @@ func (rt *route) awaitRemote(ctx context.Context, k keying.Key, fills <-chan sto
 // when stale allows it. The returned result is what waiters get.
 func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler, lock *heldLock, fwd string) flightResult {
 	ctx := r.Context()
+	var fc fence
 	if lock != nil {
+		fc = lock.fence
 		stop := rt.keepLock(lock, k)
 		defer func() {
 			stop()
 			rt.unlock(context.WithoutCancel(ctx), lock, k)
 		}()
+	} else {
+		_, fc, _ = rt.loadForFill(ctx, k) // only the fence: the miss was just read
 	}
 	o := rt.runOrigin(w, r, stale, next, fwd, true)
+	o.fence = fc
 	res := flightResult{outcome: outcomeFailed}
 	switch {
 	case o.servedStale:
@@ -177,7 +187,7 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 		fill := storage.Fill{Stored: o.stored, Failed: res.outcome == outcomeFailed}
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		if err := rt.cache.locker.Publish(pctx, k.Bucket, k.Field, fill); err != nil {
-			rt.cache.reportError(ctx, "publish fill", err)
+			rt.reportError(ctx, "publish fill", err)
 		}
 		cancel()
 	}
@@ -190,7 +200,8 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 // heldLock is a fill lock this request holds; its loss is reported once.
 type heldLock struct {
 	storage.Lock
-	lost atomic.Bool
+	lost  atomic.Bool
+	fence fence // read after taking the lock
 }
 
 // keepLock extends lock every half of its TTL while a slow origin runs. A
@@ -242,6 +253,7 @@ func (rt *route) lockLost(lock *heldLock, k keying.Key, op string, err error) {
 type originResult struct {
 	entry       *storage.Entry // the response as an entry, when cacheable and whole
 	tags        []string
+	fence       fence
 	whole       bool // the handler produced a whole response (cacheable or not)
 	stored      bool // set by store
 	servedStale bool // the stale entry went to the client instead
@@ -345,12 +357,20 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult) bool 
 	ctx, cancel := context.WithTimeout(ctx, storeWriteTimeout)
 	defer cancel()
 	err := rt.cache.store.Set(ctx, k.Bucket, k.Field, value, storage.SetOptions{
-		TTL:       o.entry.Lifetime(),
-		MaxFields: rt.policy.MaxFields,
-		Tags:      o.tags,
+		TTL:        o.entry.Lifetime(),
+		MaxFields:  rt.policy.MaxFields,
+		Tags:       o.tags,
+		Fenced:     o.fence.ok,
+		Generation: o.fence.generation,
 	})
+	if errors.Is(err, storage.ErrPurged) {
+		// A purge came while the origin ran: its response may be older than
+		// the purge, so it is not stored.
+		rt.stats.purgeRaces.Add(1)
+		return false
+	}
 	if err != nil {
-		rt.cache.reportError(ctx, "store set", err)
+		rt.reportError(ctx, "store set", err)
 		return false
 	}
 	o.stored = true

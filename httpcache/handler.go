@@ -80,15 +80,37 @@ func (rt *route) bypassReason(r *http.Request) string {
 // they are deleted and reported, never served.
 func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error) {
 	raw, err := rt.cache.store.Get(ctx, k.Bucket, k.Field)
+	return rt.decode(ctx, k, raw, err)
+}
+
+// loadForFill is load plus the bucket's purge generation, read in the same
+// round trip when the store supports fencing. The miss path uses it right
+// before running the origin.
+func (rt *route) loadForFill(ctx context.Context, k keying.Key) (*storage.Entry, fence, error) {
+	fr, ok := rt.cache.store.(fillReader)
+	if !ok {
+		e, err := rt.load(ctx, k)
+		return e, fence{}, err
+	}
+	raw, gen, err := fr.GetForFill(ctx, k.Bucket, k.Field)
+	var fc fence
+	if err == nil || errors.Is(err, storage.ErrNotFound) {
+		fc = fence{generation: gen, ok: true}
+	}
+	e, err := rt.decode(ctx, k, raw, err)
+	return e, fc, err
+}
+
+func (rt *route) decode(ctx context.Context, k keying.Key, raw []byte, err error) (*storage.Entry, error) {
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
-			rt.cache.reportError(ctx, "store get", err)
+			rt.reportError(ctx, "store get", err)
 		}
 		return nil, err
 	}
 	e := new(storage.Entry)
 	if err := storage.Decode(raw, e); err != nil {
-		rt.cache.reportError(ctx, "decode entry", err)
+		rt.reportError(ctx, "decode entry", err)
 		rt.dropField(ctx, k)
 		return nil, err
 	}
@@ -102,7 +124,7 @@ func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error)
 
 func (rt *route) dropField(ctx context.Context, k keying.Key) {
 	if err := rt.cache.store.Delete(ctx, k.Bucket, k.Field); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		rt.cache.reportError(ctx, "store delete", err)
+		rt.reportError(ctx, "store delete", err)
 	}
 }
 

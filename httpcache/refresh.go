@@ -72,20 +72,29 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			rt.stats.refreshSkipped.Add(1)
 			return // someone else refreshes it
 		case err != nil:
-			rt.cache.reportError(ctx, "take refresh lock", err)
+			rt.reportError(ctx, "take refresh lock", err)
 			return
 		}
 		lock = &heldLock{Lock: lk}
 		defer rt.unlock(ctx, lock, k)
 		// Another instance may have refreshed it just before we locked.
-		if e, err := rt.load(ctx, k); err == nil && !rt.refreshDue(e, time.Now()) && freshness(e, time.Now()) == stateFresh {
+		e, fc, err := rt.loadForFill(ctx, k)
+		if err == nil && !rt.refreshDue(e, time.Now()) && freshness(e, time.Now()) == stateFresh {
 			rt.stats.refreshSkipped.Add(1)
 			return
 		}
+		lock.fence = fc
 		stop := rt.keepLock(lock, k)
 		defer stop()
 	}
+	var fc fence
+	if lock != nil {
+		fc = lock.fence
+	} else {
+		_, fc, _ = rt.loadForFill(ctx, k)
+	}
 	o := rt.runOrigin(nil, r, nil, next, "", true)
+	o.fence = fc
 	if o.entry == nil {
 		rt.stats.refreshFailed.Add(1)
 		status := "panic"
@@ -112,7 +121,7 @@ func (rt *route) publish(ctx context.Context, k keying.Key, f storage.Fill) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	if err := rt.cache.locker.Publish(ctx, k.Bucket, k.Field, f); err != nil {
-		rt.cache.reportError(ctx, "publish fill", err)
+		rt.reportError(ctx, "publish fill", err)
 	}
 }
 

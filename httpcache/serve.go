@@ -55,7 +55,7 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 	if err := storage.WriteBody(buf, e); err != nil {
 		// Undecodable body: not servable. Report it and fail this response
 		// rather than send garbage; the next fill replaces the entry.
-		rt.cache.reportError(r.Context(), "decode stored body", err)
+		rt.reportError(r.Context(), "decode stored body", err)
 		clear(h)
 		http.Error(w, "cached entry unreadable", http.StatusBadGateway)
 		return

@@ -7,24 +7,25 @@ type counters struct {
 	hits, misses, staleServed, collapsed, bypass atomic.Int64
 	stored, bytesStored, storeErrors, locksLost  atomic.Int64
 	refreshed, refreshFailed, refreshDropped     atomic.Int64
-	refreshSkipped                               atomic.Int64
+	refreshSkipped, purgeRaces                   atomic.Int64
 }
 
 // Stats are counts of what the cache did since it was created.
 type Stats struct {
-	Hits           int64 // fresh entries served
-	Misses         int64 // requests that found no usable entry
-	StaleServed    int64 // stale entries served (while revalidating, on origin error, or past a fill wait)
-	Collapsed      int64 // misses answered by another request's fill
-	Bypassed       int64 // requests sent straight to the origin
-	Stored         int64 // entries written
-	BytesStored    int64 // encoded bytes written
-	StoreErrors    int64 // store, codec and lock errors absorbed
-	LocksLost      int64 // fill locks that expired or vanished while held
-	Refreshed      int64 // background refreshes that stored a new entry
-	RefreshFailed  int64 // background refreshes that kept the old entry
-	RefreshDropped int64 // refreshes dropped because the pool was full or closed
-	RefreshSkipped int64 // refreshes skipped because another caller held the lock
+	Hits           int64 `json:"hits"`            // fresh entries served
+	Misses         int64 `json:"misses"`          // requests that found no usable entry
+	StaleServed    int64 `json:"stale_served"`    // stale entries served (while revalidating, on origin error, or past a fill wait)
+	Collapsed      int64 `json:"collapsed"`       // misses answered by another request's fill
+	Bypassed       int64 `json:"bypassed"`        // requests sent straight to the origin
+	Stored         int64 `json:"stored"`          // entries written
+	BytesStored    int64 `json:"bytes_stored"`    // encoded bytes written
+	StoreErrors    int64 `json:"store_errors"`    // store, codec and lock errors absorbed
+	LocksLost      int64 `json:"locks_lost"`      // fill locks that expired or vanished while held
+	Refreshed      int64 `json:"refreshed"`       // background refreshes that stored a new entry
+	RefreshFailed  int64 `json:"refresh_failed"`  // background refreshes that kept the old entry
+	RefreshDropped int64 `json:"refresh_dropped"` // refreshes dropped because the pool was full or closed
+	RefreshSkipped int64 `json:"refresh_skipped"` // refreshes skipped because another caller held the lock
+	PurgeRaces     int64 `json:"purge_races"`     // fills not stored because a purge came while the origin ran
 }
 
 func (c *counters) snapshot() Stats {
@@ -34,6 +35,7 @@ func (c *counters) snapshot() Stats {
 		BytesStored: c.bytesStored.Load(), StoreErrors: c.storeErrors.Load(), LocksLost: c.locksLost.Load(),
 		Refreshed: c.refreshed.Load(), RefreshFailed: c.refreshFailed.Load(),
 		RefreshDropped: c.refreshDropped.Load(), RefreshSkipped: c.refreshSkipped.Load(),
+		PurgeRaces: c.purgeRaces.Load(),
 	}
 }
 
@@ -51,12 +53,12 @@ func (s *Stats) add(o Stats) {
 	s.RefreshFailed += o.RefreshFailed
 	s.RefreshDropped += o.RefreshDropped
 	s.RefreshSkipped += o.RefreshSkipped
+	s.PurgeRaces += o.PurgeRaces
 }
 
-// Stats returns the counts summed over every route, plus errors not tied
-// to a route.
+// Stats returns the counts summed over every route.
 func (c *Cache) Stats() Stats {
-	s := c.stats.snapshot()
+	var s Stats
 	for _, rs := range c.RouteStats() {
 		s.add(rs)
 	}

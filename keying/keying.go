@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/readthrough/readthrough/policy"
 )
@@ -49,6 +50,10 @@ type Route struct {
 	// vary holds the canonical Vary header names, sorted, without
 	// duplicates.
 	vary []string
+
+	// match is the pattern as a path matcher, built on first use by Match.
+	matchOnce sync.Once
+	match     *patternMatcher
 }
 
 // Compile compiles pattern, an [http.ServeMux] or chi route pattern, with its

@@ -20,6 +20,10 @@ var (
 	// ErrVersion is returned by Decode for an envelope version this code
 	// does not know.
 	ErrVersion = errors.New("storage: unknown entry version")
+	// ErrPurged is returned by a fenced Set when the bucket was purged
+	// after the fill read its generation: the response may predate the
+	// purge, so it is not stored.
+	ErrPurged = errors.New("storage: bucket purged during the fill")
 )
 
 // SetOptions are the per-write settings of a stored field.
@@ -31,6 +35,12 @@ type SetOptions struct {
 	MaxFields int
 	// Tags are surrogate keys the bucket is recorded under.
 	Tags []string
+	// Fenced makes the write conditional on the bucket's purge generation
+	// still being Generation (as returned by GetForFill before the origin
+	// ran); otherwise Set writes nothing and returns ErrPurged. This keeps
+	// a fill that raced a purge from storing content older than the purge.
+	Fenced     bool
+	Generation string
 }
 
 // Lock is a held fill lock.

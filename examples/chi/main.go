@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,14 +37,20 @@ func main() {
 		log.Error("listen", "err", err)
 		os.Exit(1)
 	}
-	if err := run(ctx, ln, log); err != nil {
+	adminLn, err := net.Listen("tcp", examplekit.Env("ADMIN_ADDR", "127.0.0.1:9090"))
+	if err != nil {
+		log.Error("listen", "err", err)
+		os.Exit(1)
+	}
+	if err := run(ctx, ln, adminLn, log); err != nil {
 		log.Error("example stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-// run serves the example on ln until ctx ends.
-func run(ctx context.Context, ln net.Listener, log *slog.Logger) error {
+// run serves the example on ln, and the cache's admin API and metrics on
+// adminLn, until ctx ends.
+func run(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error {
 	client, release, err := examplekit.Redis(log)
 	if err != nil {
 		return err
@@ -90,18 +95,10 @@ func run(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 		return err
 	}
 
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("example listening", "url", "http://"+ln.Addr().String()+"/slow/1")
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	admin, err := examplekit.Admin(cache, log)
+	if err != nil {
 		return err
-	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err = errors.Join(srv.Shutdown(shutdown), cache.Close(shutdown))
-	<-errc
-	return err
+	log.Info("example listening", "url", "http://"+ln.Addr().String()+"/slow/1", "admin", "http://"+adminLn.Addr().String()+"/admin/")
+	return examplekit.Serve(ctx, map[net.Listener]http.Handler{ln: r, adminLn: admin}, cache)
 }

@@ -4,15 +4,23 @@
 package examplekit
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/readthrough/readthrough/httpcache"
+	"github.com/readthrough/readthrough/promcache"
 )
 
 // Redis returns a client for REDIS_URL (for example redis://127.0.0.1:6379/0)
@@ -61,4 +69,56 @@ func Env(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// DefaultAdminToken is the examples' admin bearer token when ADMIN_TOKEN is
+// unset. It is only acceptable because the examples listen on loopback.
+const DefaultAdminToken = "example-admin-token-change-me"
+
+// Admin returns the admin API of cache under /admin/ and Prometheus metrics
+// under /metrics, the way a service mounts them on an internal port.
+func Admin(cache *httpcache.Cache, log *slog.Logger) (http.Handler, error) {
+	admin, err := cache.AdminHandler(httpcache.AdminOptions{
+		Tokens: map[string]string{"operator": Env("ADMIN_TOKEN", DefaultAdminToken)},
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(promcache.NewCollector(cache, ""))
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", admin)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux, nil
+}
+
+// Serve serves each listener's handler until ctx ends or one server fails,
+// then shuts every server down and closes the cache.
+func Serve(ctx context.Context, handlers map[net.Listener]http.Handler, cache *httpcache.Cache) error {
+	errc := make(chan error, len(handlers))
+	var servers []*http.Server
+	for ln, h := range handlers {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, srv)
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		err = errors.Join(err, ignoreClosed(srv.Shutdown(shutdown)))
+	}
+	return errors.Join(err, cache.Close(shutdown))
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }

@@ -11,20 +11,26 @@ import (
 	"time"
 )
 
-// Smoke starts an example's run func on a loopback port with the embedded
-// Redis and checks what its doc comment promises: the first request to path
-// is a stored miss that pays the origin's time, the second a fast hit with
-// the same body. It stops the example afterwards.
-func Smoke(t *testing.T, run func(context.Context, net.Listener, *slog.Logger) error, path string) {
+// Smoke starts an example's run func on loopback ports with the embedded
+// Redis and checks what the README promises: the first request to path is a
+// stored miss, the second a fast hit with the same body, a purge of the URL
+// through the admin API makes the next request a miss again, and /metrics
+// counts the hits. It stops the example afterwards.
+func Smoke(t *testing.T, run func(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error, path string) {
 	t.Helper()
 	t.Setenv("REDIS_URL", "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Setenv("ADMIN_TOKEN", "")
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
 	}
+	ln, adminLn := listen(), listen()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, ln, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() { done <- run(ctx, ln, adminLn, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -32,22 +38,38 @@ func Smoke(t *testing.T, run func(context.Context, net.Listener, *slog.Logger) e
 		}
 	})
 	url := "http://" + ln.Addr().String() + path
-	get := func() (string, string, time.Duration) {
+	admin := "http://" + adminLn.Addr().String()
+	call := func(method, target, body string) (int, http.Header, string, time.Duration) {
 		t.Helper()
+		req, err := http.NewRequest(method, target, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(target, admin) {
+			req.Header.Set("Authorization", "Bearer "+DefaultAdminToken)
+		}
 		start := time.Now()
-		resp, err := http.Get(url)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return resp.Header.Get("Cache-Status"), string(body), time.Since(start)
+		return resp.StatusCode, resp.Header, string(b), time.Since(start)
 	}
-	status1, body1, _ := get()
-	status2, body2, took := get()
+	status := func(target string) (string, string, time.Duration) {
+		t.Helper()
+		code, h, body, took := call("GET", target, "")
+		if code != 200 {
+			t.Fatalf("GET %s: %d %s", target, code, body)
+		}
+		return h.Get("Cache-Status"), body, took
+	}
+	status1, body1, _ := status(url)
+	status2, body2, took := status(url)
 	if !strings.Contains(status1, "fwd=uri-miss") || !strings.Contains(status1, "stored") {
 		t.Errorf("first Cache-Status = %q, want a stored miss", status1)
 	}
@@ -56,5 +78,14 @@ func Smoke(t *testing.T, run func(context.Context, net.Listener, *slog.Logger) e
 	}
 	if took > 100*time.Millisecond {
 		t.Errorf("hit took %v", took)
+	}
+	if code, _, body, _ := call("POST", admin+"/admin/purge", `{"url": "`+url+`"}`); code != 200 || !strings.Contains(body, `"removed": 1`) {
+		t.Errorf("purge: %d %s", code, body)
+	}
+	if s, _, _ := status(url); strings.Contains(s, "; hit") {
+		t.Errorf("after the purge: %q, want a miss", s)
+	}
+	if code, _, body, _ := call("GET", admin+"/metrics", ""); code != 200 || !strings.Contains(body, "readthrough_hits_total") {
+		t.Errorf("metrics: %d %.200s", code, body)
 	}
 }

@@ -1,0 +1,272 @@
+package httpcache
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+)
+
+// AdminOptions configures [Cache.AdminHandler].
+type AdminOptions struct {
+	// Tokens maps a caller's name, logged with each purge, to its bearer
+	// token (at least 16 characters). Required unless Insecure is set.
+	Tokens map[string]string
+	// Insecure lets the handler run without tokens: anyone who reaches it
+	// can purge. Only for development on a loopback-only listener.
+	Insecure bool
+	// Logger receives one line per purge. Default: the cache's logger.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a request body; larger bodies get 400.
+	// Default 64 KiB.
+	MaxBodyBytes int64
+}
+
+// minTokenLen is the shortest bearer token accepted.
+const minTokenLen = 16
+
+// AdminHandler returns the operators' HTTP API, to mount under any prefix
+// (typically on an internal port). Every request needs
+// "Authorization: Bearer <token>". Endpoints, matched by the last path
+// element:
+//
+//	POST .../purge    {"route": "GET /users/{id}", "params": {"id": "15"}}  one bucket
+//	                  {"url": "https://svc/users/15"}                        the URL's bucket
+//	                  {"route": "GET /users/{id}"}                           every bucket of a route
+//	                  {"tag": "user-15"}                                     every bucket with a tag
+//	                  {"all": true}                                          everything under the prefix
+//	GET  .../stats    counters, in total and per route
+//	GET  .../inspect?url=https://svc/users/15[&header=Accept-Language:fr]
+//	                  the URL's route, bucket and field, and its entry's state
+//
+// Answers are JSON; bad requests get 400 with {"error": reason}, a missing
+// or wrong token 401, a wrong method 405. It returns an error when no token
+// is configured and Insecure is not set, or a token is too short.
+func (c *Cache) AdminHandler(opts AdminOptions) (http.Handler, error) {
+	if len(opts.Tokens) == 0 && !opts.Insecure {
+		return nil, errors.New("httpcache: admin handler needs at least one token (or AdminOptions.Insecure for development)")
+	}
+	a := &admin{cache: c, log: opts.Logger, maxBody: opts.MaxBodyBytes}
+	if a.log == nil {
+		a.log = c.log
+	}
+	if a.maxBody <= 0 {
+		a.maxBody = 64 << 10
+	}
+	for name, token := range opts.Tokens {
+		if len(token) < minTokenLen {
+			return nil, fmt.Errorf("httpcache: admin token %q is shorter than %d characters", name, minTokenLen)
+		}
+		a.tokens = append(a.tokens, adminToken{name: name, sum: sha256.Sum256([]byte(token))})
+	}
+	return a, nil
+}
+
+type adminToken struct {
+	name string
+	sum  [sha256.Size]byte
+}
+
+type admin struct {
+	cache   *Cache
+	log     *slog.Logger
+	maxBody int64
+	tokens  []adminToken
+}
+
+func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	who, ok := a.authorize(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="readthrough"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or invalid bearer token"})
+		return
+	}
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	endpoint := path[strings.LastIndexByte(path, '/')+1:]
+	switch endpoint {
+	case "purge":
+		if !allow(w, r, http.MethodPost) {
+			return
+		}
+		a.purge(w, r, who)
+	case "stats":
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"total": a.cache.Stats(), "routes": a.cache.RouteStats()})
+	case "inspect":
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		a.inspect(w, r)
+	default:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown endpoint " + endpoint + "; use purge, stats or inspect"})
+	}
+}
+
+// authorize checks the bearer token against every configured token in
+// constant time and returns the matching token's name.
+func (a *admin) authorize(r *http.Request) (string, bool) {
+	if len(a.tokens) == 0 {
+		return "insecure", true
+	}
+	auth := r.Header.Get("Authorization")
+	scheme, token, _ := strings.Cut(auth, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		token = ""
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	who, found := "", 0
+	for _, t := range a.tokens {
+		if subtle.ConstantTimeCompare(sum[:], t.sum[:]) == 1 {
+			who, found = t.name, 1
+		}
+	}
+	return who, found == 1 && token != ""
+}
+
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method " + r.Method + " not allowed; use " + strings.Join(methods, " or ")})
+	return false
+}
+
+// purgeRequest is the body of POST .../purge; exactly one scope is set.
+type purgeRequest struct {
+	Route  string             `json:"route"`
+	Params *map[string]string `json:"params"`
+	URL    string             `json:"url"`
+	Tag    string             `json:"tag"`
+	All    bool               `json:"all"`
+}
+
+type purgeResponse struct {
+	Scope   string `json:"scope"`
+	Target  string `json:"target,omitempty"`
+	Removed int64  `json:"removed"`
+}
+
+func (a *admin) purge(w http.ResponseWriter, r *http.Request, who string) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, a.maxBody+1))
+	if err != nil {
+		badRequest(w, "read body: "+err.Error())
+		return
+	}
+	if int64(len(body)) > a.maxBody {
+		badRequest(w, fmt.Sprintf("body exceeds %d bytes", a.maxBody))
+		return
+	}
+	var req purgeRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		badRequest(w, "malformed JSON: "+err.Error())
+		return
+	}
+	if dec.More() {
+		badRequest(w, "malformed JSON: trailing data after the object")
+		return
+	}
+	scopes := 0
+	for _, set := range []bool{req.Route != "", req.URL != "", req.Tag != "", req.All} {
+		if set {
+			scopes++
+		}
+	}
+	if scopes != 1 {
+		badRequest(w, `give exactly one of "route" (with "params" for one bucket), "url", "tag" or "all": true`)
+		return
+	}
+	if req.Params != nil && req.Route == "" {
+		badRequest(w, `"params" goes with "route"`)
+		return
+	}
+
+	ctx := r.Context()
+	var res purgeResponse
+	switch {
+	case req.Route != "" && req.Params != nil:
+		res.Scope, res.Target = "bucket", req.Route
+		res.Removed, err = a.cache.PurgeBucket(ctx, req.Route, *req.Params)
+	case req.Route != "":
+		res.Scope, res.Target = "route", req.Route
+		res.Removed, err = a.cache.PurgeRoute(ctx, req.Route)
+	case req.URL != "":
+		res.Scope, res.Target = "url", req.URL
+		res.Removed, err = a.cache.PurgeURL(ctx, req.URL)
+	case req.Tag != "":
+		res.Scope, res.Target = "tag", req.Tag
+		res.Removed, err = a.cache.PurgeTag(ctx, req.Tag)
+	default:
+		res.Scope = "all"
+		res.Removed, err = a.cache.PurgeAll(ctx)
+	}
+	if err != nil {
+		a.log.Warn("readthrough: purge failed", "who", who, "remote", r.RemoteAddr, "scope", res.Scope, "target", res.Target, "err", err)
+		if isInputError(err) {
+			badRequest(w, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": "purge failed: " + err.Error()})
+		return
+	}
+	a.log.Info("readthrough: purge", "who", who, "remote", r.RemoteAddr, "scope", res.Scope, "target", res.Target, "removed", res.Removed)
+	writeJSON(w, http.StatusOK, res)
+}
+
+// isInputError tells the caller's mistakes (400) from store failures.
+func isInputError(err error) bool {
+	return errors.Is(err, ErrUnknownRoute) || errors.Is(err, ErrNoRoute) || errors.Is(err, ErrInvalid)
+}
+
+func (a *admin) inspect(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	target := q.Get("url")
+	if target == "" {
+		badRequest(w, `missing query parameter "url"`)
+		return
+	}
+	header := http.Header{}
+	for _, h := range q["header"] {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			badRequest(w, fmt.Sprintf("header %q: want Name:Value", h))
+			return
+		}
+		header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	in, err := a.cache.Inspect(r.Context(), target, header)
+	if err != nil {
+		if isInputError(err) {
+			badRequest(w, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, in)
+}
+
+func badRequest(w http.ResponseWriter, reason string) {
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": reason})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck // the client went away
+}

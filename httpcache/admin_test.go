@@ -1,0 +1,263 @@
+package httpcache
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage"
+)
+
+const testToken = "0123456789abcdef-admin"
+
+// adminFixture is a cache with two routes, a user's posts and items, plus
+// its admin handler.
+type adminFixture struct {
+	cache *Cache
+	app   http.Handler
+	admin http.Handler
+	logs  *bytes.Buffer
+}
+
+func newAdminFixture(t *testing.T) *adminFixture {
+	t.Helper()
+	c := newTestCache(t, storage.NewMemoryStore())
+	app := http.NewServeMux()
+	posts := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Surrogate-Key", "user-"+r.PathValue("id")+" posts")
+		fmt.Fprintf(w, "posts of %s page %s", r.PathValue("id"), r.URL.Query().Get("page"))
+	}}
+	app.Handle("GET /users/{id}/posts", c.Handler("GET /users/{id}/posts", policy.Policy{TTL: time.Minute, QueryParams: []string{"page"}}, posts))
+	items := textOrigin(strings.Repeat("item ", 100))
+	app.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{
+		TTL:  time.Minute,
+		Tags: func(r *http.Request) []string { return []string{"catalog"} },
+	}, items))
+	logs := &bytes.Buffer{}
+	admin, err := c.AdminHandler(AdminOptions{
+		Tokens: map[string]string{"ops": testToken},
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &adminFixture{cache: c, app: app, admin: http.StripPrefix("/admin", admin), logs: logs}
+}
+
+func (f *adminFixture) call(method, path, body string, headers ...string) result {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Header.Set(headers[i], headers[i+1])
+	}
+	w := httptest.NewRecorder()
+	f.admin.ServeHTTP(w, r)
+	return result{status: w.Code, header: w.Header(), body: w.Body.String()}
+}
+
+func (f *adminFixture) warm(t *testing.T, targets ...string) {
+	t.Helper()
+	for _, target := range targets {
+		do(f.app, "GET", target)
+		if got := do(f.app, "GET", target); !got.isHit() {
+			t.Fatalf("%s not cached: %q", target, got.cacheStatus())
+		}
+	}
+}
+
+func (f *adminFixture) hit(target string) bool { return do(f.app, "GET", target).isHit() }
+
+func TestAdminPurge(t *testing.T) {
+	all := []string{"/users/15/posts", "/users/15/posts?page=2", "/users/16/posts", "/items/1", "/items/2"}
+	tests := []struct {
+		name        string
+		body        string
+		wantRemoved int64
+		wantGone    []string
+	}{
+		{"bucket", `{"route": "GET /users/{id}/posts", "params": {"id": "15"}}`, 1, []string{"/users/15/posts", "/users/15/posts?page=2"}},
+		{"url", `{"url": "http://example.com/users/15/posts?page=9"}`, 1, []string{"/users/15/posts", "/users/15/posts?page=2"}},
+		{"route", `{"route": "GET /items/{id}"}`, 2, []string{"/items/1", "/items/2"}},
+		{"surrogate key tag", `{"tag": "user-16"}`, 1, []string{"/users/16/posts"}},
+		{"policy tag", `{"tag": "catalog"}`, 2, []string{"/items/1", "/items/2"}},
+		{"all", `{"all": true}`, 0, all},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newAdminFixture(t)
+			f.warm(t, all...)
+			got := f.call("POST", "/admin/purge", tt.body)
+			if got.status != 200 {
+				t.Fatalf("status %d: %s", got.status, got.body)
+			}
+			var res purgeResponse
+			if err := json.Unmarshal([]byte(got.body), &res); err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantRemoved > 0 && res.Removed != tt.wantRemoved {
+				t.Errorf("removed = %d, want %d", res.Removed, tt.wantRemoved)
+			}
+			for _, target := range all {
+				gone := false
+				for _, g := range tt.wantGone {
+					gone = gone || g == target
+				}
+				if f.hit(target) == gone {
+					t.Errorf("%s: hit=%v after the purge, want gone=%v", target, !gone, gone)
+				}
+			}
+			if !strings.Contains(f.logs.String(), "readthrough: purge") || !strings.Contains(f.logs.String(), "who=ops") {
+				t.Errorf("purge not logged with its caller: %s", f.logs)
+			}
+		})
+	}
+}
+
+func TestAdminBadRequests(t *testing.T) {
+	f := newAdminFixture(t)
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		body       string
+		headers    []string
+		wantStatus int
+		wantReason string
+	}{
+		{"no token", "POST", "/admin/purge", `{"all":true}`, []string{"Authorization", ""}, 401, "bearer token"},
+		{"wrong token", "POST", "/admin/purge", `{"all":true}`, []string{"Authorization", "Bearer 0123456789abcdef-wrong"}, 401, "bearer token"},
+		{"basic auth", "POST", "/admin/purge", `{"all":true}`, []string{"Authorization", "Basic " + testToken}, 401, "bearer token"},
+		{"wrong method purge", "GET", "/admin/purge", "", nil, 405, "not allowed"},
+		{"wrong method stats", "DELETE", "/admin/stats", "", nil, 405, "not allowed"},
+		{"unknown endpoint", "GET", "/admin/nope", "", nil, 404, "unknown endpoint"},
+		{"malformed json", "POST", "/admin/purge", `{"route":`, nil, 400, "malformed JSON"},
+		{"unknown field", "POST", "/admin/purge", `{"rout": "x"}`, nil, 400, "unknown field"},
+		{"trailing data", "POST", "/admin/purge", `{"all": true} {}`, nil, 400, "trailing data"},
+		{"no scope", "POST", "/admin/purge", `{}`, nil, 400, "exactly one"},
+		{"two scopes", "POST", "/admin/purge", `{"tag": "a", "all": true}`, nil, 400, "exactly one"},
+		{"params without route", "POST", "/admin/purge", `{"params": {"id": "1"}, "tag": "x"}`, nil, 400, `"params" goes with "route"`},
+		{"unknown route", "POST", "/admin/purge", `{"route": "GET /nope"}`, nil, 400, "unknown route"},
+		{"missing param", "POST", "/admin/purge", `{"route": "GET /users/{id}/posts", "params": {}}`, nil, 400, "id"},
+		{"unknown param", "POST", "/admin/purge", `{"route": "GET /users/{id}/posts", "params": {"id": "1", "x": "2"}}`, nil, 400, "x"},
+		{"url of no route", "POST", "/admin/purge", `{"url": "http://h/elsewhere"}`, nil, 400, "no cached route"},
+		{"bad url", "POST", "/admin/purge", `{"url": "http://h/%zz"}`, nil, 400, "invalid argument"},
+		{"oversized body", "POST", "/admin/purge", `{"tag": "` + strings.Repeat("x", 70<<10) + `"}`, nil, 400, "body exceeds"},
+		{"inspect without url", "GET", "/admin/inspect", "", nil, 400, `missing query parameter "url"`},
+		{"inspect bad header", "GET", "/admin/inspect?url=/items/1&header=nocolon", "", nil, 400, "Name:Value"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := f.call(tt.method, tt.path, tt.body, tt.headers...)
+			if got.status != tt.wantStatus {
+				t.Fatalf("status %d, want %d: %s", got.status, tt.wantStatus, got.body)
+			}
+			var e struct{ Error string }
+			if err := json.Unmarshal([]byte(got.body), &e); err != nil || !strings.Contains(e.Error, tt.wantReason) {
+				t.Errorf("body %s, want an error containing %q", got.body, tt.wantReason)
+			}
+			if tt.wantStatus == 405 && got.header.Get("Allow") == "" {
+				t.Errorf("405 without Allow")
+			}
+			if tt.wantStatus == 401 && got.header.Get("WWW-Authenticate") == "" {
+				t.Errorf("401 without WWW-Authenticate")
+			}
+		})
+	}
+}
+
+func TestAdminInspectAndStats(t *testing.T) {
+	f := newAdminFixture(t)
+	f.warm(t, "/items/7")
+	got := f.call("GET", "/admin/inspect?url=http://example.com/items/7", "")
+	var in Inspection
+	if err := json.Unmarshal([]byte(got.body), &in); err != nil || got.status != 200 {
+		t.Fatalf("%d %s", got.status, got.body)
+	}
+	if !in.Found || in.Route != "GET /items/{id}" || in.State != "fresh" || in.Status != 200 || in.Coding != "gzip" || in.TTLSec != 60 || in.Size == 0 || in.BodySize == 0 {
+		t.Errorf("inspection = %+v", in)
+	}
+	if !strings.HasSuffix(in.Bucket, "|7") || len(in.Field) != 32 {
+		t.Errorf("bucket %q field %q", in.Bucket, in.Field)
+	}
+	miss := f.call("GET", "/admin/inspect?url=http://example.com/items/8", "")
+	if !strings.Contains(miss.body, `"found": false`) {
+		t.Errorf("uncached URL: %s", miss.body)
+	}
+
+	stats := f.call("GET", "/admin/stats", "")
+	var s struct {
+		Total  Stats
+		Routes map[string]Stats
+	}
+	if err := json.Unmarshal([]byte(stats.body), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Total.Hits != 1 || s.Routes["GET /items/{id}"].Misses != 1 {
+		t.Errorf("stats = %s", stats.body)
+	}
+}
+
+func TestAdminRefusesWithoutToken(t *testing.T) {
+	c := newTestCache(t, storage.NewMemoryStore())
+	if _, err := c.AdminHandler(AdminOptions{}); err == nil {
+		t.Error("no token and not insecure: want an error")
+	}
+	if _, err := c.AdminHandler(AdminOptions{Tokens: map[string]string{"a": "short"}}); err == nil {
+		t.Error("short token: want an error")
+	}
+	h, err := c.AdminHandler(AdminOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/stats", nil))
+	if w.Code != 200 {
+		t.Errorf("insecure handler: %d", w.Code)
+	}
+	io.Discard.Write(nil)
+}
+
+// TestPurgeRacingFill: a fill that started before a purge and stores
+// after it must not leave the pre-purge content cached.
+func TestPurgeRacingFill(t *testing.T) {
+	store := storage.NewMemoryStore()
+	c := newTestCache(t, store)
+	version := "old"
+	started := make(chan struct{})
+	release := make(chan struct{})
+	o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
+		v := version // the origin reads its data...
+		if v == "old" {
+			close(started)
+			<-release // ...and is slow to answer
+		}
+		io.WriteString(w, v)
+	}}
+	h := mux(t, c, "GET /users/{id}", policy.Policy{}, o)
+	done := make(chan result)
+	go func() { done <- do(h, "GET", "/users/1") }()
+	<-started
+	version = "new" // the data changes and the service purges
+	if _, err := c.PurgeBucket(t.Context(), "GET /users/{id}", map[string]string{"id": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if got := <-done; got.body != "old" {
+		t.Fatalf("the racing request got %q", got.body)
+	}
+	got := do(h, "GET", "/users/1")
+	if got.body != "new" {
+		t.Fatalf("after the purge: %q (%s), want the new content", got.body, got.cacheStatus())
+	}
+	if c.Stats().PurgeRaces != 1 {
+		t.Errorf("purge races = %d, want 1", c.Stats().PurgeRaces)
+	}
+}

@@ -1,0 +1,227 @@
+package httpcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// Purger is implemented by stores that invalidate in bulk; both
+// [storage.MemoryStore] and the Redis store do. Each method returns how many
+// buckets (or keys) it removed. Route, tag and prefix purges work in bounded
+// batches and never block Redis.
+type Purger interface {
+	// PurgeBucket removes one bucket: every variant stored in it.
+	PurgeBucket(ctx context.Context, bucket string) (int64, error)
+	// PurgePrefix removes every bucket whose name starts with bucketPrefix.
+	PurgePrefix(ctx context.Context, bucketPrefix string) (int64, error)
+	// PurgeTag removes every bucket stored with tag.
+	PurgeTag(ctx context.Context, tag string) (int64, error)
+	// PurgeAll removes everything the store holds under its prefix.
+	PurgeAll(ctx context.Context) (int64, error)
+}
+
+// Errors of the purge and inspect methods; match them with [errors.Is].
+var (
+	// ErrUnknownRoute: no route was declared with that pattern.
+	ErrUnknownRoute = errors.New("httpcache: unknown route")
+	// ErrNoRoute: no declared route matches the URL.
+	ErrNoRoute = errors.New("httpcache: no cached route matches the URL")
+	// ErrCannotPurge: the store does not implement [Purger].
+	ErrCannotPurge = errors.New("httpcache: the store cannot purge")
+	// ErrInvalid: a malformed argument (URL, bucket parameters, tag).
+	ErrInvalid = errors.New("httpcache: invalid argument")
+)
+
+// fillReader is implemented by stores that fence fills against purges:
+// GetForFill reads a field and its bucket's purge generation at once.
+type fillReader interface {
+	GetForFill(ctx context.Context, bucket, field string) ([]byte, string, error)
+}
+
+// fence is the purge generation a fill read before running the origin; a
+// fenced store write fails if the bucket was purged since.
+type fence struct {
+	generation string
+	ok         bool
+}
+
+func (c *Cache) purger() (Purger, error) {
+	p, ok := c.store.(Purger)
+	if !ok {
+		return nil, ErrCannotPurge
+	}
+	return p, nil
+}
+
+func (c *Cache) route(pattern string) (*route, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rt, ok := c.routes[pattern]
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownRoute, pattern)
+	}
+	return rt, nil
+}
+
+// PurgeBucket removes the bucket of the route declared with pattern whose
+// bucket parameters have the given values, e.g. everything cached about
+// user 15: one store command, every variant gone, on every instance.
+func (c *Cache) PurgeBucket(ctx context.Context, pattern string, params map[string]string) (int64, error) {
+	p, err := c.purger()
+	if err != nil {
+		return 0, err
+	}
+	rt, err := c.route(pattern)
+	if err != nil {
+		return 0, err
+	}
+	bucket, err := rt.key.BucketFor(params)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return p.PurgeBucket(ctx, bucket)
+}
+
+// PurgeRoute removes every bucket of the route declared with pattern.
+func (c *Cache) PurgeRoute(ctx context.Context, pattern string) (int64, error) {
+	p, err := c.purger()
+	if err != nil {
+		return 0, err
+	}
+	rt, err := c.route(pattern)
+	if err != nil {
+		return 0, err
+	}
+	return p.PurgePrefix(ctx, rt.key.BucketPrefix())
+}
+
+// PurgeTag removes every bucket stored with tag, whether the policy's Tags
+// func or the origin's Surrogate-Key header attached it.
+func (c *Cache) PurgeTag(ctx context.Context, tag string) (int64, error) {
+	p, err := c.purger()
+	if err != nil {
+		return 0, err
+	}
+	if tag == "" {
+		return 0, fmt.Errorf("%w: empty tag", ErrInvalid)
+	}
+	return p.PurgeTag(ctx, tag)
+}
+
+// PurgeAll removes everything the cache stored under the store's prefix.
+func (c *Cache) PurgeAll(ctx context.Context) (int64, error) {
+	p, err := c.purger()
+	if err != nil {
+		return 0, err
+	}
+	return p.PurgeAll(ctx)
+}
+
+// PurgeURL removes the bucket that a GET of rawURL would be cached in.
+func (c *Cache) PurgeURL(ctx context.Context, rawURL string) (int64, error) {
+	p, err := c.purger()
+	if err != nil {
+		return 0, err
+	}
+	_, k, err := c.resolve(rawURL, nil)
+	if err != nil {
+		return 0, err
+	}
+	return p.PurgeBucket(ctx, k.Bucket)
+}
+
+// resolve finds the declared route a GET of rawURL falls under (the most
+// specific when several match) and the key it would be cached under.
+func (c *Cache) resolve(rawURL string, header http.Header) (*route, keying.Key, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, keying.Key{}, fmt.Errorf("%w: URL: %w", ErrInvalid, err)
+	}
+	if u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https" {
+		return nil, keying.Key{}, fmt.Errorf("%w: URL scheme %q", ErrInvalid, u.Scheme)
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	r := &http.Request{Method: http.MethodGet, URL: u, Host: u.Host, Header: header}
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	c.mu.Lock()
+	routes := make([]*route, 0, len(c.routes))
+	for _, rt := range c.routes {
+		routes = append(routes, rt)
+	}
+	c.mu.Unlock()
+	sort.Slice(routes, func(i, j int) bool {
+		si, sj := routes[i].key.Specificity(), routes[j].key.Specificity()
+		if si != sj {
+			return si > sj
+		}
+		return routes[i].key.Pattern() < routes[j].key.Pattern()
+	})
+	for _, rt := range routes {
+		if rt.key.Match(r) {
+			return rt, rt.key.Key(r), nil
+		}
+	}
+	return nil, keying.Key{}, fmt.Errorf("%w: %s", ErrNoRoute, rawURL)
+}
+
+// Inspection describes what the cache holds for a URL.
+type Inspection struct {
+	Route    string `json:"route"`
+	Bucket   string `json:"bucket"`
+	Field    string `json:"field"` // hex
+	Found    bool   `json:"found"`
+	State    string `json:"state,omitempty"` // fresh, stale, stale-if-error, dead
+	Status   int    `json:"status,omitempty"`
+	AgeSec   int64  `json:"age_seconds,omitempty"`
+	TTLSec   int64  `json:"ttl_seconds,omitempty"` // remaining freshness; negative when stale
+	Size     int    `json:"stored_bytes,omitempty"`
+	BodySize int    `json:"body_bytes,omitempty"`
+	Coding   string `json:"content_coding,omitempty"`
+	Stored   string `json:"stored_at,omitempty"`
+}
+
+// Inspect returns the key a GET of rawURL maps to and the state of its
+// entry; header supplies request headers the route varies on.
+func (c *Cache) Inspect(ctx context.Context, rawURL string, header http.Header) (Inspection, error) {
+	rt, k, err := c.resolve(rawURL, header)
+	if err != nil {
+		return Inspection{}, err
+	}
+	in := Inspection{Route: rt.key.Pattern(), Bucket: k.Bucket, Field: k.FieldHex()}
+	raw, err := c.store.Get(ctx, k.Bucket, k.Field)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return in, nil
+	case err != nil:
+		return in, fmt.Errorf("httpcache: inspect: %w", err)
+	}
+	var e storage.Entry
+	if err := storage.Decode(raw, &e); err != nil {
+		in.State = "undecodable"
+		in.Size = len(raw)
+		return in, nil
+	}
+	now := time.Now()
+	in.Found = true
+	in.State = [...]string{"fresh", "stale", "stale-if-error", "dead"}[freshness(&e, now)]
+	in.Status = e.Status
+	in.AgeSec = int64(max(now.Sub(e.Stored), 0) / time.Second)
+	in.TTLSec = ttlSeconds(&e, now)
+	in.Size = len(raw)
+	in.BodySize = len(e.Body)
+	in.Coding = e.Coding
+	in.Stored = e.Stored.UTC().Format(time.RFC3339)
+	return in, nil
+}
