@@ -86,6 +86,21 @@ func WithRefreshWorkers(n int) Option {
 	return optionFunc(func(c *Cache) { c.refreshWorkers = n })
 }
 
+// WithStoreTimeout bounds every store call made while serving a request
+// (reads, writes, locks, notifications); past it the request goes on as if
+// the store had failed. Default 100ms.
+func WithStoreTimeout(d time.Duration) Option {
+	return optionFunc(func(c *Cache) { c.storeTimeout = d })
+}
+
+// WithBreaker sets the circuit breaker around the store: after failures
+// consecutive store errors or timeouts, requests skip the store for
+// cooldown (going straight to the origin, at no timeout cost), then one
+// request probes it. failures 0 disables the breaker. Default 5 and 1s.
+func WithBreaker(failures int, cooldown time.Duration) Option {
+	return optionFunc(func(c *Cache) { c.breakerFailures, c.breakerCooldown = failures, cooldown })
+}
+
 // WithName sets the cache name that starts every Cache-Status header.
 // Default "readthrough".
 func WithName(name string) Option {
@@ -105,6 +120,11 @@ type Cache struct {
 	name           string
 	refreshWorkers int
 
+	storeTimeout    time.Duration
+	breakerFailures int
+	breakerCooldown time.Duration
+	breaker         *breaker
+
 	flights flights
 	refresh *refresher
 
@@ -121,11 +141,14 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		return nil, errors.New("httpcache: nil store")
 	}
 	c := &Cache{
-		store:          store,
-		log:            slog.Default(),
-		name:           "readthrough",
-		refreshWorkers: 16,
-		routes:         map[string]*route{},
+		store:           store,
+		log:             slog.Default(),
+		name:            "readthrough",
+		refreshWorkers:  16,
+		routes:          map[string]*route{},
+		storeTimeout:    100 * time.Millisecond,
+		breakerFailures: 5,
+		breakerCooldown: time.Second,
 	}
 	for _, o := range opts {
 		o.apply(c)
@@ -144,6 +167,13 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	if !validToken(c.name) {
 		return nil, fmt.Errorf("httpcache: cache name %q is not an HTTP token", c.name)
 	}
+	if c.storeTimeout <= 0 {
+		return nil, fmt.Errorf("httpcache: store timeout must be positive, got %v", c.storeTimeout)
+	}
+	if c.breakerFailures < 0 || (c.breakerFailures > 0 && c.breakerCooldown <= 0) {
+		return nil, fmt.Errorf("httpcache: breaker needs failures >= 0 and a positive cooldown, got %d and %v", c.breakerFailures, c.breakerCooldown)
+	}
+	c.breaker = newBreaker(c.breakerFailures, c.breakerCooldown)
 	c.refresh = newRefresher(c.refreshWorkers)
 	return c, nil
 }
@@ -265,6 +295,22 @@ func (l *logLimiter) allow(kind string, now time.Time) (suppressed int64, ok boo
 	}
 	suppressed, k.suppressed, k.last = k.suppressed, 0, now
 	return suppressed, true
+}
+
+// storeCtx bounds one store call by the store timeout.
+func (c *Cache) storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.storeTimeout)
+}
+
+// observe feeds a store call's outcome to the breaker and logs transitions.
+func (c *Cache) observe(err error) {
+	opened, closed := c.breaker.record(err, time.Now())
+	switch {
+	case opened:
+		c.log.Warn("readthrough: store circuit open: requests go to the origin without the cache", "err", err, "cooldown", c.breakerCooldown)
+	case closed:
+		c.log.Info("readthrough: store circuit closed: the cache is back")
+	}
 }
 
 func validToken(s string) bool {

@@ -73,7 +73,10 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 	if l := rt.cache.locker; l != nil {
 		for attempt := 1; attempt <= maxLeadAttempts; attempt++ {
 			fills, unwatch := l.Watch(k.Bucket, k.Field)
-			lk, err := l.TryLock(ctx, k.Bucket, k.Field, rt.policy.LockTTL)
+			lctx, cancel := rt.cache.storeCtx(ctx)
+			lk, err := l.TryLock(lctx, k.Bucket, k.Field, rt.policy.LockTTL)
+			cancel()
+			rt.cache.observe(err)
 			if err == nil {
 				unwatch()
 				lock = &heldLock{Lock: lk}
@@ -167,7 +170,7 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 			rt.unlock(context.WithoutCancel(ctx), lock, k)
 		}()
 	} else {
-		_, fc, _ = rt.loadForFill(ctx, k) // only the fence: the miss was just read
+		fc = rt.readFence(ctx, k)
 	}
 	o := rt.runOrigin(w, r, stale, next, fwd, true)
 	o.fence = fc
@@ -184,12 +187,7 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 		res.outcome = outcomeNotShared
 	}
 	if lock != nil {
-		fill := storage.Fill{Stored: o.stored, Failed: res.outcome == outcomeFailed}
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		if err := rt.cache.locker.Publish(pctx, k.Bucket, k.Field, fill); err != nil {
-			rt.reportError(ctx, "publish fill", err)
-		}
-		cancel()
+		rt.publish(ctx, k, storage.Fill{Stored: o.stored, Failed: res.outcome == outcomeFailed})
 	}
 	if o.panicVal != nil && !o.servedStale {
 		panic(o.panicVal)
@@ -354,15 +352,16 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 // store writes o's entry; it reports whether it did, and records that in o.
 func (rt *route) store(ctx context.Context, k keying.Key, o *originResult) bool {
 	value := storage.Encode(nil, o.entry)
-	ctx, cancel := context.WithTimeout(ctx, storeWriteTimeout)
+	sctx, cancel := rt.cache.storeCtx(ctx)
 	defer cancel()
-	err := rt.cache.store.Set(ctx, k.Bucket, k.Field, value, storage.SetOptions{
+	err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, storage.SetOptions{
 		TTL:        o.entry.Lifetime(),
 		MaxFields:  rt.policy.MaxFields,
 		Tags:       o.tags,
 		Fenced:     o.fence.ok,
 		Generation: o.fence.generation,
 	})
+	rt.cache.observe(err)
 	if errors.Is(err, storage.ErrPurged) {
 		// A purge came while the origin ran: its response may be older than
 		// the purge, so it is not stored.
@@ -378,9 +377,6 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult) bool 
 	rt.stats.bytesStored.Add(int64(len(value)))
 	return true
 }
-
-// storeWriteTimeout bounds one store write made after the response went out.
-const storeWriteTimeout = 2 * time.Second
 
 func callOrigin(rt *route, h http.Handler, rec *recorder, r *http.Request) (panicVal any) {
 	defer func() {

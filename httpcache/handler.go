@@ -24,8 +24,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
-	k := rt.key.Key(r)
 	now := time.Now()
+	if !rt.cache.breaker.allow(now) {
+		// The store is failing: skip it entirely rather than pay a timeout.
+		rt.stats.bypass.Add(1)
+		w.Header().Set("Cache-Status", rt.cache.name+"; fwd=bypass; detail=store-unavailable")
+		h.next.ServeHTTP(w, r)
+		return
+	}
+	k := rt.key.Key(r)
 	e, err := rt.load(r.Context(), k)
 	if err == nil {
 		switch st := freshness(e, now); st {
@@ -79,7 +86,10 @@ func (rt *route) bypassReason(r *http.Request) string {
 // load reads and decodes the entry of k. Undecodable entries are misses:
 // they are deleted and reported, never served.
 func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error) {
-	raw, err := rt.cache.store.Get(ctx, k.Bucket, k.Field)
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	raw, err := rt.cache.store.Get(sctx, k.Bucket, k.Field)
+	cancel()
+	rt.cache.observe(err)
 	return rt.decode(ctx, k, raw, err)
 }
 
@@ -92,13 +102,26 @@ func (rt *route) loadForFill(ctx context.Context, k keying.Key) (*storage.Entry,
 		e, err := rt.load(ctx, k)
 		return e, fence{}, err
 	}
-	raw, gen, err := fr.GetForFill(ctx, k.Bucket, k.Field)
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	raw, gen, err := fr.GetForFill(sctx, k.Bucket, k.Field)
+	cancel()
+	rt.cache.observe(err)
 	var fc fence
 	if err == nil || errors.Is(err, storage.ErrNotFound) {
 		fc = fence{generation: gen, ok: true}
 	}
 	e, err := rt.decode(ctx, k, raw, err)
 	return e, fc, err
+}
+
+// readFence reads only the bucket's purge generation, for a fill that did
+// not read the store after its miss; stores that cannot fence cost nothing.
+func (rt *route) readFence(ctx context.Context, k keying.Key) fence {
+	if _, ok := rt.cache.store.(fillReader); !ok {
+		return fence{}
+	}
+	_, fc, _ := rt.loadForFill(ctx, k)
+	return fc
 }
 
 func (rt *route) decode(ctx context.Context, k keying.Key, raw []byte, err error) (*storage.Entry, error) {
@@ -123,7 +146,11 @@ func (rt *route) decode(ctx context.Context, k keying.Key, raw []byte, err error
 }
 
 func (rt *route) dropField(ctx context.Context, k keying.Key) {
-	if err := rt.cache.store.Delete(ctx, k.Bucket, k.Field); err != nil && !errors.Is(err, storage.ErrNotFound) {
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	err := rt.cache.store.Delete(sctx, k.Bucket, k.Field)
+	cancel()
+	rt.cache.observe(err)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		rt.reportError(ctx, "store delete", err)
 	}
 }

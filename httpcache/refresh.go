@@ -66,7 +66,10 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 	ctx := r.Context()
 	var lock *heldLock
 	if l := rt.cache.locker; l != nil {
-		lk, err := l.TryLock(ctx, k.Bucket, k.Field, rt.policy.LockTTL)
+		lctx, cancel := rt.cache.storeCtx(ctx)
+		lk, err := l.TryLock(lctx, k.Bucket, k.Field, rt.policy.LockTTL)
+		cancel()
+		rt.cache.observe(err)
 		switch {
 		case errors.Is(err, storage.ErrLockHeld):
 			rt.stats.refreshSkipped.Add(1)
@@ -91,7 +94,7 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 	if lock != nil {
 		fc = lock.fence
 	} else {
-		_, fc, _ = rt.loadForFill(ctx, k)
+		fc = rt.readFence(ctx, k)
 	}
 	o := rt.runOrigin(nil, r, nil, next, "", true)
 	o.fence = fc
@@ -117,10 +120,13 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 	}
 }
 
+// publish announces the end of a fill to the waiters of every instance.
 func (rt *route) publish(ctx context.Context, k keying.Key, f storage.Fill) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	if err := rt.cache.locker.Publish(ctx, k.Bucket, k.Field, f); err != nil {
+	pctx, cancel := rt.cache.storeCtx(context.WithoutCancel(ctx))
+	err := rt.cache.locker.Publish(pctx, k.Bucket, k.Field, f)
+	cancel()
+	rt.cache.observe(err)
+	if err != nil {
 		rt.reportError(ctx, "publish fill", err)
 	}
 }
