@@ -168,10 +168,10 @@ func (p Policy) Validate() error {
 			bad(d.name, "must not be negative, got %v", d.d)
 		}
 	}
-	if p.TTL != 0 && p.TTL < time.Millisecond {
+	if p.TTL > 0 && p.TTL < time.Millisecond {
 		bad("TTL", "must be at least 1ms, got %v", p.TTL)
 	}
-	if p.LockTTL != 0 && p.LockTTL < 10*time.Millisecond {
+	if p.LockTTL > 0 && p.LockTTL < 10*time.Millisecond {
 		bad("LockTTL", "must be at least 10ms, got %v", p.LockTTL)
 	}
 	if p.RefreshAhead < 0 || p.RefreshAhead >= 1 {
