@@ -426,3 +426,21 @@ func TestPolicyFile(t *testing.T) {
 		t.Errorf("VerifyRoutes = %v, want the unmatched pattern named", err)
 	}
 }
+
+func TestPolicyVaryIsAdvertised(t *testing.T) {
+	c := newTestCache(t, storage.NewMemoryStore())
+	h := mux(t, c, "/v", policy.Policy{Vary: []string{"Accept-Language"}}, textOrigin("x"))
+	miss := do(h, "GET", "/v", "Accept-Language", "fr")
+	hit := do(h, "GET", "/v", "Accept-Language", "fr")
+	if !hit.isHit() {
+		t.Fatalf("not a hit: %q", hit.cacheStatus())
+	}
+	for _, r := range []result{miss, hit} {
+		if !strings.Contains(strings.Join(r.header["Vary"], ","), "Accept-Language") {
+			t.Errorf("Vary = %q, want Accept-Language listed", r.header["Vary"])
+		}
+	}
+	if other := do(h, "GET", "/v", "Accept-Language", "de"); other.isHit() {
+		t.Errorf("another language got the French entry")
+	}
+}

@@ -291,6 +291,12 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 	var tags []string
 	rec.onHeader = func(status int, h http.Header) {
 		dec = rt.decide(or, status, h)
+		if dec.store {
+			// Downstream caches must key on what this cache keys on.
+			for _, name := range rt.policy.Vary {
+				addVary(h, name)
+			}
+		}
 		tags = surrogateKeys(h)
 		delete(h, "Surrogate-Control")
 		delete(h, "Surrogate-Key")

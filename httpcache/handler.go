@@ -126,7 +126,8 @@ func (rt *route) readFence(ctx context.Context, k keying.Key) fence {
 
 func (rt *route) decode(ctx context.Context, k keying.Key, raw []byte, err error) (*storage.Entry, error) {
 	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
+		// A client that went away is not a store failure.
+		if !errors.Is(err, storage.ErrNotFound) && ctx.Err() == nil {
 			rt.reportError(ctx, "store get", err)
 		}
 		return nil, err
