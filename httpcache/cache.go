@@ -304,6 +304,9 @@ func (c *Cache) storeCtx(ctx context.Context) (context.Context, context.CancelFu
 
 // observe feeds a store call's outcome to the breaker and logs transitions.
 func (c *Cache) observe(err error) {
+	if err == nil && c.breaker.healthy.Load() {
+		return // the hit path: no clock read, no lock
+	}
 	opened, closed := c.breaker.record(err, time.Now())
 	switch {
 	case opened:
