@@ -302,6 +302,13 @@ func (c *Cache) storeCtx(ctx context.Context) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, c.storeTimeout)
 }
 
+// storeHealthy reports whether the last store calls succeeded. Once a call
+// failed, the rest of a request skips the store (lock, fence, write) rather
+// than pay its timeout again and again.
+func (c *Cache) storeHealthy() bool {
+	return c.breaker.threshold <= 0 || c.breaker.healthy.Load()
+}
+
 // observe feeds a store call's outcome to the breaker and logs transitions.
 func (c *Cache) observe(err error) {
 	if err == nil && c.breaker.healthy.Load() {

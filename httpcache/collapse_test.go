@@ -248,3 +248,35 @@ func TestWaiterBoundedByLockWait(t *testing.T) {
 		close(release)
 	})
 }
+
+// lossyStore loses every fill notification, as a pub/sub connection that
+// is down would.
+type lossyStore struct{ *storage.MemoryStore }
+
+func (lossyStore) Publish(context.Context, string, string, storage.Fill) error { return nil }
+
+func TestLostNotificationCostsARecheckNotTheWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := lossyStore{storage.NewMemoryStore()}
+		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(200 * time.Millisecond)
+			io.WriteString(w, "filled")
+		}}
+		pol := policy.Policy{LockWait: 5 * time.Second}
+		a := mux(t, newTestCache(t, store), "/n", pol, o)
+		b := mux(t, newTestCache(t, store), "/n", pol, o)
+		go do(a, "GET", "/n")
+		synctest.Wait()
+		start := time.Now()
+		got := do(b, "GET", "/n")
+		if got.body != "filled" || !strings.Contains(got.cacheStatus(), "collapsed") {
+			t.Fatalf("got %q %q", got.body, got.cacheStatus())
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("waiter took %v with the notification lost, want about one recheck interval", d)
+		}
+		if n := o.calls.Load(); n != 1 {
+			t.Errorf("origin calls = %d, want 1", n)
+		}
+	})
+}

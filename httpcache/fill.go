@@ -70,7 +70,7 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 
 	ctx := r.Context()
 	var lock *heldLock
-	if l := rt.cache.locker; l != nil {
+	if l := rt.cache.locker; l != nil && rt.cache.storeHealthy() {
 		for attempt := 1; attempt <= maxLeadAttempts; attempt++ {
 			fills, unwatch := l.Watch(k.Bucket, k.Field)
 			lctx, cancel := rt.cache.storeCtx(ctx)
@@ -134,16 +134,28 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 
 // awaitRemote waits up to the policy's lock wait for another process's fill
 // of k and returns the entry it stored, if it stored one. ok is false when
-// no notification came in time.
+// no notification came in time. Notifications are the mechanism; as a
+// fallback for ones lost while the pub/sub connection was down, the store
+// is re-read every recheckInterval, so a lost notification costs a fraction
+// of the wait rather than all of it.
 func (rt *route) awaitRemote(ctx context.Context, k keying.Key, fills <-chan storage.Fill) (e *storage.Entry, fill storage.Fill, ok bool) {
 	t := time.NewTimer(rt.policy.LockWait)
 	defer t.Stop()
-	select {
-	case fill = <-fills:
-	case <-t.C:
-		return nil, fill, false
-	case <-ctx.Done():
-		return nil, fill, false
+	recheck := time.NewTicker(recheckInterval(rt.policy.LockWait))
+	defer recheck.Stop()
+	for waiting := true; waiting; {
+		select {
+		case fill = <-fills:
+			waiting = false
+		case <-recheck.C:
+			if e, err := rt.load(ctx, k); err == nil && freshness(e, time.Now()) == stateFresh {
+				return e, storage.Fill{Stored: true}, true
+			}
+		case <-t.C:
+			return nil, fill, false
+		case <-ctx.Done():
+			return nil, fill, false
+		}
 	}
 	if !fill.Stored {
 		return nil, fill, true
@@ -153,6 +165,12 @@ func (rt *route) awaitRemote(ctx context.Context, k keying.Key, fills <-chan sto
 		return nil, storage.Fill{Failed: true}, true
 	}
 	return e, fill, true
+}
+
+// recheckInterval is how often a waiter re-reads the store in case a fill
+// notification was lost: a tenth of the wait, between 100ms and 1s.
+func recheckInterval(wait time.Duration) time.Duration {
+	return min(max(wait/10, 100*time.Millisecond), time.Second)
 }
 
 // fetch runs the origin for r, streaming its response to w while recording
@@ -169,7 +187,7 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 			stop()
 			rt.unlock(context.WithoutCancel(ctx), lock, k)
 		}()
-	} else {
+	} else if rt.cache.storeHealthy() {
 		fc = rt.readFence(ctx, k)
 	}
 	o := rt.runOrigin(w, r, stale, next, fwd, true)
@@ -182,7 +200,9 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 		// Even when the store write fails, the whole response is good for
 		// this process's waiters.
 		res = flightResult{outcome: outcomeShared, entry: o.entry}
-		rt.store(context.WithoutCancel(ctx), k, &o)
+		if rt.cache.storeHealthy() {
+			rt.store(context.WithoutCancel(ctx), k, &o)
+		}
 	case o.whole:
 		res.outcome = outcomeNotShared
 	}
