@@ -3,10 +3,25 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
+
+// GenerationField is the reserved field under which the Redis store keeps a
+// bucket's purge generation inside the bucket's hash. Fields written by the
+// middleware are 16-byte digests and never equal it; stores refuse to Set
+// it and report it as missing on Get. The [MemoryStore] keeps generations
+// outside its field maps but reserves the same name, so both stores accept
+// the same fields.
+const GenerationField = "\x00g"
+
+// DefaultFenceTTL is the default lifetime of a purge tombstone: how long
+// after a purge a fill that started before it can still be refused (see
+// [SetOptions].Fenced). It must exceed the longest fill (origin time plus
+// the time to store the response).
+const DefaultFenceTTL = 2 * time.Minute
 
 // MemoryStore is an in-process store: a mutex around maps. It implements the
 // same methods as the Redis store (values, bucket expiry, field bounds, tags,
@@ -14,15 +29,22 @@ import (
 // services can run the middleware without Redis. Several middleware instances
 // sharing one MemoryStore behave like several processes sharing one Redis.
 //
+// Purges leave tombstones that fence fills in flight, as the Redis store's
+// do: every bucket carries a purge generation, which
+// [MemoryStore.GetForFill] returns and a fenced [MemoryStore.Set] compares.
+// A purge replaces the bucket with an empty one whose generation is one
+// higher and which lives for the fence TTL ([WithFenceTTL]).
+//
 // Time is read with [time.Now], so inside a [testing/synctest] bubble the
 // store follows the bubble's fake clock. The zero value is not usable; call
 // [NewMemoryStore].
 type MemoryStore struct {
-	mu      sync.Mutex
-	buckets map[string]*memBucket
-	tags    map[string]*memTag
-	locks   map[memKey]*memLock
-	waiters map[memKey]map[*memWaiter]struct{}
+	mu       sync.Mutex
+	fenceTTL time.Duration
+	buckets  map[string]*memBucket
+	tags     map[string]*memTag
+	locks    map[memKey]*memLock
+	waiters  map[memKey]map[*memWaiter]struct{}
 	// writes counts writes since the last sweep of expired items.
 	writes int
 }
@@ -30,9 +52,22 @@ type MemoryStore struct {
 // memKey names one field of one bucket.
 type memKey struct{ bucket, field string }
 
+// memBucket is one bucket. A bucket with a generation but no fields is a
+// purge tombstone.
 type memBucket struct {
 	fields  map[string][]byte
+	gen     uint64    // purge generation; 0: never purged
 	expires time.Time // zero: no expiry
+}
+
+// generation is the bucket's purge generation as GetForFill reports it:
+// "" for a bucket that was never purged, else the decimal number, as in the
+// Redis store.
+func (b *memBucket) generation() string {
+	if b == nil || b.gen == 0 {
+		return ""
+	}
+	return strconv.FormatUint(b.gen, 10)
 }
 
 type memTag struct {
@@ -48,14 +83,39 @@ type memWaiter struct {
 	ch chan Fill
 }
 
-// NewMemoryStore returns an empty in-process store.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{
-		buckets: make(map[string]*memBucket),
-		tags:    make(map[string]*memTag),
-		locks:   make(map[memKey]*memLock),
-		waiters: make(map[memKey]map[*memWaiter]struct{}),
+// MemoryOption configures a [MemoryStore] in [NewMemoryStore].
+type MemoryOption interface {
+	apply(*MemoryStore)
+}
+
+type fenceTTLOption time.Duration
+
+func (d fenceTTLOption) apply(m *MemoryStore) {
+	if d > 0 {
+		m.fenceTTL = time.Duration(d)
 	}
+}
+
+// WithFenceTTL sets how long a [MemoryStore]'s purge tombstones live: a
+// fill that read a bucket's generation before a purge is refused by its
+// fenced Set only while the tombstone (or a bucket refilled after it)
+// lives, so d must exceed the longest fill. The default is
+// [DefaultFenceTTL]; zero or less keeps it.
+func WithFenceTTL(d time.Duration) MemoryOption { return fenceTTLOption(d) }
+
+// NewMemoryStore returns an empty in-process store.
+func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
+	m := &MemoryStore{
+		fenceTTL: DefaultFenceTTL,
+		buckets:  make(map[string]*memBucket),
+		tags:     make(map[string]*memTag),
+		locks:    make(map[memKey]*memLock),
+		waiters:  make(map[memKey]map[*memWaiter]struct{}),
+	}
+	for _, o := range opts {
+		o.apply(m)
+	}
+	return m
 }
 
 // expired reports whether an expiry time has passed; zero never expires.
@@ -145,7 +205,8 @@ func (m *MemoryStore) noteWrite(now time.Time) {
 }
 
 // Get returns a copy of the value of field in bucket, or an error matching
-// [ErrNotFound] when the bucket or the field does not exist.
+// [ErrNotFound] when the bucket or the field does not exist. A purge
+// tombstone holds no fields, and [GenerationField] is never found.
 func (m *MemoryStore) Get(_ context.Context, bucket, field string) ([]byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -160,19 +221,54 @@ func (m *MemoryStore) Get(_ context.Context, bucket, field string) ([]byte, erro
 	return append([]byte(nil), v...), nil
 }
 
+// GetForFill is Get for the miss path: it also returns the bucket's purge
+// generation, "" when the bucket was never purged (or its tombstone
+// expired), which the fill passes to its fenced [MemoryStore.Set]. When the
+// field does not exist the value is nil, the error matches [ErrNotFound]
+// and the generation is still returned.
+func (m *MemoryStore) GetForFill(_ context.Context, bucket, field string) ([]byte, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := m.bucket(bucket, time.Now())
+	v, ok := b.field(field)
+	if !ok {
+		return nil, b.generation(), ErrNotFound
+	}
+	return append([]byte(nil), v...), b.generation(), nil
+}
+
+// field returns the value of field in a bucket that may be nil.
+func (b *memBucket) field(f string) ([]byte, bool) {
+	if b == nil {
+		return nil, false
+	}
+	v, ok := b.fields[f]
+	return v, ok
+}
+
 // Set stores a copy of value as field of bucket. It grows the bucket's
 // lifetime to at least opt.TTL (never shortens it), evicts other fields when
-// the bucket holds more than opt.MaxFields, and records the bucket under each
-// of opt.Tags.
+// the bucket holds more than opt.MaxFields (the purge generation is not a
+// field: it neither counts nor is evicted), and records the bucket under
+// each of opt.Tags. With opt.Fenced it first compares the bucket's purge
+// generation with opt.Generation and, when they differ, stores nothing and
+// returns an error matching [ErrPurged]. Setting [GenerationField] is an
+// error.
 func (m *MemoryStore) Set(_ context.Context, bucket, field string, value []byte, opt SetOptions) error {
 	if strings.ContainsAny(bucket, "{}") {
 		return fmt.Errorf("storage: bucket %q contains a brace", bucket)
 	}
+	if field == GenerationField {
+		return fmt.Errorf("storage: field %q is reserved", field)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
-	m.noteWrite(now)
 	b := m.bucket(bucket, now)
+	if opt.Fenced && b.generation() != opt.Generation {
+		return ErrPurged
+	}
+	m.noteWrite(now)
 	if b == nil {
 		b = &memBucket{fields: make(map[string][]byte)}
 		m.buckets[bucket] = b
@@ -204,7 +300,7 @@ func (m *MemoryStore) Set(_ context.Context, bucket, field string, value []byte,
 }
 
 // Delete removes field from bucket. Deleting a missing field is not an
-// error.
+// error. The bucket's purge generation stays until the bucket expires.
 func (m *MemoryStore) Delete(_ context.Context, bucket, field string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -213,7 +309,9 @@ func (m *MemoryStore) Delete(_ context.Context, bucket, field string) error {
 		return nil
 	}
 	delete(b.fields, field)
-	if len(b.fields) == 0 {
+	if len(b.fields) == 0 && b.gen == 0 {
+		// A purged bucket keeps its generation until it expires, as
+		// the Redis hash keeps its generation field.
 		delete(m.buckets, bucket)
 	}
 	return nil
@@ -332,39 +430,72 @@ func (m *MemoryStore) Flush() {
 	m.writes = 0
 }
 
-// PurgeBucket removes bucket with all its fields. It returns 1 when the
-// bucket existed and 0 otherwise.
+// tombstone replaces bucket, live or not, with a purge tombstone: no
+// fields, the generation one higher than the live bucket's (or 1), and a
+// lifetime of the fence TTL. It reports whether the bucket held at least
+// one field. The caller holds m.mu.
+func (m *MemoryStore) tombstone(bucket string, now time.Time) bool {
+	var (
+		gen  uint64
+		full bool
+	)
+	if b := m.bucket(bucket, now); b != nil {
+		gen, full = b.gen, len(b.fields) > 0
+	}
+	m.buckets[bucket] = &memBucket{
+		fields:  make(map[string][]byte),
+		gen:     gen + 1,
+		expires: now.Add(m.fenceTTL),
+	}
+	return full
+}
+
+// PurgeBucket removes every field of bucket and leaves a tombstone in its
+// place (even when the bucket did not exist), so that a fill that read the
+// bucket's generation before the purge cannot store its response after it.
+// It returns 1 when the bucket held at least one field and 0 otherwise (a
+// missing bucket, or a tombstone of an earlier purge).
 func (m *MemoryStore) PurgeBucket(_ context.Context, bucket string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.bucket(bucket, time.Now()) == nil {
-		return 0, nil
+	if m.tombstone(bucket, time.Now()) {
+		return 1, nil
 	}
-	delete(m.buckets, bucket)
-	return 1, nil
+	return 0, nil
 }
 
-// PurgePrefix removes every bucket whose name starts with bucketPrefix, for
-// example every bucket of one route, and returns how many it removed.
+// PurgePrefix replaces every bucket whose name starts with bucketPrefix,
+// for example every bucket of one route, with a tombstone, as does
+// [MemoryStore.PurgeBucket], and returns how many of them held at least
+// one field. Buckets that do not exist but have a fill lock held (a first
+// fill in flight) get a tombstone too, so that fill is fenced as well.
 func (m *MemoryStore) PurgePrefix(_ context.Context, bucketPrefix string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
-	var n int64
-	for name, b := range m.buckets {
-		if !strings.HasPrefix(name, bucketPrefix) {
-			continue
+	purge := make(map[string]struct{})
+	for name := range m.buckets {
+		if strings.HasPrefix(name, bucketPrefix) && m.bucket(name, now) != nil {
+			purge[name] = struct{}{}
 		}
-		delete(m.buckets, name)
-		if !expired(b.expires, now) {
+	}
+	for k := range m.locks {
+		if strings.HasPrefix(k.bucket, bucketPrefix) && m.lock(k, now) != nil {
+			purge[k.bucket] = struct{}{}
+		}
+	}
+	var n int64
+	for name := range purge {
+		if m.tombstone(name, now) {
 			n++
 		}
 	}
 	return n, nil
 }
 
-// PurgeTag removes every bucket recorded under tag, then the tag itself,
-// and returns how many buckets it removed.
+// PurgeTag replaces every bucket recorded under tag with a tombstone, as
+// does [MemoryStore.PurgeBucket], then removes the tag, and returns how
+// many of the buckets held at least one field.
 func (m *MemoryStore) PurgeTag(_ context.Context, tag string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -375,8 +506,7 @@ func (m *MemoryStore) PurgeTag(_ context.Context, tag string) (int64, error) {
 	}
 	var n int64
 	for name := range t.buckets {
-		if m.bucket(name, now) != nil {
-			delete(m.buckets, name)
+		if m.tombstone(name, now) {
 			n++
 		}
 	}
@@ -384,32 +514,40 @@ func (m *MemoryStore) PurgeTag(_ context.Context, tag string) (int64, error) {
 	return n, nil
 }
 
-// PurgeAll removes every bucket, tag and lock, and returns how many of them
-// it removed (the number of keys a Redis store would remove). Locks held at
-// that moment are lost. Watchers stay registered.
+// PurgeAll replaces every bucket with a tombstone, as does
+// [MemoryStore.PurgeBucket] (including the buckets of held fill locks),
+// and removes every tag and lock. It returns the number of buckets that
+// held at least one field plus the number of tags and locks it removed:
+// what the Redis store counts. Locks held at that moment are lost.
+// Watchers stay registered.
 func (m *MemoryStore) PurgeAll(context.Context) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
-	var n int64
-	for _, b := range m.buckets {
-		if !expired(b.expires, now) {
-			n++
+	purge := make(map[string]struct{}, len(m.buckets))
+	for name := range m.buckets {
+		if m.bucket(name, now) != nil {
+			purge[name] = struct{}{}
 		}
 	}
+	var n int64
 	for _, t := range m.tags {
 		if !expired(t.expires, now) {
 			n++
 		}
 	}
-	for _, l := range m.locks {
+	for k, l := range m.locks {
 		if !expired(l.expires, now) {
+			n++
+			purge[k.bucket] = struct{}{}
+		}
+	}
+	for name := range purge {
+		if m.tombstone(name, now) {
 			n++
 		}
 	}
-	clear(m.buckets)
 	clear(m.tags)
 	clear(m.locks)
-	m.writes = 0
 	return n, nil
 }

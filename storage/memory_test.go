@@ -15,6 +15,7 @@ import (
 var (
 	_ storetest.Store  = (*storage.MemoryStore)(nil)
 	_ storetest.Purger = (*storage.MemoryStore)(nil)
+	_ storetest.Fencer = (*storage.MemoryStore)(nil)
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
@@ -24,12 +25,12 @@ func TestMemoryStoreConformance(t *testing.T) {
 		mu     sync.Mutex
 		stores = map[*testing.T]*storage.MemoryStore{}
 	)
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, func(t *testing.T, fenceTTL time.Duration) storetest.Store {
 		mu.Lock()
 		defer mu.Unlock()
 		s, ok := stores[t]
 		if !ok {
-			s = storage.NewMemoryStore()
+			s = storage.NewMemoryStore(storage.WithFenceTTL(fenceTTL))
 			stores[t] = s
 		}
 		return s
@@ -102,5 +103,50 @@ func TestMemoryStoreRejectsBraces(t *testing.T) {
 		if err := s.Set(context.Background(), b, "f", nil, storage.SetOptions{}); err == nil {
 			t.Errorf("Set(%q) accepted a bucket with a brace", b)
 		}
+	}
+}
+
+// TestMemoryStoreFenceTTL checks the lifetime of purge tombstones on the
+// synctest clock: the default, a configured one, and one that a refill
+// grows.
+func TestMemoryStoreFenceTTL(t *testing.T) {
+	tests := []struct {
+		give []storage.MemoryOption
+		want time.Duration
+	}{
+		{want: storage.DefaultFenceTTL},
+		{give: []storage.MemoryOption{storage.WithFenceTTL(0)}, want: storage.DefaultFenceTTL},
+		{give: []storage.MemoryOption{storage.WithFenceTTL(-time.Second)}, want: storage.DefaultFenceTTL},
+		{give: []storage.MemoryOption{storage.WithFenceTTL(10 * time.Second)}, want: 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				s := storage.NewMemoryStore(tt.give...)
+				if _, err := s.PurgeBucket(ctx, "b"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.PurgeBucket(ctx, "c"); err != nil {
+					t.Fatal(err)
+				}
+				_, gen, _ := s.GetForFill(ctx, "c", "f")
+				// c is refilled for an hour: it keeps its generation.
+				if err := s.Set(ctx, "c", "f", []byte("v"), storage.SetOptions{TTL: time.Hour, Fenced: true, Generation: gen}); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(tt.want - time.Millisecond)
+				if _, g, _ := s.GetForFill(ctx, "b", "f"); g != "1" {
+					t.Fatalf("generation just before the fence TTL = %q, want 1", g)
+				}
+				time.Sleep(time.Millisecond)
+				if _, g, _ := s.GetForFill(ctx, "b", "f"); g != "" {
+					t.Fatalf("generation after the fence TTL = %q, want \"\"", g)
+				}
+				if _, g, err := s.GetForFill(ctx, "c", "f"); g != gen || err != nil {
+					t.Fatalf("refilled bucket after the fence TTL: generation %q, %v; want %q", g, err, gen)
+				}
+			})
+		})
 	}
 }

@@ -8,24 +8,61 @@
 //
 // With the default prefix "rt":
 //
-//	rt:b:{<bucket>}           hash of one bucket: field -> encoded entry
+//	rt:b:{<bucket>}           hash of one bucket: field -> encoded entry,
+//	                          and "\x00g" -> purge generation once purged
 //	rt:l:{<bucket>}:<field>   redsync fill lock of one field
 //	rt:t:<tag>                set of the bucket keys recorded under a tag
 //	rt:fill                   pub/sub channel of fill notifications
 //
 // The braces are a Redis Cluster hash tag: a bucket and its locks live in one
-// slot. Buckets must not contain '{' or '}'; fields may be any bytes.
+// slot. Buckets must not contain '{' or '}'; fields may be any bytes except
+// the reserved [storage.GenerationField], "\x00g" (the middleware's fields
+// are 16-byte digests, which never equal it).
 //
 // # Commands
 //
 // [Store.Get] is one HGET and nothing else, so a hit costs one round trip.
-// [Store.Set] is one Lua script on the bucket key (HSET, the field bound,
-// the TTL that only grows), followed, when the write has tags, by one
+// [Store.GetForFill], used on the miss path, is one HMGET of the field and
+// the bucket's purge generation. [Store.Set] is one Lua script on the bucket
+// key (the purge fence of a fenced write, HSET, the field bound, the TTL
+// that only grows), followed, when the write has tags, by one
 // pipelined round trip that records the bucket in each tag's set. Tag sets
 // live in other cluster slots than the bucket, so they cannot be part of the
 // script: tags are best effort and add only (a bucket stays in a tag's set
 // until the set expires or is purged, and purging a missing bucket is
 // harmless).
+//
+// # Purges and fences
+//
+// A fill reads the bucket's purge generation with [Store.GetForFill] before
+// it runs the origin and writes with [storage.SetOptions].Fenced, so its
+// Set stores nothing (and returns [storage.ErrPurged]) when the bucket was
+// purged in between: a response that may predate the purge never lands
+// after it. The generation lives in the bucket hash itself, under the
+// reserved field "\x00g", so one script on the bucket's slot can check it.
+// It is absent ("") in a bucket that was never purged, so such a bucket's
+// HLEN counts its entries only.
+//
+// Every purge replaces each purged bucket, atomically with one Lua script
+// per bucket key, by a tombstone: the hash is deleted and recreated holding
+// only "\x00g", the previous generation (absent: 0) plus one, with a TTL of
+// the fence TTL ([WithFenceTTL], two minutes by default). Fills may then
+// store into the tombstone with the new generation (its TTL only grows, as
+// for any bucket), and the generation stays with the bucket as long as it
+// lives. A fill is fenced while the tombstone or the refilled bucket lives,
+// so the fence TTL must exceed the longest fill. Generations only grow
+// across repeated purges while the bucket lives; once it expires the next
+// purge starts again from 1, and a fill that read an older generation is
+// refused, which is safe.
+//
+// Purge counts are of buckets that held at least one entry field: a
+// tombstone purged again is not counted again. [Store.PurgeBucket] writes
+// its tombstone even for a missing bucket. [Store.PurgePrefix] and
+// [Store.PurgeAll] also tombstone the buckets of held fill locks, which
+// fences first fills of buckets that do not exist yet; [Store.PurgeTag]
+// cannot, since a bucket joins a tag's set only once it is stored. The
+// scripts are pipelined in batches of SCAN's page size, never KEYS or
+// another unbounded command, on every master of a cluster.
 //
 // # Fill notifications
 //

@@ -10,8 +10,8 @@ import (
 )
 
 // scanCount is the COUNT hint of SCAN and SSCAN, and so about the most keys
-// one UNLINK names: large enough to purge quickly, small enough that no
-// single command blocks Redis for long.
+// one pipelined batch of purges names: large enough to purge quickly, small
+// enough that no single command blocks Redis for long.
 const scanCount = 1000
 
 // globEscape escapes the characters that Redis glob patterns (SCAN MATCH)
@@ -34,40 +34,161 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// unlink removes keys in one round trip and returns how many existed. On a
-// cluster the keys may live in different slots, so each gets its own UNLINK
-// in one pipeline.
-func (s *Store) unlink(ctx context.Context, keys []string) (int64, error) {
-	if len(keys) == 0 {
-		return 0, nil
-	}
-	if !s.multiSlot {
-		n, err := s.rdb.Unlink(ctx, keys...).Result()
+// tombstoneScript replaces one bucket with a purge tombstone in one atomic
+// step.
+//
+//	KEYS[1]  the bucket key
+//	ARGV[1]  the fence TTL, in milliseconds
+//
+// It reads the bucket's generation (the field "\0g"; absent or not a
+// number counts as 0) and its number of entry fields, deletes the key
+// (UNLINK, which frees a large hash off the main thread) and recreates it
+// as a hash holding only the generation, one higher, with the fence TTL.
+// It does the same for a bucket that does not exist, which then gets
+// generation 1. It returns 1 when the bucket held at least one entry field
+// (or was, against the key layout, not a hash), else 0, so a tombstone
+// that is purged again is not counted again.
+var tombstoneScript = redis.NewScript(`
+local gen = '\0g'
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local g = false
+local entries = 0
+if kind == 'hash' then
+  g = redis.call('HGET', KEYS[1], gen)
+  entries = redis.call('HLEN', KEYS[1])
+  if g then
+    entries = entries - 1
+  end
+elseif kind ~= 'none' then
+  entries = 1
+end
+redis.call('UNLINK', KEYS[1])
+redis.call('HSET', KEYS[1], gen, string.format('%d', (tonumber(g) or 0) + 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if entries > 0 then
+  return 1
+end
+return 0
+`)
+
+// scriptsPerTrip bounds the tombstone scripts of one pipelined round trip.
+// A script costs Redis a few microseconds, but miniredis (the examples'
+// embedded server) runs each in a fresh Lua interpreter, which takes about
+// a millisecond, more under the race detector: a whole SCAN page in one
+// pipeline could outlast the client's read timeout.
+const scriptsPerTrip = 100
+
+// purge replaces each of buckets (bucket keys) with a tombstone, one
+// script run per key, and removes each of others with UNLINK, in pipelined
+// round trips of at most scriptsPerTrip scripts. It returns the number of
+// buckets that held at least one entry field plus the number of others
+// that existed, and on error what it counted so far.
+func (s *Store) purge(ctx context.Context, buckets, others []string) (int64, error) {
+	var total int64
+	for len(buckets) > 0 || len(others) > 0 {
+		batch := buckets[:min(len(buckets), scriptsPerTrip)]
+		buckets = buckets[len(batch):]
+		n, err := s.purgeTrip(ctx, batch, others)
+		others = nil
+		total += n
 		if err != nil {
-			return 0, fmt.Errorf("unlink: %w", err)
+			return total, err
 		}
-		return n, nil
 	}
-	cmds := make([]*redis.IntCmd, len(keys))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Unlink(ctx, k)
+	return total, nil
+}
+
+// purgeTrip is one round trip of purge: a pipeline of one tombstone script
+// per bucket key and the UNLINKs of others. On a single node the others
+// share one UNLINK; on a cluster every key has its own command, since the
+// keys live in different slots. A second round trip re-runs with EVAL the
+// scripts of a node that did not have the script loaded.
+func (s *Store) purgeTrip(ctx context.Context, buckets, others []string) (int64, error) {
+	tombs := make([]*redis.Cmd, len(buckets))
+	var unlinks []*redis.IntCmd
+	// The pipeline's own error is that of its first failed command, which
+	// may be a NOSCRIPT handled below: each command is checked instead.
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range buckets {
+			tombs[i] = tombstoneScript.EvalSha(ctx, p, []string{k}, s.fenceTTL)
+		}
+		switch {
+		case len(others) == 0:
+		case s.multiSlot:
+			for _, k := range others {
+				unlinks = append(unlinks, p.Unlink(ctx, k))
+			}
+		default:
+			unlinks = append(unlinks, p.Unlink(ctx, others...))
 		}
 		return nil
 	})
-	var n int64
-	for _, c := range cmds {
-		n += c.Val()
+	var retry []int
+	for i, c := range tombs {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			retry = append(retry, i)
+		}
 	}
-	if err != nil {
-		return n, fmt.Errorf("unlink: %w", err)
+	if len(retry) > 0 {
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, i := range retry {
+				tombs[i] = tombstoneScript.Eval(ctx, p, []string{buckets[i]}, s.fenceTTL)
+			}
+			return nil
+		})
 	}
-	return n, nil
+	var (
+		n        int64
+		firstErr error
+	)
+	for _, c := range tombs {
+		v, err := c.Int64()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("tombstone: %w", err)
+			}
+			continue
+		}
+		n += v
+	}
+	for _, c := range unlinks {
+		v, err := c.Result()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("unlink: %w", err)
+			}
+			continue
+		}
+		n += v
+	}
+	return n, firstErr
 }
 
-// scanUnlink removes every key matching the glob pattern match on every
-// node, in batches of about scanCount keys, and returns how many it removed.
-func (s *Store) scanUnlink(ctx context.Context, match string) (int64, error) {
+// lockBucket returns the key of the bucket whose fill lock is key (a key
+// starting with "<prefix>:l:{"), or false when key is not a lock key.
+func (s *Store) lockBucket(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, s.prefix+":l:{")
+	if !ok {
+		return "", false
+	}
+	// Buckets hold no braces, so the first '}' closes the hash tag.
+	bucket, _, ok := strings.Cut(rest, "}")
+	if !ok {
+		return "", false
+	}
+	return s.BucketKey(bucket), true
+}
+
+// sortFunc sorts one batch of scanned keys into bucket keys to tombstone
+// and other keys to unlink.
+type sortFunc func(keys []string) (buckets, others []string)
+
+// scanPurge walks every node's keys matching the glob pattern match with
+// SCAN, in batches of about scanCount keys, sorts each batch with sort and
+// purges it. SCAN may return a key that a purge of this walk recreated as
+// a tombstone; purging it again only raises its generation and does not
+// count it. It returns the total purge counts.
+func (s *Store) scanPurge(ctx context.Context, match string, sort sortFunc) (int64, error) {
 	var total atomic.Int64
 	err := s.eachNode(ctx, func(ctx context.Context, node scanner) error {
 		var cursor uint64
@@ -76,7 +197,8 @@ func (s *Store) scanUnlink(ctx context.Context, match string) (int64, error) {
 			if err != nil {
 				return fmt.Errorf("scan: %w", err)
 			}
-			n, err := s.unlink(ctx, keys)
+			buckets, others := sort(keys)
+			n, err := s.purge(ctx, buckets, others)
 			total.Add(n)
 			if err != nil {
 				return err
@@ -89,43 +211,73 @@ func (s *Store) scanUnlink(ctx context.Context, match string) (int64, error) {
 	return total.Load(), err
 }
 
-// PurgeBucket removes bucket with all its fields (one UNLINK) and returns 1
-// when it existed, 0 otherwise.
+// PurgeBucket replaces bucket with a purge tombstone (one script run, see
+// the package documentation, "Purges and fences"): every entry field goes,
+// and a fill that read the bucket's generation before the purge cannot
+// store its response after it. The tombstone is written even when the
+// bucket does not exist, so a first fill in flight is fenced too. It
+// returns 1 when the bucket held at least one entry field and 0 otherwise
+// (a missing bucket, or the tombstone of an earlier purge).
 func (s *Store) PurgeBucket(ctx context.Context, bucket string) (int64, error) {
 	if err := checkBucket(bucket); err != nil {
 		return 0, err
 	}
-	n, err := s.rdb.Unlink(ctx, s.BucketKey(bucket)).Result()
+	n, err := tombstoneScript.Run(ctx, s.rdb, []string{s.BucketKey(bucket)}, s.fenceTTL).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: purge bucket: %w", err)
 	}
 	return n, nil
 }
 
-// PurgePrefix removes every bucket whose name starts with bucketPrefix, for
-// example every bucket of one route, and returns how many it removed. It
-// walks the keyspace of every master with SCAN and removes the matches in
-// batches, so it never blocks Redis for long; buckets written while it runs
-// may survive. On error it returns how many it removed so far.
+// PurgePrefix replaces every bucket whose name starts with bucketPrefix,
+// for example every bucket of one route, with a tombstone, as
+// [Store.PurgeBucket] does, and returns how many of them held at least one
+// entry field. It walks the keyspace of every master with one SCAN MATCH
+// for the buckets and the fill locks of the prefix, "<prefix>:[bl]:{<bucketPrefix>*":
+// a bucket that does not exist yet but whose fill lock is held (a first
+// fill in flight) gets a tombstone too; the locks themselves stay. It
+// purges in pipelined batches, so it never blocks Redis for long; buckets
+// written while it runs may survive. On error it returns how many it
+// counted so far.
 func (s *Store) PurgePrefix(ctx context.Context, bucketPrefix string) (int64, error) {
 	if err := checkBucket(bucketPrefix); err != nil {
 		return 0, err
 	}
-	match := globEscape(s.prefix) + ":b:{" + globEscape(bucketPrefix) + "*"
-	n, err := s.scanUnlink(ctx, match)
+	match := globEscape(s.prefix) + ":[bl]:{" + globEscape(bucketPrefix) + "*"
+	bucketKey := s.prefix + ":b:{"
+	n, err := s.scanPurge(ctx, match, func(keys []string) ([]string, []string) {
+		var buckets []string
+		seen := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			if !strings.HasPrefix(k, bucketKey) {
+				var ok bool
+				if k, ok = s.lockBucket(k); !ok {
+					continue
+				}
+			}
+			if !seen[k] {
+				seen[k] = true
+				buckets = append(buckets, k)
+			}
+		}
+		return buckets, nil
+	})
 	if err != nil {
 		return n, fmt.Errorf("redisstore: purge prefix: %w", err)
 	}
 	return n, nil
 }
 
-// PurgeTag removes every bucket recorded under tag, then the tag's set, and
-// returns how many buckets it removed. It reads the set with SSCAN and
-// removes the buckets in batches. On error it returns how many it removed so
-// far, and the set is kept for a retry.
+// PurgeTag replaces every bucket recorded under tag with a tombstone, as
+// [Store.PurgeBucket] does, then removes the tag's set, and returns how
+// many of the buckets held at least one entry field. It reads the set with
+// SSCAN and purges the buckets in pipelined batches. A bucket whose first
+// fill is in flight is not in the set yet, so that fill is not fenced. On
+// error it returns how many it counted so far, and the set is kept for a
+// retry.
 func (s *Store) PurgeTag(ctx context.Context, tag string) (int64, error) {
 	key := s.tagKey(tag)
-	// Only keys of this store's buckets are removed, whatever else the
+	// Only keys of this store's buckets are purged, whatever else the
 	// set may have been given.
 	own := s.prefix + ":b:{"
 	var (
@@ -137,13 +289,13 @@ func (s *Store) PurgeTag(ctx context.Context, tag string) (int64, error) {
 		if err != nil {
 			return total, fmt.Errorf("redisstore: purge tag: sscan: %w", err)
 		}
-		keys := members[:0]
+		buckets := members[:0]
 		for _, m := range members {
-			if strings.HasPrefix(m, own) {
-				keys = append(keys, m)
+			if strings.HasPrefix(m, own) && strings.HasSuffix(m, "}") {
+				buckets = append(buckets, m)
 			}
 		}
-		n, err := s.unlink(ctx, keys)
+		n, err := s.purge(ctx, buckets, nil)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("redisstore: purge tag: %w", err)
@@ -158,12 +310,37 @@ func (s *Store) PurgeTag(ctx context.Context, tag string) (int64, error) {
 	return total, nil
 }
 
-// PurgeAll removes every key under the store's prefix (buckets, tag sets and
-// locks; held locks are lost) on every master, with SCAN and batched
-// UNLINKs, and returns how many keys it removed. On error it returns how
-// many it removed so far.
+// PurgeAll walks every key under the store's prefix on every master with
+// SCAN ("<prefix>:*") and purges it in pipelined batches: buckets are
+// replaced with tombstones, as [Store.PurgeBucket] does; fill locks are
+// removed (held locks are lost) and their buckets get tombstones too, which
+// fences first fills in flight; tag sets and any other key are removed. It
+// returns the number of buckets that held at least one entry field plus
+// the number of other keys (locks, tag sets) it removed. On error it
+// returns how many it counted so far.
 func (s *Store) PurgeAll(ctx context.Context) (int64, error) {
-	n, err := s.scanUnlink(ctx, globEscape(s.prefix)+":*")
+	bucketKey := s.prefix + ":b:{"
+	n, err := s.scanPurge(ctx, globEscape(s.prefix)+":*", func(keys []string) ([]string, []string) {
+		var buckets, others []string
+		seen := make(map[string]bool)
+		add := func(k string) {
+			if !seen[k] {
+				seen[k] = true
+				buckets = append(buckets, k)
+			}
+		}
+		for _, k := range keys {
+			if strings.HasPrefix(k, bucketKey) {
+				add(k)
+				continue
+			}
+			others = append(others, k)
+			if b, ok := s.lockBucket(k); ok {
+				add(b)
+			}
+		}
+		return buckets, others
+	})
 	if err != nil {
 		return n, fmt.Errorf("redisstore: purge all: %w", err)
 	}

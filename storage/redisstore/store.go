@@ -21,6 +21,7 @@ import (
 type rediser interface {
 	redis.Scripter
 	HGet(ctx context.Context, key, field string) *redis.StringCmd
+	HMGet(ctx context.Context, key string, fields ...string) *redis.SliceCmd
 	HDel(ctx context.Context, key string, fields ...string) *redis.IntCmd
 	Unlink(ctx context.Context, keys ...string) *redis.IntCmd
 	SScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd
@@ -42,6 +43,8 @@ type Store struct {
 	rdb    rediser
 	rs     *redsync.Redsync
 	prefix string
+	// fenceTTL is the lifetime of a purge tombstone, in milliseconds.
+	fenceTTL int64
 	// multiSlot is set on clients that spread keys over several nodes
 	// (Redis Cluster, Ring), where one command cannot name keys of
 	// different slots.
@@ -61,6 +64,7 @@ type options struct {
 	prefix      string
 	watchBound  time.Duration
 	healthEvery time.Duration
+	fenceTTL    time.Duration
 }
 
 type prefixOption string
@@ -84,13 +88,36 @@ func (d watchBoundOption) apply(o *options) { o.watchBound = time.Duration(d) }
 // or less keeps it.
 func WithWatchBound(d time.Duration) Option { return watchBoundOption(d) }
 
+type fenceTTLOption time.Duration
+
+func (d fenceTTLOption) apply(o *options) {
+	if d > 0 {
+		o.fenceTTL = time.Duration(d)
+	}
+}
+
+// WithFenceTTL sets the lifetime of the tombstone a purge leaves in each
+// purged bucket (see the package documentation, "Purges and fences"). A
+// fill that read the bucket's generation before a purge is refused by its
+// fenced [Store.Set] only while the tombstone, or the bucket refilled after
+// it, lives: d must exceed the longest fill (the origin's time plus storing
+// the response), or a slow fill may store a response older than the purge.
+// The default is [storage.DefaultFenceTTL], two minutes; zero or less keeps
+// it.
+func WithFenceTTL(d time.Duration) Option { return fenceTTLOption(d) }
+
 // New returns a store on client. The client stays the caller's: Close does
 // not close it. New returns an error for a nil client or an invalid prefix.
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
 	}
-	o := options{prefix: "rt", watchBound: time.Second, healthEvery: 15 * time.Second}
+	o := options{
+		prefix:      "rt",
+		watchBound:  time.Second,
+		healthEvery: 15 * time.Second,
+		fenceTTL:    storage.DefaultFenceTTL,
+	}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
@@ -98,9 +125,10 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		rdb:    client,
-		rs:     redsync.New(goredis.NewPool(client)),
-		prefix: o.prefix,
+		rdb:      client,
+		rs:       redsync.New(goredis.NewPool(client)),
+		prefix:   o.prefix,
+		fenceTTL: millis(o.fenceTTL),
 	}
 	switch c := client.(type) {
 	case *redis.ClusterClient:
@@ -141,6 +169,15 @@ func checkPrefix(p string) error {
 	return nil
 }
 
+// millis is d in whole milliseconds, at least 1 for a positive d.
+func millis(d time.Duration) int64 {
+	ms := d.Milliseconds()
+	if d > 0 && ms == 0 {
+		ms = 1
+	}
+	return ms
+}
+
 func checkBucket(bucket string) error {
 	if strings.ContainsAny(bucket, "{}") {
 		return fmt.Errorf("redisstore: bucket %q contains a brace", bucket)
@@ -165,8 +202,13 @@ func (s *Store) tagKey(tag string) string {
 }
 
 // Get returns the value of field in bucket with one HGET, or an error
-// matching [storage.ErrNotFound] when the bucket or the field does not exist.
+// matching [storage.ErrNotFound] when the bucket or the field does not
+// exist (a purge tombstone holds no fields, and [storage.GenerationField]
+// is never found).
 func (s *Store) Get(ctx context.Context, bucket, field string) ([]byte, error) {
+	if field == storage.GenerationField {
+		return nil, storage.ErrNotFound
+	}
 	b, err := s.rdb.HGet(ctx, s.BucketKey(bucket), field).Bytes()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
@@ -175,6 +217,28 @@ func (s *Store) Get(ctx context.Context, bucket, field string) ([]byte, error) {
 		return nil, fmt.Errorf("redisstore: get: %w", err)
 	}
 	return b, nil
+}
+
+// GetForFill is Get for the miss path: one HMGET of field and of the
+// bucket's purge generation ([storage.GenerationField]), which the fill
+// passes to its fenced [Store.Set]. The generation is "" when the bucket
+// was never purged or its tombstone expired. When the field does not
+// exist the value is nil, the error matches [storage.ErrNotFound] and the
+// generation is still returned.
+func (s *Store) GetForFill(ctx context.Context, bucket, field string) ([]byte, string, error) {
+	vals, err := s.rdb.HMGet(ctx, s.BucketKey(bucket), field, storage.GenerationField).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("redisstore: get for fill: %w", err)
+	}
+	if len(vals) != 2 {
+		return nil, "", fmt.Errorf("redisstore: get for fill: HMGET returned %d values, want 2", len(vals))
+	}
+	gen, _ := vals[1].(string)
+	v, ok := vals[0].(string)
+	if !ok || field == storage.GenerationField {
+		return nil, gen, storage.ErrNotFound
+	}
+	return []byte(v), gen, nil
 }
 
 // maxEvict bounds the fields one Set evicts, to keep the script short. A
@@ -190,27 +254,37 @@ const maxEvict = 100
 //	ARGV[3]  the lifetime the bucket needs, in milliseconds; 0 leaves it
 //	ARGV[4]  the most fields the bucket may hold; 0 is no bound
 //	ARGV[5]  the most fields to evict in this call
+//	ARGV[6]  1 for a fenced write, 0 otherwise
+//	ARGV[7]  the purge generation a fenced write expects
 //
-// Victims are random fields other than the one written (HRANDFIELD with a
-// count returns distinct fields, so excess+1 of them hold at least excess
-// others). The TTL only grows: PTTL is -1 for a key without one, so such a
-// key gets one. It returns the number of fields evicted.
+// A fenced write first compares the bucket's generation (the field "\0g",
+// "" when absent) with ARGV[7] and writes nothing when they differ. The
+// generation field is not an entry: it does not count toward the bound and
+// is never evicted. Victims are random fields other than the one written
+// and the generation (HRANDFIELD with a count returns distinct fields, so
+// excess+2 of them hold at least excess others). The TTL only grows: PTTL
+// is -1 for a key without one, so such a key gets one. It returns the
+// number of fields evicted, or -1 when the fence refused the write.
 var setScript = redis.NewScript(`
+local gen = '\0g'
+if ARGV[6] == '1' and (redis.call('HGET', KEYS[1], gen) or '') ~= ARGV[7] then
+  return -1
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local evicted = 0
 local bound = tonumber(ARGV[4])
 if bound > 0 then
-  local excess = redis.call('HLEN', KEYS[1]) - bound
+  local excess = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], gen) - bound
   if excess > tonumber(ARGV[5]) then
     excess = tonumber(ARGV[5])
   end
   if excess > 0 then
-    local victims = redis.call('HRANDFIELD', KEYS[1], excess + 1)
+    local victims = redis.call('HRANDFIELD', KEYS[1], excess + 2)
     for _, f in ipairs(victims) do
       if evicted >= excess then
         break
       end
-      if f ~= ARGV[1] then
+      if f ~= ARGV[1] and f ~= gen then
         redis.call('HDEL', KEYS[1], f)
         evicted = evicted + 1
       end
@@ -227,22 +301,34 @@ return evicted
 // Set stores value as field of bucket in one round trip: it grows the
 // bucket's lifetime to at least opt.TTL (never shortens it; zero leaves it
 // as it is), and when the bucket then holds more than opt.MaxFields fields
-// it evicts random other fields. When opt.Tags is not empty a second round
-// trip records the bucket under each tag; if that one fails, Set returns an
-// error although the value was stored.
+// it evicts random other fields (the purge generation is not counted and
+// never evicted). With opt.Fenced the same script first compares the
+// bucket's purge generation with opt.Generation and, when they differ,
+// stores nothing and returns an error matching [storage.ErrPurged]. When
+// opt.Tags is not empty and the value was stored, a second round trip
+// records the bucket under each tag; if that one fails, Set returns an
+// error although the value was stored. Setting [storage.GenerationField]
+// is an error.
 func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt storage.SetOptions) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
 	}
-	key := s.BucketKey(bucket)
-	ttl := opt.TTL.Milliseconds()
-	if opt.TTL > 0 && ttl == 0 {
-		ttl = 1
+	if field == storage.GenerationField {
+		return fmt.Errorf("redisstore: field %q is reserved", field)
 	}
-	err := setScript.Run(ctx, s.rdb, []string{key},
-		field, value, ttl, max(opt.MaxFields, 0), maxEvict).Err()
+	key := s.BucketKey(bucket)
+	ttl := millis(opt.TTL)
+	fenced := 0
+	if opt.Fenced {
+		fenced = 1
+	}
+	evicted, err := setScript.Run(ctx, s.rdb, []string{key},
+		field, value, ttl, max(opt.MaxFields, 0), maxEvict, fenced, opt.Generation).Int64()
 	if err != nil {
 		return fmt.Errorf("redisstore: set: %w", err)
+	}
+	if evicted < 0 {
+		return storage.ErrPurged
 	}
 	if len(opt.Tags) == 0 {
 		return nil
@@ -268,8 +354,12 @@ func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt
 }
 
 // Delete removes field from bucket with one HDEL. Deleting a missing field
-// is not an error.
+// is not an error. The bucket's purge generation stays; deleting
+// [storage.GenerationField] does nothing.
 func (s *Store) Delete(ctx context.Context, bucket, field string) error {
+	if field == storage.GenerationField {
+		return nil
+	}
 	if err := s.rdb.HDel(ctx, s.BucketKey(bucket), field).Err(); err != nil {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}

@@ -24,6 +24,7 @@ import (
 var (
 	_ storetest.Store  = (*redisstore.Store)(nil)
 	_ storetest.Purger = (*redisstore.Store)(nil)
+	_ storetest.Fencer = (*redisstore.Store)(nil)
 )
 
 var unsafePrefix = regexp.MustCompile(`[^A-Za-z0-9_./=|-]`)
@@ -44,8 +45,10 @@ func newStore(t *testing.T, client redis.UniversalClient, opts ...redisstore.Opt
 	return s
 }
 
-func conformance(client redis.UniversalClient) func(t *testing.T) storetest.Store {
-	return func(t *testing.T) storetest.Store { return newStore(t, client) }
+func conformance(client redis.UniversalClient) func(t *testing.T, fenceTTL time.Duration) storetest.Store {
+	return func(t *testing.T, fenceTTL time.Duration) storetest.Store {
+		return newStore(t, client, redisstore.WithFenceTTL(fenceTTL))
+	}
 }
 
 func TestConformanceRedis(t *testing.T) {
@@ -69,11 +72,27 @@ func startMiniredis(t *testing.T) *miniredis.Miniredis {
 	return m
 }
 
+// TestConformanceMiniredis gives each test its own miniredis: with
+// ClockTTL, miniredis walks every key on every command, and the purge
+// tombstones of earlier tests (which live for the fence TTL) would make
+// later tests slower and slower.
 func TestConformanceMiniredis(t *testing.T) {
-	m := startMiniredis(t)
-	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	t.Cleanup(func() { _ = client.Close() })
-	storetest.Run(t, conformance(client))
+	var (
+		mu      sync.Mutex
+		clients = map[*testing.T]redis.UniversalClient{}
+	)
+	storetest.Run(t, func(t *testing.T, fenceTTL time.Duration) storetest.Store {
+		mu.Lock()
+		client, ok := clients[t]
+		if !ok {
+			m := startMiniredis(t)
+			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			t.Cleanup(func() { _ = c.Close() })
+			clients[t], client = c, c
+		}
+		mu.Unlock()
+		return newStore(t, client, redisstore.WithFenceTTL(fenceTTL))
+	})
 }
 
 func TestNewRejectsBadPrefixes(t *testing.T) {
@@ -245,6 +264,192 @@ func TestCommands(t *testing.T) {
 	}
 	if got := names(log.take()); !slices.Equal(got, []string{"publish"}) {
 		t.Errorf("Publish sent %v, want one PUBLISH", got)
+	}
+
+	// The miss path: one HMGET of the field and the generation.
+	_, gen, _ := s.GetForFill(ctx, "b", "missing")
+	got := log.take()
+	want2 := [][]string{{"hmget", s.BucketKey("b"), "missing", storage.GenerationField}}
+	if len(got) != 1 || !slices.Equal(got[0], want2[0]) {
+		t.Errorf("GetForFill sent %q, want %q", got, want2)
+	}
+	if err := s.Set(ctx, "b", "f", []byte("v"), storage.SetOptions{TTL: time.Minute, Fenced: true, Generation: gen}); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(log.take()); !slices.Equal(got, []string{"evalsha"}) {
+		t.Errorf("fenced Set sent %v, want one EVALSHA", got)
+	}
+
+	// A bucket purge is one script: EVALSHA, and EVAL the first time.
+	if _, err := s.PurgeBucket(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(log.take()); !slices.Equal(got, []string{"evalsha", "eval"}) {
+		t.Errorf("first PurgeBucket sent %v, want EVALSHA, EVAL", got)
+	}
+	if _, err := s.PurgeBucket(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(log.take()); !slices.Equal(got, []string{"evalsha"}) {
+		t.Errorf("PurgeBucket sent %v, want one EVALSHA", got)
+	}
+}
+
+// TestPurgeScriptFlushed checks the pipelined purges of a server that lost
+// its scripts (SCRIPT FLUSH, a restart, a failover): every bucket is still
+// purged, in round trips of at most 100 scripts.
+func TestPurgeScriptFlushed(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client()
+	s := newStore(t, client)
+	ctx := t.Context()
+	const buckets = 250
+	for i := range buckets {
+		if err := s.Set(ctx, fmt.Sprintf("r|%d", i), "f", []byte("v"), storage.SetOptions{TTL: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := &commandLog{}
+	client.AddHook(log)
+	if err := client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PurgePrefix(ctx, "r|")
+	if err != nil || n != buckets {
+		t.Fatalf("PurgePrefix after SCRIPT FLUSH = %d, %v; want %d", n, err, buckets)
+	}
+	count := map[string]int{}
+	for _, c := range names(log.take()) {
+		count[c]++
+	}
+	if count["keys"] != 0 {
+		t.Errorf("PurgePrefix sent KEYS")
+	}
+	// The first trip fails with NOSCRIPT and is re-run with EVAL, which
+	// loads the script for the later trips.
+	if count["eval"] != 100 || count["evalsha"] != buckets {
+		t.Errorf("PurgePrefix sent %d EVALSHA and %d EVAL, want %d and 100", count["evalsha"], count["eval"], buckets)
+	}
+	for i := range buckets {
+		if _, err := s.Get(ctx, fmt.Sprintf("r|%d", i), "f"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("bucket %d survived the purge: %v", i, err)
+		}
+	}
+}
+
+// TestFenceLayout checks the purge generation and the tombstones in Redis.
+func TestFenceLayout(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client()
+	s := newStore(t, client) // the default fence TTL
+	ctx := t.Context()
+	key := s.BucketKey("b")
+	hash := func() map[string]string {
+		t.Helper()
+		h, err := client.HGetAll(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	pttl := func() time.Duration {
+		t.Helper()
+		d, err := client.PTTL(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	// A bucket never purged holds its entries only: HLEN counts them.
+	for _, f := range []string{"f", "g"} {
+		if err := s.Set(ctx, "b", f, []byte("v"), storage.SetOptions{TTL: time.Hour, MaxFields: 5}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := client.HLen(ctx, key).Result(); n != 2 {
+		t.Errorf("HLEN of a bucket never purged = %d, want 2", n)
+	}
+
+	// A purge leaves only the generation, for the fence TTL.
+	if n, err := s.PurgeBucket(ctx, "b"); err != nil || n != 1 {
+		t.Fatalf("PurgeBucket = %d, %v", n, err)
+	}
+	if h := hash(); len(h) != 1 || h[storage.GenerationField] != "1" {
+		t.Errorf("tombstone = %q, want only the generation 1", h)
+	}
+	if d := pttl(); d <= storage.DefaultFenceTTL-5*time.Second || d > storage.DefaultFenceTTL {
+		t.Errorf("PTTL of the tombstone = %v, want %v", d, storage.DefaultFenceTTL)
+	}
+	if n, err := s.PurgeBucket(ctx, "b"); err != nil || n != 0 {
+		t.Fatalf("PurgeBucket of a tombstone = %d, %v; want 0", n, err)
+	}
+	if h := hash(); len(h) != 1 || h[storage.GenerationField] != "2" {
+		t.Errorf("tombstone purged again = %q, want only the generation 2", h)
+	}
+
+	// A short-lived fill leaves the fence TTL; a long one grows it.
+	opt := storage.SetOptions{TTL: time.Second, Fenced: true, Generation: "2"}
+	if err := s.Set(ctx, "b", "f", []byte("v"), opt); err != nil {
+		t.Fatal(err)
+	}
+	if d := pttl(); d <= storage.DefaultFenceTTL-5*time.Second {
+		t.Errorf("PTTL after a shorter fill = %v, want the fence TTL", d)
+	}
+	opt.TTL = time.Hour
+	if err := s.Set(ctx, "b", "g", []byte("v"), opt); err != nil {
+		t.Fatal(err)
+	}
+	if d := pttl(); d <= 59*time.Minute {
+		t.Errorf("PTTL after a longer fill = %v, want an hour", d)
+	}
+	if h := hash(); len(h) != 3 || h[storage.GenerationField] != "2" {
+		t.Errorf("refilled bucket = %q, want f, g and the generation 2", h)
+	}
+
+	// A generation that is not a number counts as 0; a key of another
+	// type under a bucket's name is replaced (and counted).
+	client.HSet(ctx, key, storage.GenerationField, "junk")
+	if _, err := s.PurgeBucket(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if h := hash(); h[storage.GenerationField] != "1" {
+		t.Errorf("generation after a junk one = %q, want 1", h[storage.GenerationField])
+	}
+	client.Set(ctx, key, "not a hash", 0)
+	if n, err := s.PurgeBucket(ctx, "b"); err != nil || n != 1 {
+		t.Errorf("PurgeBucket of a string = %d, %v; want 1", n, err)
+	}
+	if h := hash(); len(h) != 1 || h[storage.GenerationField] != "1" {
+		t.Errorf("tombstone of a string = %q, want only the generation 1", h)
+	}
+}
+
+// TestWithFenceTTL checks the option's bounds.
+func TestWithFenceTTL(t *testing.T) {
+	srv := redistest.StartT(t)
+	client := srv.Client()
+	ctx := t.Context()
+	tests := []struct {
+		give     time.Duration
+		min, max time.Duration
+	}{
+		{give: 0, min: storage.DefaultFenceTTL - 5*time.Second, max: storage.DefaultFenceTTL},
+		{give: -time.Second, min: storage.DefaultFenceTTL - 5*time.Second, max: storage.DefaultFenceTTL},
+		{give: 10 * time.Minute, min: 10*time.Minute - 5*time.Second, max: 10 * time.Minute},
+		{give: 30 * time.Second, min: 25 * time.Second, max: 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give.String(), func(t *testing.T) {
+			s := newStore(t, client, redisstore.WithFenceTTL(tt.give))
+			if _, err := s.PurgeBucket(ctx, "b"); err != nil {
+				t.Fatal(err)
+			}
+			d, err := client.PTTL(ctx, s.BucketKey("b")).Result()
+			if err != nil || d <= tt.min || d > tt.max {
+				t.Errorf("PTTL of the tombstone = %v, %v; want in (%v, %v]", d, err, tt.min, tt.max)
+			}
+		})
 	}
 }
 

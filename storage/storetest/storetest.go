@@ -33,6 +33,20 @@ type Purger interface {
 	PurgeAll(ctx context.Context) (int64, error)
 }
 
+// Fencer is the purge fence contract of the miss path: GetForFill reads a
+// field and the bucket's purge generation, which a fill passes to its Set
+// with [storage.SetOptions].Fenced. [Run] checks it on stores that
+// implement it and [Purger].
+type Fencer interface {
+	GetForFill(ctx context.Context, bucket, field string) (value []byte, generation string, err error)
+}
+
+// ShortFenceTTL is the fence TTL the suite asks for in the tests of
+// tombstone expiry. Every other test asks for the store's default (a
+// fenceTTL of zero), which must be long enough for the suite: a minute or
+// more.
+const ShortFenceTTL = 200 * time.Millisecond
+
 // within bounds every wait for something that should happen; it is long so
 // that a loaded machine does not fail the suite, and it is only reached when
 // the store is broken.
@@ -43,44 +57,63 @@ const within = 3 * time.Second
 const quiet = 100 * time.Millisecond
 
 // Run checks a store against the contract. newStore returns a new store
-// instance for the test t; every instance returned for the same t must share
-// one backend (the same MemoryStore, or the same Redis and key prefix),
-// because some tests use two instances to stand for two processes, and that
-// backend must hold nothing of other tests (PurgeAll is checked). newStore
-// is responsible for closing what it creates, for example with t.Cleanup.
-func Run(t *testing.T, newStore func(t *testing.T) Store) {
+// instance for the test t whose purge tombstones live for fenceTTL, or for
+// the store's default when fenceTTL is zero (see [ShortFenceTTL]); one test
+// always asks for the same fenceTTL. Every instance returned for the same t
+// must share one backend (the same MemoryStore, or the same Redis and key
+// prefix), because some tests use two instances to stand for two
+// processes, and that backend must hold nothing of other tests (PurgeAll
+// is checked). newStore is responsible for closing what it creates, for
+// example with t.Cleanup.
+func Run(t *testing.T, newStore func(t *testing.T, fenceTTL time.Duration) Store) {
 	tests := []struct {
-		name string
-		run  func(t *testing.T, newStore func(t *testing.T) Store)
+		name     string
+		run      func(t *testing.T, newStore func(t *testing.T) Store)
+		fenceTTL time.Duration
 	}{
-		{"GetMissing", testGetMissing},
-		{"SetGet", testSetGet},
-		{"Overwrite", testOverwrite},
-		{"Delete", testDelete},
-		{"ValuesAreCopied", testValuesAreCopied},
-		{"BinaryFields", testBinaryFields},
-		{"TTLExpires", testTTLExpires},
-		{"TTLNeverShrinks", testTTLNeverShrinks},
-		{"TTLGrows", testTTLGrows},
-		{"MaxFields", testMaxFields},
-		{"LockExclusive", testLockExclusive},
-		{"LockExtend", testLockExtend},
-		{"LockExpires", testLockExpires},
-		{"LockUnlockTwice", testLockUnlockTwice},
-		{"WatchPublish", testWatchPublish},
-		{"WatchOnce", testWatchOnce},
-		{"WatchOtherKeys", testWatchOtherKeys},
-		{"WatchSecondInstance", testWatchSecondInstance},
-		{"WatchUnregister", testWatchUnregister},
-		{"WatchConcurrent", testWatchConcurrent},
-		{"CloseIdempotent", testCloseIdempotent},
-		{"PurgeBucket", testPurgeBucket},
-		{"PurgePrefix", testPurgePrefix},
-		{"PurgeTag", testPurgeTag},
-		{"PurgeAll", testPurgeAll},
+		{name: "GetMissing", run: testGetMissing},
+		{name: "SetGet", run: testSetGet},
+		{name: "Overwrite", run: testOverwrite},
+		{name: "Delete", run: testDelete},
+		{name: "ValuesAreCopied", run: testValuesAreCopied},
+		{name: "BinaryFields", run: testBinaryFields},
+		{name: "TTLExpires", run: testTTLExpires},
+		{name: "TTLNeverShrinks", run: testTTLNeverShrinks},
+		{name: "TTLGrows", run: testTTLGrows},
+		{name: "MaxFields", run: testMaxFields},
+		{name: "LockExclusive", run: testLockExclusive},
+		{name: "LockExtend", run: testLockExtend},
+		{name: "LockExpires", run: testLockExpires},
+		{name: "LockUnlockTwice", run: testLockUnlockTwice},
+		{name: "WatchPublish", run: testWatchPublish},
+		{name: "WatchOnce", run: testWatchOnce},
+		{name: "WatchOtherKeys", run: testWatchOtherKeys},
+		{name: "WatchSecondInstance", run: testWatchSecondInstance},
+		{name: "WatchUnregister", run: testWatchUnregister},
+		{name: "WatchConcurrent", run: testWatchConcurrent},
+		{name: "CloseIdempotent", run: testCloseIdempotent},
+		{name: "PurgeBucket", run: testPurgeBucket},
+		{name: "PurgePrefix", run: testPurgePrefix},
+		{name: "PurgeTag", run: testPurgeTag},
+		{name: "PurgeAll", run: testPurgeAll},
+		{name: "GetForFill", run: testGetForFill},
+		{name: "FencedSet", run: testFencedSet},
+		{name: "FenceRefusesAfterPurge", run: testFenceRefusesAfterPurge},
+		{name: "FenceRepeatedPurges", run: testFenceRepeatedPurges},
+		{name: "FencePurgePrefix", run: testFencePurgePrefix},
+		{name: "FencePurgeTag", run: testFencePurgeTag},
+		{name: "FencePurgeAll", run: testFencePurgeAll},
+		{name: "FenceFirstFill", run: testFenceFirstFill},
+		{name: "FenceMaxFields", run: testFenceMaxFields},
+		{name: "FenceReservedField", run: testFenceReservedField},
+		{name: "FenceRace", run: testFenceRace},
+		{name: "FenceExpires", run: testFenceExpires, fenceTTL: ShortFenceTTL},
+		{name: "FenceKeptByRefill", run: testFenceKeptByRefill, fenceTTL: ShortFenceTTL},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore) })
+		t.Run(tt.name, func(t *testing.T) {
+			tt.run(t, func(t *testing.T) Store { return newStore(t, tt.fenceTTL) })
+		})
 	}
 }
 
