@@ -124,6 +124,7 @@ type Cache struct {
 	breakerFailures int
 	breakerCooldown time.Duration
 	breaker         *breaker
+	deadline        coarseDeadline
 
 	flights flights
 	refresh *refresher
@@ -174,6 +175,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("httpcache: breaker needs failures >= 0 and a positive cooldown, got %d and %v", c.breakerFailures, c.breakerCooldown)
 	}
 	c.breaker = newBreaker(c.breakerFailures, c.breakerCooldown)
+	c.deadline.timeout = c.storeTimeout
 	c.refresh = newRefresher(c.refreshWorkers)
 	return c, nil
 }

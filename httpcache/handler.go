@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/readthrough/readthrough/keying"
@@ -33,31 +34,69 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k := rt.key.Key(r)
-	e, err := rt.load(r.Context(), k)
-	if err == nil {
-		switch st := freshness(e, now); st {
+	e := entryPool.Get().(*storage.Entry)
+	var stale *storage.Entry
+	if err := rt.lookup(r.Context(), k, e, now); err == nil {
+		switch freshness(e, now) {
 		case stateFresh:
 			rt.stats.hits.Add(1)
 			if rt.refreshDue(e, now) {
 				rt.scheduleRefresh(r, k, h.next)
 			}
 			rt.serve(w, r, e, now, hitStatus(rt.cache.name, e, now))
+			putEntry(e)
 			return
 		case stateStale:
 			rt.stats.staleServed.Add(1)
 			rt.scheduleRefresh(r, k, h.next)
 			rt.serve(w, r, e, now, staleStatus(rt.cache.name, e, now))
+			putEntry(e)
 			return
 		case stateErrorOnly:
-			// Too stale to serve as it is, but still good if the origin fails.
-		default:
-			e = nil
+			// Too stale to serve as it is, but still good if the origin
+			// fails; it may be shared with waiters, so it leaves the pool.
+			stale = e
 		}
-	} else {
-		e = nil
+	}
+	if stale == nil {
+		putEntry(e)
 	}
 	rt.stats.misses.Add(1)
-	rt.fill(w, r, k, e, h.next)
+	rt.fill(w, r, k, stale, h.next)
+}
+
+// entryPool recycles the entries fresh and stale hits decode into: their
+// header map is reused by the next decode.
+var entryPool = sync.Pool{New: func() any { return new(storage.Entry) }}
+
+func putEntry(e *storage.Entry) {
+	h := e.Header
+	*e = storage.Entry{Header: h}
+	entryPool.Put(e)
+}
+
+// lookup is the hit path's single store read, decoded into e. Its deadline
+// comes from the cache's shared coarse deadline rather than a context of
+// its own, which would cost a timer and several allocations per hit.
+func (rt *route) lookup(ctx context.Context, k keying.Key, e *storage.Entry, now time.Time) error {
+	raw, err := rt.cache.store.Get(rt.cache.deadline.context(ctx, now), k.Bucket, k.Field)
+	rt.cache.observe(err)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) && ctx.Err() == nil {
+			rt.reportError(ctx, "store get", err)
+		}
+		return err
+	}
+	if err := storage.Decode(raw, e); err != nil {
+		rt.reportError(ctx, "decode entry", err)
+		rt.dropField(ctx, k)
+		return err
+	}
+	if freshness(e, now) == stateDead {
+		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
+		return storage.ErrNotFound
+	}
+	return nil
 }
 
 // bypassReason returns the Cache-Status fwd value of a request that must go

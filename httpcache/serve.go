@@ -19,9 +19,14 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 	for name, values := range e.Header {
 		h[name] = values[:len(values):len(values)] // appends by others must copy
 	}
+	// One backing array for the headers the cache sets: Age, Cache-Status,
+	// Content-Encoding, Content-Length.
+	own := make([]string, 4)
 	age := max(now.Sub(e.Stored), 0) / time.Second
-	h["Age"] = []string{strconv.FormatInt(int64(age), 10)}
-	h["Cache-Status"] = []string{cacheStatus}
+	own[0] = strconv.FormatInt(int64(age), 10)
+	own[1] = cacheStatus
+	h["Age"] = own[0:1:1]
+	h["Cache-Status"] = own[1:2:2]
 	if e.Coding != "" {
 		addVary(h, "Accept-Encoding")
 	}
@@ -34,13 +39,15 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 	bodyless := r.Method == http.MethodHead || e.Status == http.StatusNoContent || e.Status == http.StatusNotModified
 	if e.Coding == "" || acceptsCoding(r.Header["Accept-Encoding"], e.Coding) {
 		if e.Coding != "" {
-			h["Content-Encoding"] = []string{e.Coding}
+			own[2] = e.Coding
+			h["Content-Encoding"] = own[2:3:3]
 			if e.CacheEncoded {
 				weakenETag(h)
 			}
 		}
 		if e.Status != http.StatusNoContent {
-			h["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
+			own[3] = strconv.Itoa(len(e.Body))
+			h["Content-Length"] = own[3:4:4]
 		}
 		w.WriteHeader(e.Status)
 		if !bodyless {
