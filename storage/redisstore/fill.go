@@ -63,7 +63,14 @@ func decodeFill(p string) (bucket, field string, f storage.Fill, ok bool) {
 // Publish tells every watcher of field in bucket, in every process, that a
 // fill finished: one PUBLISH on the store's fill channel.
 func (s *Store) Publish(ctx context.Context, bucket, field string, f storage.Fill) error {
-	if err := s.rdb.Publish(ctx, s.sub.channel, encodeFill(bucket, field, f)).Err(); err != nil {
+	payload := encodeFill(bucket, field, f)
+	var err error
+	if s.sub.sharded {
+		err = s.rdb.SPublish(ctx, s.sub.channel, payload).Err()
+	} else {
+		err = s.rdb.Publish(ctx, s.sub.channel, payload).Err()
+	}
+	if err != nil {
 		return fmt.Errorf("redisstore: publish fill: %w", err)
 	}
 	return nil
@@ -100,8 +107,13 @@ const (
 // subscriber is the store's one pub/sub subscription and the goroutine that
 // dispatches its messages to the registered waiters.
 type subscriber struct {
-	client      rediser
-	channel     string
+	client  rediser
+	channel string
+	// sharded uses sharded pub/sub (SSUBSCRIBE/SPUBLISH, Redis 7): on a
+	// cluster the channel lives on the master that owns its slot, so
+	// notifications neither cross the cluster bus to every node nor arrive
+	// out of order through different nodes.
+	sharded     bool
 	watchBound  time.Duration
 	healthEvery time.Duration
 
@@ -211,7 +223,12 @@ func (s *subscriber) setStateLocked(st subState) {
 // the subscriber is closed. go-redis sends SUBSCRIBE here; the confirmation
 // arrives through Receive.
 func (s *subscriber) subscribe(ctx context.Context) *redis.PubSub {
-	ps := s.client.Subscribe(ctx, s.channel)
+	var ps *redis.PubSub
+	if s.sharded {
+		ps = s.client.SSubscribe(ctx, s.channel)
+	} else {
+		ps = s.client.Subscribe(ctx, s.channel)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -253,7 +270,7 @@ func (s *subscriber) run() {
 			pinged = false
 			switch m := msg.(type) {
 			case *redis.Subscription:
-				if m.Kind == "subscribe" && m.Channel == s.channel {
+				if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == s.channel {
 					failures = 0
 					backoff = minBackoff
 					s.setStateLocked(stateUp)

@@ -27,6 +27,8 @@ type rediser interface {
 	SScan(ctx context.Context, key string, cursor uint64, match string, count int64) *redis.ScanCmd
 	Publish(ctx context.Context, channel string, message any) *redis.IntCmd
 	Subscribe(ctx context.Context, channels ...string) *redis.PubSub
+	SPublish(ctx context.Context, channel string, message any) *redis.IntCmd
+	SSubscribe(ctx context.Context, channels ...string) *redis.PubSub
 	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
 }
 
@@ -151,6 +153,7 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 		}
 	}
 	s.sub = newSubscriber(client, o.prefix+":fill", o.watchBound, o.healthEvery)
+	s.sub.sharded = s.multiSlot
 	return s, nil
 }
 
