@@ -24,6 +24,10 @@ var (
 	// after the fill read its generation: the response may predate the
 	// purge, so it is not stored.
 	ErrPurged = errors.New("storage: bucket purged during the fill")
+	// ErrRefused is returned by Set when the server answered but refused
+	// the write, e.g. Redis out of memory under the noeviction policy. The
+	// store is reachable and reads still work, so it is no outage.
+	ErrRefused = errors.New("storage: write refused by the server")
 )
 
 // SetOptions are the per-write settings of a stored field.

@@ -328,6 +328,9 @@ func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt
 	evicted, err := setScript.Run(ctx, s.rdb, []string{key},
 		field, value, ttl, max(opt.MaxFields, 0), maxEvict, fenced, opt.Generation).Int64()
 	if err != nil {
+		if refused(err) {
+			return fmt.Errorf("redisstore: set: %w: %w", storage.ErrRefused, err)
+		}
 		return fmt.Errorf("redisstore: set: %w", err)
 	}
 	if evicted < 0 {
@@ -351,6 +354,9 @@ func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt
 		return nil
 	})
 	if err != nil {
+		if refused(err) {
+			return fmt.Errorf("redisstore: record tags: %w: %w", storage.ErrRefused, err)
+		}
 		return fmt.Errorf("redisstore: record tags: %w", err)
 	}
 	return nil
@@ -374,4 +380,11 @@ func (s *Store) Delete(ctx context.Context, bucket, field string) error {
 func (s *Store) Close() error {
 	s.sub.close()
 	return nil
+}
+
+// refused reports a Redis error reply that refuses a write while the
+// server is otherwise healthy: out of memory under noeviction.
+func refused(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "OOM ")
 }

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -753,5 +754,24 @@ func TestWatchUnreachable(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Close took %v", d)
+	}
+}
+
+// TestOutOfMemoryIsRefused: a server out of memory under noeviction refuses
+// writes with ErrRefused (no outage: reads still work).
+func TestOutOfMemoryIsRefused(t *testing.T) {
+	srv := redistest.StartT(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+	s := newStore(t, srv.Client())
+	ctx := context.Background()
+	value := bytes.Repeat([]byte("x"), 4096)
+	var err error
+	for i := 0; i < 10000 && err == nil; i++ {
+		err = s.Set(ctx, fmt.Sprintf("b%d", i), "f", value, storage.SetOptions{TTL: time.Hour})
+	}
+	if !errors.Is(err, storage.ErrRefused) {
+		t.Fatalf("Set on a full server = %v, want ErrRefused", err)
+	}
+	if _, err := s.Get(ctx, "b0", "f"); err != nil {
+		t.Errorf("Get on a full server = %v", err)
 	}
 }
