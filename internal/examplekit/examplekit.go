@@ -32,6 +32,11 @@ func Redis(log *slog.Logger) (redis.UniversalClient, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		// Deadlines from the cache must reach the socket, and a dead Redis
+		// must fail fast rather than be retried with backoff.
+		opt.ContextTimeoutEnabled = true
+		opt.MaxRetries = -1
+		opt.DialTimeout = 200 * time.Millisecond
 		log.Info("using Redis", "addr", opt.Addr)
 		c := redis.NewClient(opt)
 		return c, func() { c.Close() }, nil
@@ -44,7 +49,7 @@ func Redis(log *slog.Logger) (redis.UniversalClient, func(), error) {
 	// miniredis never expires buckets or abandoned fill locks.
 	m.ClockTTL(true)
 	log.Info("using an embedded miniredis (set REDIS_URL to use a real Redis)", "addr", m.Addr())
-	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	c := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
 	return c, func() { c.Close(); m.Close() }, nil
 }
 

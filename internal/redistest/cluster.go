@@ -98,7 +98,7 @@ func StartClusterT(tb testing.TB, masters int) *Cluster {
 // waitOK waits until every node says cluster_state:ok.
 func (c *Cluster) waitOK(ctx context.Context) error {
 	for _, n := range c.nodes {
-		rdb := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		rdb := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: n.Addr()})
 		var info string
 		var err error
 		for {
@@ -132,7 +132,7 @@ func (c *Cluster) Nodes() []*Server { return c.nodes }
 // Client returns a new cluster client of the cluster. [Cluster.Close] closes
 // it if the test has not.
 func (c *Cluster) Client() *redis.ClusterClient {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{ContextTimeoutEnabled: true, Addrs: c.Addrs()})
 	c.mu.Lock()
 	c.clients = append(c.clients, rdb)
 	c.mu.Unlock()

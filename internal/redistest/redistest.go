@@ -210,7 +210,7 @@ func (s *Server) Dir() string { return s.dir }
 // Client returns a new client of the server, with opts applied to its
 // options. [Server.Close] closes it if the test has not.
 func (s *Server) Client(opts ...func(*redis.Options)) *redis.Client {
-	o := &redis.Options{Addr: s.addr}
+	o := &redis.Options{ContextTimeoutEnabled: true, Addr: s.addr}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -270,7 +270,7 @@ func (s *Server) Restart() error {
 // sent on a connection of its own), to simulate a server that stops
 // answering.
 func (s *Server) Pause(d time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: s.addr, MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: s.addr, MaxRetries: -1})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

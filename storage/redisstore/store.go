@@ -126,6 +126,9 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if err := checkPrefix(o.prefix); err != nil {
 		return nil, err
 	}
+	if err := checkClient(client); err != nil {
+		return nil, err
+	}
 	s := &Store{
 		rdb:      client,
 		rs:       redsync.New(goredis.NewPool(client)),
@@ -387,4 +390,23 @@ func (s *Store) Close() error {
 func refused(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "OOM ")
+}
+
+// checkClient rejects clients that ignore context deadlines: the cache
+// bounds every Redis call by a short deadline so that a slow or dead Redis
+// costs requests milliseconds, and go-redis honours those deadlines only
+// with ContextTimeoutEnabled. Without it a paused Redis would hold each
+// request for the client's ReadTimeout (3s by default).
+func checkClient(client redis.UniversalClient) error {
+	enabled := true
+	switch c := client.(type) {
+	case *redis.Client:
+		enabled = c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		enabled = c.Options().ContextTimeoutEnabled
+	}
+	if !enabled {
+		return errors.New("redisstore: the go-redis client must set ContextTimeoutEnabled: true, or the cache's per-call deadlines are ignored and a slow Redis stalls requests")
+	}
+	return nil
 }

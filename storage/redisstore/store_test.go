@@ -1,8 +1,8 @@
 package redisstore_test
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -87,7 +87,7 @@ func TestConformanceMiniredis(t *testing.T) {
 		client, ok := clients[t]
 		if !ok {
 			m := startMiniredis(t)
-			c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+			c := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
 			t.Cleanup(func() { _ = c.Close() })
 			clients[t], client = c, c
 		}
@@ -97,7 +97,7 @@ func TestConformanceMiniredis(t *testing.T) {
 }
 
 func TestNewRejectsBadPrefixes(t *testing.T) {
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: "127.0.0.1:1"})
 	defer client.Close()
 	tests := []struct {
 		give    string
@@ -130,7 +130,7 @@ func TestNewRejectsBadPrefixes(t *testing.T) {
 }
 
 func TestBucketKey(t *testing.T) {
-	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: "127.0.0.1:1"})
 	defer client.Close()
 	s, err := redisstore.New(client)
 	if err != nil {
@@ -152,7 +152,7 @@ func TestBucketKey(t *testing.T) {
 
 func TestRejectsBraces(t *testing.T) {
 	m := startMiniredis(t)
-	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
 	defer client.Close()
 	s := newStore(t, client)
 	ctx := t.Context()
@@ -633,7 +633,7 @@ func TestLockRedisErrors(t *testing.T) {
 // locks vanish.
 func TestLockLostOnFlush(t *testing.T) {
 	m := startMiniredis(t)
-	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
 	defer client.Close()
 	s := newStore(t, client)
 	ctx := t.Context()
@@ -714,7 +714,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 // with a channel that never fires.
 func TestWatchAfterClose(t *testing.T) {
 	m := startMiniredis(t)
-	client := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
 	defer client.Close()
 	s := newStore(t, client)
 	other := newStore(t, client)
@@ -738,7 +738,7 @@ func TestWatchUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer client.Close()
 	bound := 200 * time.Millisecond
 	s := newStore(t, client, redisstore.WithWatchBound(bound))
@@ -773,5 +773,13 @@ func TestOutOfMemoryIsRefused(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "b0", "f"); err != nil {
 		t.Errorf("Get on a full server = %v", err)
+	}
+}
+
+func TestNewRejectsClientIgnoringDeadlines(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer client.Close()
+	if _, err := redisstore.New(client); err == nil || !strings.Contains(err.Error(), "ContextTimeoutEnabled") {
+		t.Errorf("New = %v, want an error naming ContextTimeoutEnabled", err)
 	}
 }
