@@ -165,9 +165,19 @@ func TestDecodeAllocs(t *testing.T) {
 		give *Entry
 		want float64
 	}{
-		// The string, the values, and the map: its header and one
-		// group of eight slots.
+		// The string (the Etag and Cache-Control values and the text of
+		// the date), the values, and the map: its header and one group
+		// of eight slots.
 		{"four headers", benchEntry(2 << 10), 4},
+		// Names and values all from the tables: no string.
+		{"table headers only", &Entry{Status: 200, Header: http.Header{
+			"Content-Type": {"application/json"}, "Vary": {"Accept-Encoding", "Origin"},
+			"X-Content-Type-Options": {"nosniff"},
+		}}, 3},
+		// Dates only: one string for their text.
+		{"dates only", &Entry{Status: 200, Header: http.Header{
+			"Last-Modified": {"Tue, 21 Oct 2025 07:28:00 GMT"}, "Expires": {"Tue, 21 Oct 2025 08:28:00 GMT"},
+		}}, 4},
 		// Past eight names the map needs a table and more groups.
 		{"twenty headers", manyHeaderEntry(20), 6},
 		{"no headers", &Entry{Status: 200}, 1}, // the empty map

@@ -24,8 +24,28 @@ func FuzzDecode(f *testing.F) {
 			Body:         bytes.Repeat([]byte{0}, 300),
 		},
 	}
+	seeds = append(seeds, &Entry{
+		Status: 200,
+		Header: http.Header{
+			"Content-Type":  {"text/html; charset=utf-8"},
+			"Expires":       {"0", "Thu, 01 Jan 1970 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT"},
+			"Last-Modified": {"Wed, 21 Oct 2025 07:28:00 GMT"}, // wrong weekday: a string
+			"Vary":          {"Origin", "X-Tenant"},
+			"X-Custom":      {"nosniff", "*"},
+		},
+	})
 	for _, e := range seeds {
 		f.Add(Encode(nil, e))
+	}
+	// Header forms Encode does not write: wide dates, string date names,
+	// names given both ways, unsorted pairs.
+	for _, h := range []string{
+		"92 ad 6c6173742d6d6f646966696564 d3 0000000068f73600",
+		"94 04 0c a4 76617279 0d",
+		"96 05 00 02 01 05 cf 0000003afff4417f",
+		"94 a4 56617279 0d 02 a3 616263",
+	} {
+		f.Add(with(1, unhex(h)))
 	}
 	f.Add(envelope(append(validFields(), mp(map[string]any{"a": []any{1, "x"}}))...))
 	f.Add(envelope(append(validFields(), nestedArrays(50))...))
@@ -54,4 +74,25 @@ func FuzzDecode(f *testing.F) {
 func nestedArrays(depth int) []byte {
 	b := bytes.Repeat([]byte{0x91}, depth)
 	return append(b, 0xc0)
+}
+
+// FuzzHTTPDate checks httpDateSeconds against its definition: s is a
+// date exactly when formatting its time with http.TimeFormat gives s.
+func FuzzHTTPDate(f *testing.F) {
+	for _, s := range []string{
+		"Tue, 21 Oct 2025 07:28:00 GMT", "Thu, 01 Jan 1970 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT",
+		"Wed, 21 Oct 2025 07:28:00 GMT", "Thu, 29 Feb 2024 00:00:00 GMT", "Mon, 29 Feb 2100 00:00:00 GMT",
+		"Wed, 31 Dec 1969 23:59:59 GMT", "Tue, 21 Oct 2025 24:00:00 GMT", "0",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, wantOK := uint64(0), false
+		if tm, err := time.Parse(http.TimeFormat, s); err == nil && tm.Unix() >= 0 && tm.Format(http.TimeFormat) == s {
+			want, wantOK = uint64(tm.Unix()), true
+		}
+		if got, ok := httpDateSeconds(s); got != want || ok != wantOK {
+			t.Fatalf("httpDateSeconds(%q) = %d, %t; want %d, %t", s, got, ok, want, wantOK)
+		}
+	})
 }
