@@ -180,13 +180,15 @@ func recheckInterval(wait time.Duration) time.Duration {
 func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler, lock *heldLock, fwd string) flightResult {
 	ctx := r.Context()
 	var fc fence
+	release := func() {}
 	if lock != nil {
 		fc = lock.fence
 		stop := rt.keepLock(lock, k)
-		defer func() {
+		release = sync.OnceFunc(func() {
 			stop()
 			rt.unlock(context.WithoutCancel(ctx), lock, k)
-		}()
+		})
+		defer release()
 	} else if rt.cache.storeHealthy() {
 		fc = rt.readFence(ctx, k)
 	}
@@ -207,6 +209,12 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 		res.outcome = outcomeNotShared
 	}
 	if lock != nil {
+		// Unlock before publishing: a caller that takes the lock after the
+		// unlock re-reads the store, while one that found the lock held
+		// is already watching when the notification goes out. The other
+		// order lets a caller arriving in between wait for a notification
+		// that has already gone.
+		release()
 		rt.publish(ctx, k, storage.Fill{Stored: o.stored, Failed: res.outcome == outcomeFailed})
 	}
 	if o.panicVal != nil && !o.servedStale {

@@ -65,6 +65,7 @@ func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handle
 func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 	ctx := r.Context()
 	var lock *heldLock
+	release := func() {} // unlocks before the notification goes out (see fetch)
 	if l := rt.cache.locker; l != nil {
 		lctx, cancel := rt.cache.storeCtx(ctx)
 		lk, err := l.TryLock(lctx, k.Bucket, k.Field, rt.policy.LockTTL)
@@ -79,16 +80,20 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			return
 		}
 		lock = &heldLock{Lock: lk}
-		defer rt.unlock(ctx, lock, k)
 		// Another instance may have refreshed it just before we locked.
 		e, fc, err := rt.loadForFill(ctx, k)
 		if err == nil && !rt.refreshDue(e, time.Now()) && freshness(e, time.Now()) == stateFresh {
+			rt.unlock(ctx, lock, k)
 			rt.stats.refreshSkipped.Add(1)
 			return
 		}
 		lock.fence = fc
 		stop := rt.keepLock(lock, k)
-		defer stop()
+		release = sync.OnceFunc(func() {
+			stop()
+			rt.unlock(ctx, lock, k)
+		})
+		defer release()
 	}
 	var fc fence
 	if lock != nil {
@@ -106,6 +111,7 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 		}
 		rt.cache.log.Warn("readthrough: background refresh kept the old entry", "route", rt.key.Pattern(), "field", k.FieldHex(), "reason", status)
 		if lock != nil {
+			release()
 			rt.publish(ctx, k, storage.Fill{Failed: true})
 		}
 		return
@@ -116,6 +122,7 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 		rt.stats.refreshFailed.Add(1)
 	}
 	if lock != nil {
+		release()
 		rt.publish(ctx, k, storage.Fill{Stored: o.stored})
 	}
 }

@@ -270,10 +270,23 @@ func (s *subscriber) run() {
 			pinged = false
 			switch m := msg.(type) {
 			case *redis.Subscription:
-				if (m.Kind == "subscribe" || m.Kind == "ssubscribe") && m.Channel == s.channel {
+				if m.Channel != s.channel {
+					continue
+				}
+				if m.Kind == "subscribe" || m.Kind == "ssubscribe" {
 					failures = 0
 					backoff = minBackoff
 					s.setStateLocked(stateUp)
+					continue
+				}
+				// Unsubscribed by the server: on a cluster, Redis sends
+				// sunsubscribe when the channel's slot moves to another
+				// master, and go-redis does not resubscribe. Start over
+				// on a new subscription, which goes to the new owner.
+				_ = ps.Close()
+				s.setStateLocked(stateConnecting)
+				if ps = s.subscribe(ctx); ps == nil {
+					return
 				}
 			case *redis.Message:
 				s.dispatch(m.Payload)
