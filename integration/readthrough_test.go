@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/policy"
 )
 
@@ -238,16 +240,23 @@ func TestNeverStoreOverTheWire(t *testing.T) {
 	}
 }
 
-// TestFlushTurnsHitsIntoMisses: a flushed Redis is just an empty cache.
+// TestFlushTurnsHitsIntoMisses: a flushed Redis is just an empty cache. On
+// the single node it flushes a server of its own; on the cluster (which
+// only TestCluster's subtests use, one at a time) every master.
 func TestFlushTurnsHitsIntoMisses(t *testing.T) {
-	srv := startServer(t)
+	var rc redis.UniversalClient
+	if onCluster != nil {
+		rc = newClient()
+	} else {
+		rc = startServer(t).Client()
+	}
 	o := jsonOrigin(100)
-	a := startApp(t, appConfig{client: srv.Client(), prefix: prefix(t), routes: []route{{"/f", policy.Policy{}, o}}})
+	a := startApp(t, appConfig{client: rc, prefix: prefix(t), routes: []route{{"/f", policy.Policy{}, o}}})
 	get(a.URL + "/f")
 	if r := get(a.URL + "/f"); !r.hit() {
 		t.Fatalf("not a hit before the flush: %q", r.cacheStatus())
 	}
-	a.Client.FlushAll(context.Background())
+	flushAll(t, a.Client)
 	if r := get(a.URL + "/f"); r.status != 200 || r.hit() {
 		t.Fatalf("after FLUSHALL: %d %q, want a miss", r.status, r.cacheStatus())
 	}
@@ -273,8 +282,26 @@ func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 	}
 }
 
+// flushAll empties the server of c, or every master of a cluster client.
+func flushAll(t testing.TB, c redis.UniversalClient) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	switch cc := c.(type) {
+	case *redis.ClusterClient:
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			return n.FlushAll(ctx).Err()
+		})
+	default:
+		err = c.FlushAll(ctx).Err()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestOneCommandPerFreshHit(t *testing.T) {
-	rc := shared.Client()
+	rc := newClient()
 	var cc commandCounter
 	rc.AddHook(&cc)
 	a := startApp(t, appConfig{client: rc, prefix: prefix(t), routes: []route{{"GET /h/{id}", policy.Policy{}, jsonOrigin(2000)}}})
@@ -287,29 +314,51 @@ func TestOneCommandPerFreshHit(t *testing.T) {
 			t.Fatalf("not a hit: %q", r.cacheStatus())
 		}
 	}
-	if n := cc.n.Load() - before; n != hits {
+	n := cc.n.Load() - before
+	if n != hits {
 		t.Errorf("client sent %d commands for %d hits, want exactly one each", n, hits)
 	}
 	after := commandStats(t, rc)
 	if d := after["hget"] - cmdstats["hget"]; d != hits {
 		t.Errorf("server counted %d HGETs for %d hits", d, hits)
 	}
-	t.Logf("redis commands per fresh hit: %.2f", float64(cc.n.Load()-before)/hits)
+	t.Logf("redis commands per fresh hit: %.2f", float64(n)/hits)
 }
 
-// commandStats returns the server's per-command call counts.
-func commandStats(t testing.TB, c *redis.Client) map[string]int64 {
+// commandStats returns the server's per-command call counts; for a cluster
+// client, the sums over every master.
+func commandStats(t testing.TB, c redis.UniversalClient) map[string]int64 {
 	t.Helper()
-	info := c.Info(context.Background(), "commandstats").Val()
+	ctx := context.Background()
+	var mu sync.Mutex
 	m := map[string]int64{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
-		if !ok {
-			continue
+	add := func(ctx context.Context, n redis.UniversalClient) error {
+		info, err := n.Info(ctx, "commandstats").Result()
+		if err != nil {
+			return err
 		}
-		var n int64
-		fmt.Sscan(strings.SplitN(rest, ",", 2)[0], &n)
-		m[strings.TrimPrefix(name, "cmdstat_")] = n
+		mu.Lock()
+		defer mu.Unlock()
+		for _, line := range strings.Split(info, "\n") {
+			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+			if !ok {
+				continue
+			}
+			var calls int64
+			fmt.Sscan(strings.SplitN(rest, ",", 2)[0], &calls)
+			m[strings.TrimPrefix(name, "cmdstat_")] += calls
+		}
+		return nil
+	}
+	var err error
+	switch cc := c.(type) {
+	case *redis.ClusterClient:
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return add(ctx, n) })
+	default:
+		err = add(ctx, c)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	return m
 }
@@ -377,5 +426,247 @@ func TestBodyMatchesContentLengthOnHit(t *testing.T) {
 		if ae == "gzip" && bytes.Equal([]byte(r.body[:2]), []byte{0x1f, 0x8b}) == false {
 			t.Errorf("gzip body does not start with the gzip magic")
 		}
+	}
+}
+
+// TestRefreshAheadUnderLoad: a handful of hot keys with a one-second TTL are
+// read through several instances for six lifetimes. Refresh-ahead renews
+// each entry in the background before it expires (stale-while-revalidate
+// covers a late refresh), so every response after the first fill is served
+// from the cache, and the instances together call the origin about once per
+// lifetime per key, not once per instance.
+func TestRefreshAheadUnderLoad(t *testing.T) {
+	const (
+		ttl       = time.Second
+		lifetimes = 6
+		hotKeys   = 4
+		instances = 3
+		workers   = 6
+	)
+	var calls [hotKeys]atomic.Int64
+	o := &counter{fn: func(w http.ResponseWriter, r *http.Request) {
+		var id int
+		fmt.Sscan(r.PathValue("id"), &id)
+		n := calls[id].Add(1)
+		fmt.Fprintf(w, "hot %d version %d", id, n)
+	}}
+	pol := policy.Policy{TTL: ttl, RefreshAhead: 0.8, StaleWhileRevalidate: 2 * ttl}
+	apps := startApps(t, instances, appConfig{
+		prefix: prefix(t),
+		routes: []route{{"GET /hot/{id}", pol, o}},
+		opts:   []httpcache.Option{patient()},
+	}, nil)
+	for id := range hotKeys {
+		if r := get(fmt.Sprintf("%s/hot/%d", apps[0].URL, id), "Host", serviceHost); r.status != 200 || r.hit() {
+			t.Fatalf("first request of key %d: %d %q, want a miss", id, r.status, r.cacheStatus())
+		}
+	}
+
+	var (
+		requests, stale atomic.Int64
+		mu              sync.Mutex
+		bad             []string
+	)
+	deadline := time.Now().Add(lifetimes * ttl)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; time.Now().Before(deadline); i++ {
+				id := i % hotKeys
+				r := get(fmt.Sprintf("%s/hot/%d", apps[i%instances].URL, id), "Host", serviceHost)
+				requests.Add(1)
+				if strings.Contains(r.cacheStatus(), "stale-while-revalidate") {
+					stale.Add(1)
+				}
+				if r.err != nil || r.status != 200 || !r.hit() || !strings.HasPrefix(r.body, fmt.Sprintf("hot %d version ", id)) {
+					mu.Lock()
+					bad = append(bad, fmt.Sprintf("key %d: %d %q %q err=%v", id, r.status, r.body, r.cacheStatus(), r.err))
+					mu.Unlock()
+				}
+				time.Sleep(2 * time.Millisecond) // bounded load
+			}
+		})
+	}
+	wg.Wait()
+
+	if len(bad) > 0 {
+		t.Errorf("%d of %d responses were not hits with the right body; first: %s", len(bad), requests.Load(), bad[0])
+	}
+	var st httpcache.Stats
+	for _, a := range apps {
+		s := a.Cache.Stats()
+		st.Refreshed += s.Refreshed
+		st.RefreshSkipped += s.RefreshSkipped
+		st.RefreshDropped += s.RefreshDropped
+		st.RefreshFailed += s.RefreshFailed
+	}
+	// A key is refreshed only once its entry is 0.8 TTL old, and an
+	// instance that takes the lock after another refreshed finds the entry
+	// no longer due: refreshes are at least 0.8 TTL apart, so six
+	// lifetimes hold at most seven of them, plus the first fill.
+	per := make([]int64, hotKeys)
+	for id := range hotKeys {
+		per[id] = calls[id].Load()
+		if per[id] > lifetimes+2 {
+			t.Errorf("key %d: %d origin calls in %d lifetimes, want at most %d", id, per[id], lifetimes, lifetimes+2)
+		}
+		if per[id] < 2 {
+			t.Errorf("key %d: %d origin calls: never refreshed", id, per[id])
+		}
+	}
+	t.Logf("%d requests over %d instances in %d lifetimes: %d served stale while revalidating; origin calls per key %v; refreshed %d, skipped %d (another holder), dropped %d, failed %d",
+		requests.Load(), instances, lifetimes, stale.Load(), per, st.Refreshed, st.RefreshSkipped, st.RefreshDropped, st.RefreshFailed)
+}
+
+// TestStaleIfErrorOnRedis: while the origin fails, clients of every
+// instance keep getting the stale entry from Redis inside its
+// stale-if-error window; past the window the failure goes through; once the
+// origin recovers, fresh content is stored and served.
+func TestStaleIfErrorOnRedis(t *testing.T) {
+	const (
+		ttl = 500 * time.Millisecond
+		sie = 2 * time.Second
+	)
+	var mode atomic.Value // "v1", "down", "v2"
+	mode.Store("v1")
+	o := &counter{fn: func(w http.ResponseWriter, r *http.Request) {
+		switch m := mode.Load().(string); m {
+		case "down":
+			http.Error(w, "origin down", http.StatusInternalServerError)
+		default:
+			io.WriteString(w, "content "+m)
+		}
+	}}
+	// A short lock wait: a request that misses another instance's fill
+	// notification (see TestWaiterBetweenPublishAndUnlock) serves the stale
+	// entry once the wait is over, still inside the window.
+	pol := policy.Policy{TTL: ttl, StaleIfError: sie, LockWait: 500 * time.Millisecond}
+	apps := startApps(t, 2, appConfig{prefix: prefix(t), routes: []route{
+		{"GET /s/{id}", pol, o},
+	}, opts: []httpcache.Option{patient()}}, nil)
+	// The entry is stored between filled and stored.
+	filled := time.Now()
+	if r := get(apps[0].URL+"/s/1", "Host", serviceHost); r.status != 200 || r.body != "content v1" {
+		t.Fatalf("fill: %d %q", r.status, r.body)
+	}
+	stored := time.Now()
+	if r := get(apps[1].URL+"/s/1", "Host", serviceHost); !r.hit() || r.body != "content v1" {
+		t.Fatalf("not shared: %q %q", r.cacheStatus(), r.body)
+	}
+	mode.Store("down")
+	time.Sleep(time.Until(filled.Add(ttl + 50*time.Millisecond))) // past fresh
+
+	before := o.calls.Load()
+	served, lockWait := 0, 0
+	// Until half the window, so that a slow request still ends inside it.
+	for time.Now().Before(filled.Add(ttl + sie/2)) {
+		for i, r := range fire(apps, 10, "/s/1") {
+			if r.err != nil || r.status != 200 || r.body != "content v1" {
+				t.Fatalf("response %d inside the stale-if-error window: %d %q %q err=%v", i, r.status, r.body, r.cacheStatus(), r.err)
+			}
+			served++
+			if strings.Contains(r.cacheStatus(), "detail=lock-wait") {
+				lockWait++
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tried := o.calls.Load() - before
+	if tried == 0 {
+		t.Errorf("the origin was never tried while the entry was stale")
+	}
+	r := get(apps[0].URL+"/s/1", "Host", serviceHost)
+	if !strings.Contains(r.cacheStatus(), "fwd-status=500") || !strings.Contains(r.cacheStatus(), "detail=stale-if-error") {
+		t.Errorf("stale response's Cache-Status %q, want fwd-status=500 and detail=stale-if-error", r.cacheStatus())
+	}
+
+	time.Sleep(time.Until(stored.Add(ttl + sie + 50*time.Millisecond))) // past the window
+	if r := get(apps[1].URL+"/s/1", "Host", serviceHost); r.status != 500 {
+		t.Errorf("past the stale-if-error window: %d %q %q, want the origin's 500", r.status, r.body, r.cacheStatus())
+	}
+
+	mode.Store("v2")
+	if r := get(apps[1].URL+"/s/1", "Host", serviceHost); r.status != 200 || r.body != "content v2" || !strings.Contains(r.cacheStatus(), "stored") {
+		t.Fatalf("after recovery: %d %q %q, want fresh content stored", r.status, r.body, r.cacheStatus())
+	}
+	if r := get(apps[0].URL+"/s/1", "Host", serviceHost); !r.hit() || r.body != "content v2" {
+		t.Fatalf("after recovery, the other instance: %q %q, want a hit on the fresh content", r.cacheStatus(), r.body)
+	}
+	t.Logf("%d requests served stale while the origin failed (%d origin attempts; %d after a whole lock wait)", served, tried, lockWait)
+}
+
+// holdUnlock delays the first fill-lock release (the redsync unlock script
+// on a "<prefix>:l:{" key) that follows a fill notification, and reports the
+// notification on published.
+type holdUnlock struct {
+	delay     time.Duration
+	published chan struct{}
+	armed     atomic.Bool
+}
+
+func (h *holdUnlock) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *holdUnlock) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		switch cmd.Name() {
+		case "eval", "evalsha":
+			if len(cmd.Args()) > 3 && strings.Contains(fmt.Sprint(cmd.Args()[3]), ":l:{") && h.armed.CompareAndSwap(true, false) {
+				time.Sleep(h.delay)
+			}
+		}
+		err := next(ctx, cmd)
+		if n := cmd.Name(); n == "publish" || n == "spublish" {
+			h.armed.Store(true)
+			select {
+			case h.published <- struct{}{}:
+			default:
+			}
+		}
+		return err
+	}
+}
+func (h *holdUnlock) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestWaiterBetweenPublishAndUnlock reproduces a lost wake-up: the filler
+// publishes its fill notification before it releases the fill lock, so a
+// request of another instance that tries the lock in between finds it
+// held, waits for a notification that has already gone out, and sits out
+// the whole lock wait. When the fill stored nothing (here an uncacheable
+// response; also a failed fill, or stale served on an origin error) the
+// waiter's periodic re-read of the store cannot rescue it either. The
+// window is normally a round trip or two wide; the test widens it by
+// holding the filler's unlock for half a second.
+func TestWaiterBetweenPublishAndUnlock(t *testing.T) {
+	const lockWait = 3 * time.Second
+	hook := &holdUnlock{delay: 500 * time.Millisecond, published: make(chan struct{}, 1)}
+	ca := newClient()
+	ca.AddHook(hook)
+	o := &counter{fn: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Set-Cookie", "s=1") // not cacheable: nothing to re-read
+		io.WriteString(w, "private")
+	}}
+	cfg := appConfig{prefix: prefix(t), routes: []route{{"GET /u/{id}", policy.Policy{LockWait: lockWait}, o}}}
+	cfg.client = ca
+	a := startApp(t, cfg)
+	cfg.client = nil
+	b := startApp(t, cfg)
+	get(b.URL+"/u/0", "Host", serviceHost) // open b's connections and subscription
+
+	done := make(chan resp, 1)
+	go func() { done <- get(a.URL+"/u/1", "Host", serviceHost) }()
+	select {
+	case <-hook.published: // a's fill is over; its lock is still held
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fill notification from the first instance")
+	}
+	start := time.Now()
+	r := get(b.URL+"/u/1", "Host", serviceHost)
+	took := time.Since(start)
+	if ra := <-done; ra.status != 200 || r.status != 200 {
+		t.Fatalf("responses %d and %d", ra.status, r.status)
+	}
+	if took > lockWait*2/3 {
+		t.Errorf("the other instance's request took %v (lock wait %v): it waited for a notification sent before it started waiting", took.Round(time.Millisecond), lockWait)
 	}
 }
