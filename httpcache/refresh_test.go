@@ -167,7 +167,7 @@ func TestOriginStaleDirectivesHonoured(t *testing.T) {
 		var failing atomic.Bool
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			if failing.Load() {
-				http.Error(w, "down", 502)
+				http.Error(w, "down", http.StatusBadGateway)
 				return
 			}
 			w.Header().Set("Cache-Control", "max-age=5, stale-while-revalidate=5, stale-if-error=100")

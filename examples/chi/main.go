@@ -89,6 +89,8 @@ func run(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error 
 		TTL:          time.Minute,
 		StaleIfError: 10 * time.Minute,
 		QueryParams:  []string{"page"},
+		// Tagged "user-<id>" so that a purge of the tag drops it too.
+		Tags: func(r *http.Request) []string { return []string{"user-" + r.PathValue("id")} },
 	})).Get("/users/{id}/posts", examplekit.SlowOrigin(100*time.Millisecond))
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	if err := cache.VerifyRoutes(); err != nil {
