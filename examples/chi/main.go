@@ -16,8 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -29,23 +27,7 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ln, err := net.Listen("tcp", examplekit.Env("ADDR", "127.0.0.1:8080"))
-	if err != nil {
-		log.Error("listen", "err", err)
-		os.Exit(1)
-	}
-	adminLn, err := net.Listen("tcp", examplekit.Env("ADMIN_ADDR", "127.0.0.1:9090"))
-	if err != nil {
-		log.Error("listen", "err", err)
-		os.Exit(1)
-	}
-	if err := run(ctx, ln, adminLn, log); err != nil {
-		log.Error("example stopped", "err", err)
-		os.Exit(1)
-	}
+	examplekit.Main("127.0.0.1:8080", "127.0.0.1:9090", run)
 }
 
 // run serves the example on ln, and the cache's admin API and metrics on

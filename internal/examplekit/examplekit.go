@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -126,4 +128,29 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// Main runs an example's run func until SIGINT or SIGTERM, listening on
+// ADDR (default addr) and ADMIN_ADDR (default adminAddr), and exits 1 on
+// failure.
+func Main(addr, adminAddr string, run func(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := func() error {
+		ln, err := net.Listen("tcp", Env("ADDR", addr))
+		if err != nil {
+			return err
+		}
+		adminLn, err := net.Listen("tcp", Env("ADMIN_ADDR", adminAddr))
+		if err != nil {
+			return err
+		}
+		return run(ctx, ln, adminLn, log)
+	}()
+	if err != nil {
+		log.Error("example stopped", "err", err)
+		stop()
+		os.Exit(1)
+	}
 }

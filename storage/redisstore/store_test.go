@@ -58,9 +58,6 @@ func TestConformanceRedis(t *testing.T) {
 }
 
 func TestConformanceCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-master cluster")
-	}
 	c := redistest.StartClusterT(t, 3)
 	storetest.Run(t, conformance(c.Client()))
 }
