@@ -141,6 +141,7 @@ type FieldError struct {
 	Reason string
 }
 
+// Error names the route (when known), the field and the reason.
 func (e *FieldError) Error() string {
 	if e.Route == "" {
 		return fmt.Sprintf("policy: %s: %s", e.Field, e.Reason)
