@@ -42,6 +42,10 @@ func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 		}
 		res, ok := f.wait(r.Context(), rt.policy.LockWait)
 		switch {
+		case ok && res.outcome == outcomeShared && res.status != "":
+			rt.stats.staleServed.Add(1)
+			rt.serve(w, r, res.entry, time.Now(), res.status)
+			return
 		case ok && res.outcome == outcomeShared:
 			rt.stats.collapsed.Add(1)
 			rt.serve(w, r, res.entry, time.Now(), rt.status("fwd=uri-miss; collapsed"))
@@ -103,9 +107,10 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 				continue // the other filler failed: try to take over
 			}
 			if !ok && usableOnError(stale, time.Now()) {
-				res = flightResult{outcome: outcomeShared, entry: stale}
+				status := staleErrorStatus(rt.cache.name, stale, 0, "lock-wait")
+				res = flightResult{outcome: outcomeShared, entry: stale, status: status}
 				rt.stats.staleServed.Add(1)
-				rt.serve(w, r, stale, time.Now(), staleErrorStatus(rt.cache.name, stale, 0, "lock-wait"))
+				rt.serve(w, r, stale, time.Now(), status)
 				return
 			}
 			break // not cacheable, or waited too long: fetch our own
@@ -197,7 +202,7 @@ func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, sta
 	res := flightResult{outcome: outcomeFailed}
 	switch {
 	case o.servedStale:
-		res = flightResult{outcome: outcomeShared, entry: stale}
+		res = flightResult{outcome: outcomeShared, entry: stale, status: o.staleStatus}
 	case o.entry != nil:
 		// Even when the store write fails, the whole response is good for
 		// this process's waiters.
@@ -280,9 +285,10 @@ type originResult struct {
 	entry       *storage.Entry // the response as an entry, when cacheable and whole
 	tags        []string
 	fence       fence
-	whole       bool // the handler produced a whole response (cacheable or not)
-	stored      bool // set by store
-	servedStale bool // the stale entry went to the client instead
+	whole       bool   // the handler produced a whole response (cacheable or not)
+	stored      bool   // set by store
+	servedStale bool   // the stale entry went to the client instead
+	staleStatus string // its Cache-Status
 	panicVal    any
 }
 
@@ -349,7 +355,8 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 			h[name] = v
 		}
 		rt.stats.staleServed.Add(1)
-		rt.serve(w, r, stale, end, staleErrorStatus(rt.cache.name, stale, rec.status, "stale-if-error"))
+		o.staleStatus = staleErrorStatus(rt.cache.name, stale, rec.status, "stale-if-error")
+		rt.serve(w, r, stale, end, o.staleStatus)
 		o.servedStale = true
 		return o
 	}

@@ -25,6 +25,9 @@ type flight struct {
 type flightResult struct {
 	outcome outcome
 	entry   *storage.Entry // with outcomeShared; read-only
+	// status is the Cache-Status waiters serve entry with; empty means
+	// collapsed onto a fill.
+	status string
 }
 
 // join returns the flight for key and whether the caller leads it.

@@ -81,22 +81,7 @@ func putEntry(e *storage.Entry) {
 func (rt *route) lookup(ctx context.Context, k keying.Key, e *storage.Entry, now time.Time) error {
 	raw, err := rt.cache.store.Get(rt.cache.deadline.context(ctx, now), k.Bucket, k.Field)
 	rt.cache.observe(err)
-	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) && ctx.Err() == nil {
-			rt.reportError(ctx, "store get", err)
-		}
-		return err
-	}
-	if err := storage.Decode(raw, e); err != nil {
-		rt.reportError(ctx, "decode entry", err)
-		rt.dropField(ctx, k)
-		return err
-	}
-	if freshness(e, now) == stateDead {
-		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
-		return storage.ErrNotFound
-	}
-	return nil
+	return rt.decodeInto(ctx, k, raw, err, e, now)
 }
 
 // bypassReason returns the Cache-Status fwd value of a request that must go
@@ -129,7 +114,11 @@ func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error)
 	raw, err := rt.cache.store.Get(sctx, k.Bucket, k.Field)
 	cancel()
 	rt.cache.observe(err)
-	return rt.decode(ctx, k, raw, err)
+	e := new(storage.Entry)
+	if err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // loadForFill is load plus the bucket's purge generation, read in the same
@@ -149,8 +138,11 @@ func (rt *route) loadForFill(ctx context.Context, k keying.Key) (*storage.Entry,
 	if err == nil || errors.Is(err, storage.ErrNotFound) {
 		fc = fence{generation: gen, ok: true}
 	}
-	e, err := rt.decode(ctx, k, raw, err)
-	return e, fc, err
+	e := new(storage.Entry)
+	if err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); err != nil {
+		return nil, fc, err
+	}
+	return e, fc, nil
 }
 
 // readFence reads only the bucket's purge generation, for a fill that did
@@ -163,26 +155,26 @@ func (rt *route) readFence(ctx context.Context, k keying.Key) fence {
 	return fc
 }
 
-func (rt *route) decode(ctx context.Context, k keying.Key, raw []byte, err error) (*storage.Entry, error) {
+// decodeInto decodes a store read into e. A read error other than a miss
+// is reported (unless the client went away); an undecodable entry is
+// reported and deleted; a dead one is deleted: all three are misses.
+func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err error, e *storage.Entry, now time.Time) error {
 	if err != nil {
-		// A client that went away is not a store failure.
 		if !errors.Is(err, storage.ErrNotFound) && ctx.Err() == nil {
 			rt.reportError(ctx, "store get", err)
 		}
-		return nil, err
+		return err
 	}
-	e := new(storage.Entry)
 	if err := storage.Decode(raw, e); err != nil {
 		rt.reportError(ctx, "decode entry", err)
 		rt.dropField(ctx, k)
-		return nil, err
+		return err
 	}
-	if freshness(e, time.Now()) == stateDead {
-		// Dead fields in a live bucket are removed when read.
-		rt.dropField(ctx, k)
-		return nil, storage.ErrNotFound
+	if freshness(e, now) == stateDead {
+		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
+		return storage.ErrNotFound
 	}
-	return e, nil
+	return nil
 }
 
 func (rt *route) dropField(ctx context.Context, k keying.Key) {

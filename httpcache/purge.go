@@ -61,25 +61,27 @@ func (c *Cache) purger() (Purger, error) {
 	return p, nil
 }
 
-func (c *Cache) route(pattern string) (*route, error) {
+// routePurger returns the store's purger and the route declared with
+// pattern.
+func (c *Cache) routePurger(pattern string) (Purger, *route, error) {
+	p, err := c.purger()
+	if err != nil {
+		return nil, nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rt, ok := c.routes[pattern]
 	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownRoute, pattern)
+		return nil, nil, fmt.Errorf("%w %q", ErrUnknownRoute, pattern)
 	}
-	return rt, nil
+	return p, rt, nil
 }
 
 // PurgeBucket removes the bucket of the route declared with pattern whose
 // bucket parameters have the given values, e.g. everything cached about
 // user 15: one store command, every variant gone, on every instance.
 func (c *Cache) PurgeBucket(ctx context.Context, pattern string, params map[string]string) (int64, error) {
-	p, err := c.purger()
-	if err != nil {
-		return 0, err
-	}
-	rt, err := c.route(pattern)
+	p, rt, err := c.routePurger(pattern)
 	if err != nil {
 		return 0, err
 	}
@@ -92,11 +94,7 @@ func (c *Cache) PurgeBucket(ctx context.Context, pattern string, params map[stri
 
 // PurgeRoute removes every bucket of the route declared with pattern.
 func (c *Cache) PurgeRoute(ctx context.Context, pattern string) (int64, error) {
-	p, err := c.purger()
-	if err != nil {
-		return 0, err
-	}
-	rt, err := c.route(pattern)
+	p, rt, err := c.routePurger(pattern)
 	if err != nil {
 		return 0, err
 	}

@@ -318,3 +318,37 @@ func TestXFetchRefreshesAcrossInstancesOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestStaleIfErrorSharedWithWaiters: requests that waited on a fill whose
+// origin failed get the stale entry marked as such, not as collapsed.
+func TestStaleIfErrorSharedWithWaiters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, storage.NewMemoryStore())
+		var failing atomic.Bool
+		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
+			if failing.Load() {
+				time.Sleep(100 * time.Millisecond)
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, "good")
+		}}
+		h := mux(t, c, "/w", policy.Policy{TTL: 10 * time.Second, StaleIfError: time.Minute}, o)
+		do(h, "GET", "/w")
+		failing.Store(true)
+		time.Sleep(20 * time.Second)
+		results := make(chan result, 5)
+		for range 5 {
+			go func() { results <- do(h, "GET", "/w") }()
+		}
+		for range 5 {
+			got := <-results
+			if got.body != "good" || !strings.Contains(got.cacheStatus(), "detail=stale-if-error") {
+				t.Errorf("got %q %q, want the stale entry marked stale-if-error", got.body, got.cacheStatus())
+			}
+		}
+		if n := o.calls.Load(); n != 2 {
+			t.Errorf("origin calls = %d, want the fill and one failed refill", n)
+		}
+	})
+}
