@@ -135,45 +135,37 @@ func grow(expires, now time.Time, ttl time.Duration) time.Time {
 	return expires
 }
 
-// bucket returns the live bucket, dropping it if it has expired. The caller
-// holds m.mu.
+// live returns the item of m under k unless it has expired, dropping it
+// from m if it has. The caller holds the store's mutex.
+func live[K comparable, V interface{ expiry() time.Time }](m map[K]V, k K, now time.Time) (V, bool) {
+	v, ok := m[k]
+	if ok && expired(v.expiry(), now) {
+		delete(m, k)
+		var zero V
+		return zero, false
+	}
+	return v, ok
+}
+
+func (b *memBucket) expiry() time.Time { return b.expires }
+func (t *memTag) expiry() time.Time    { return t.expires }
+func (l *memLock) expiry() time.Time   { return l.expires }
+
+// bucket returns the live bucket, or nil. The caller holds m.mu.
 func (m *MemoryStore) bucket(name string, now time.Time) *memBucket {
-	b, ok := m.buckets[name]
-	if !ok {
-		return nil
-	}
-	if expired(b.expires, now) {
-		delete(m.buckets, name)
-		return nil
-	}
+	b, _ := live(m.buckets, name, now)
 	return b
 }
 
-// tag returns the live tag set, dropping it if it has expired. The caller
-// holds m.mu.
+// tag returns the live tag set, or nil. The caller holds m.mu.
 func (m *MemoryStore) tag(name string, now time.Time) *memTag {
-	t, ok := m.tags[name]
-	if !ok {
-		return nil
-	}
-	if expired(t.expires, now) {
-		delete(m.tags, name)
-		return nil
-	}
+	t, _ := live(m.tags, name, now)
 	return t
 }
 
-// lock returns the live lock, dropping it if it has expired. The caller
-// holds m.mu.
+// lock returns the live lock, or nil. The caller holds m.mu.
 func (m *MemoryStore) lock(k memKey, now time.Time) *memLock {
-	l, ok := m.locks[k]
-	if !ok {
-		return nil
-	}
-	if expired(l.expires, now) {
-		delete(m.locks, k)
-		return nil
-	}
+	l, _ := live(m.locks, k, now)
 	return l
 }
 
