@@ -86,7 +86,15 @@ const faultPattern = "GET /items/{id}"
 func newFaultRig(t *testing.T, cfg faultConfig) *faultRig {
 	t.Helper()
 	quietRedisLog(t)
-	rig := &faultRig{cfg: cfg, srv: startServer(t, cfg.serverArgs...), bodies: make([]string, cfg.keys)}
+	srv := startServer(t, cfg.serverArgs...)
+	return buildFaultRig(t, cfg, srv, func() redis.UniversalClient { return outageClient(srv) })
+}
+
+// buildFaultRig starts the two instances on clients from mkClient, and the
+// origin alone for the baseline, over a Redis the caller started.
+func buildFaultRig(t *testing.T, cfg faultConfig, srv *redistest.Server, mkClient func() redis.UniversalClient) *faultRig {
+	t.Helper()
+	rig := &faultRig{cfg: cfg, srv: srv, bodies: make([]string, cfg.keys)}
 	for k := range rig.bodies {
 		rig.bodies[k] = faultBody(k, cfg.bodySize)
 	}
@@ -104,7 +112,7 @@ func newFaultRig(t *testing.T, cfg faultConfig) *faultRig {
 		prefix: prefix(t),
 		opts:   cfg.opts,
 		routes: []route{{faultPattern, cfg.policy, rig.origin}},
-	}, func() redis.UniversalClient { return outageClient(rig.srv) })
+	}, mkClient)
 	mux := http.NewServeMux()
 	mux.Handle(faultPattern, rig.origin)
 	direct := httptest.NewServer(mux)

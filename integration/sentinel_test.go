@@ -3,9 +3,6 @@ package integration
 import (
 	"context"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"testing"
 	"time"
 
@@ -115,31 +112,7 @@ func testSentinelFailover(t *testing.T, kill bool) {
 	}
 
 	cfg := faultConfig{delay: 2 * time.Millisecond, keys: 8, policy: policy.Policy{TTL: time.Minute}}
-	rig := &faultRig{cfg: cfg, srv: master, bodies: make([]string, cfg.keys)}
-	for k := range rig.bodies {
-		rig.bodies[k] = faultBody(k, cfg.bodySize)
-	}
-	rig.origin = &counter{fn: func(w http.ResponseWriter, r *http.Request) {
-		k, err := strconv.Atoi(r.PathValue("id"))
-		if err != nil || k < 0 || k >= len(rig.bodies) {
-			http.NotFound(w, r)
-			return
-		}
-		time.Sleep(cfg.delay)
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte(rig.bodies[k]))
-	}}
-	rig.apps = startApps(t, 2, appConfig{
-		prefix: prefix(t),
-		routes: []route{{faultPattern, cfg.policy, rig.origin}},
-	}, func() redis.UniversalClient { return sentinelClientFor(t, sen) })
-	mux := http.NewServeMux()
-	mux.Handle(faultPattern, rig.origin)
-	direct := httptest.NewServer(mux)
-	t.Cleanup(direct.Close)
-	rig.direct = direct.URL
-	rig.http = httpClient()
-	t.Cleanup(rig.http.CloseIdleConnections)
+	rig := buildFaultRig(t, cfg, master, func() redis.UniversalClient { return sentinelClientFor(t, sen) })
 
 	origin := rig.baseline(t, 500*time.Millisecond)
 	l := warm(t, rig)
