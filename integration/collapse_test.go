@@ -61,8 +61,8 @@ type stampedeCase struct {
 	arrived *arrivals
 	origin  *counter
 	release chan struct{}
-	// lockAttempts counts SET NX commands on fill lock keys: each
-	// instance's leader tries the lock once before it waits.
+	// lockAttempts counts answered SET NX commands on fill lock keys:
+	// each instance's leader tries the lock once before it waits.
 	lockAttempts lockCounter
 	once         sync.Once
 	prefix       string
@@ -272,7 +272,12 @@ func (c *lockCounter) DialHook(next redis.DialHook) redis.DialHook { return next
 func (c *lockCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if args := cmd.Args(); len(args) > 1 && strings.EqualFold(fmt.Sprint(args[0]), "set") && strings.Contains(fmt.Sprint(args[1]), ":l:{") {
+			// Counted once Redis has answered: a command still on its way
+			// (a fresh cluster client loads its slot map first) could
+			// otherwise take a lock the test has just deleted.
+			err := next(ctx, cmd)
 			c.n.Add(1)
+			return err
 		}
 		return next(ctx, cmd)
 	}
