@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,11 +16,8 @@ import (
 // Cluster is a Redis Cluster of masters without replicas, each a
 // redis-server process on loopback ports.
 type Cluster struct {
-	nodes []*Server
-
-	mu      sync.Mutex
-	clients []*redis.ClusterClient
-	closed  bool
+	nodes   []*Server
+	clients clients
 }
 
 // StartCluster starts masters redis-server processes in cluster mode (each
@@ -133,26 +129,15 @@ func (c *Cluster) Nodes() []*Server { return c.nodes }
 // it if the test has not.
 func (c *Cluster) Client() *redis.ClusterClient {
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{ContextTimeoutEnabled: true, Addrs: c.Addrs()})
-	c.mu.Lock()
-	c.clients = append(c.clients, rdb)
-	c.mu.Unlock()
+	c.clients.add(rdb)
 	return rdb
 }
 
 // Close stops every node, closes the clients made by [Cluster.Client] and
 // removes the nodes' directories. It is idempotent.
 func (c *Cluster) Close() {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if !c.clients.closeAll() {
 		return
-	}
-	c.closed = true
-	clients := c.clients
-	c.clients = nil
-	c.mu.Unlock()
-	for _, rdb := range clients {
-		_ = rdb.Close()
 	}
 	for _, n := range c.nodes {
 		n.Close()

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,11 +51,8 @@ type Server struct {
 	dir  string
 	args []string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has exited
-	clients []*redis.Client
-	closed  bool
+	proc    process
+	clients clients
 }
 
 // Start starts redis-server on a free 127.0.0.1 port with extraArgs (for
@@ -71,21 +67,16 @@ func Start(extraArgs ...string) (*Server, error) {
 		return nil, fmt.Errorf("redistest: temp dir: %w", err)
 	}
 	s := &Server{dir: dir, args: extraArgs}
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			lastErr = err
-			continue
-		}
+	err = onFreePort(func(port int) error {
 		s.port = port
 		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = s.start(); lastErr == nil {
-			return s, nil
-		}
+		return s.start()
+	})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
 	}
-	_ = os.RemoveAll(dir)
-	return nil, lastErr
+	return s, nil
 }
 
 // StartT starts a server like [Start] for a test: it skips or fails the test
@@ -125,37 +116,9 @@ func (s *Server) start() error {
 		"--daemonize", "no",
 	}
 	args = append(args, s.args...)
-	cmd := exec.Command("redis-server", args...)
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redistest: start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	if err := waitPing(s.addr, exited); err != nil {
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("redistest: redis-server on %s: %w%s", s.addr, err, s.logTail())
-	}
-	return nil
-}
-
-// logTail returns the end of the server's log, for error messages.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 1000 {
-		b = b[len(b)-1000:]
-	}
-	return "\nlog:\n" + string(b)
+	return s.proc.run(s.addr, args, func() string {
+		return logTail(filepath.Join(s.dir, "redis.log"), "log", 1000)
+	})
 }
 
 // waitPing waits until the server at addr answers PING, it exits, or
@@ -215,32 +178,13 @@ func (s *Server) Client(opts ...func(*redis.Options)) *redis.Client {
 		opt(o)
 	}
 	c := redis.NewClient(o)
-	s.mu.Lock()
-	s.clients = append(s.clients, c)
-	s.mu.Unlock()
+	s.clients.add(c)
 	return c
 }
 
 // Kill stops the server with SIGKILL, as a crash would, and waits for it to
 // exit. Killing a stopped server does nothing.
-func (s *Server) Kill() error {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	select {
-	case <-exited:
-		return nil
-	default:
-	}
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("redistest: kill: %w", err)
-	}
-	<-exited
-	return nil
-}
+func (s *Server) Kill() error { return s.proc.kill() }
 
 // Restart starts the server again on the same port after [Server.Kill], and
 // waits until it answers PING. Without persistence it comes back empty, as
@@ -249,10 +193,7 @@ func (s *Server) Restart() error {
 	if err := s.Kill(); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
+	if s.clients.isClosed() {
 		return errors.New("redistest: restart of a closed server")
 	}
 	var err error
@@ -283,17 +224,8 @@ func (s *Server) Pause(d time.Duration) error {
 // Close kills the server, closes the clients made by [Server.Client] and
 // removes the server's directory. It is idempotent.
 func (s *Server) Close() {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.clients.closeAll() {
 		return
-	}
-	s.closed = true
-	clients := s.clients
-	s.clients = nil
-	s.mu.Unlock()
-	for _, c := range clients {
-		_ = c.Close()
 	}
 	_ = s.Kill()
 	_ = os.RemoveAll(s.dir)

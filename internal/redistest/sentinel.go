@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,11 +21,8 @@ type Sentinel struct {
 	addr string
 	dir  string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	clients []*redis.SentinelClient
-	closed  bool
+	proc    process
+	clients clients
 }
 
 // StartSentinel starts `redis-server <conf> --sentinel` on a free
@@ -44,20 +39,15 @@ func StartSentinel(conf ...string) (*Sentinel, error) {
 		return nil, fmt.Errorf("redistest: temp dir: %w", err)
 	}
 	s := &Sentinel{dir: dir}
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			lastErr = err
-			continue
-		}
+	err = onFreePort(func(port int) error {
 		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = s.start(port, conf); lastErr == nil {
-			return s, nil
-		}
+		return s.start(port, conf)
+	})
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
 	}
-	_ = os.RemoveAll(dir)
-	return nil, lastErr
+	return s, nil
 }
 
 // StartSentinelT starts a sentinel like [StartSentinel] for a test: it
@@ -89,25 +79,7 @@ func (s *Sentinel) start(port int, conf []string) error {
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return fmt.Errorf("redistest: sentinel config: %w", err)
 	}
-	cmd := exec.Command("redis-server", path, "--sentinel")
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redistest: start redis-server --sentinel: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-	if err := waitPing(s.addr, exited); err != nil {
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("redistest: sentinel on %s: %w%s", s.addr, err, s.LogTail())
-	}
-	return nil
+	return s.proc.run(s.addr, []string{path, "--sentinel"}, s.LogTail)
 }
 
 // Addr returns the sentinel's address, "127.0.0.1:<port>".
@@ -119,45 +91,24 @@ func (s *Sentinel) Dir() string { return s.dir }
 
 // LogTail returns the end of the sentinel's log, for error messages.
 func (s *Sentinel) LogTail() string {
-	b, err := os.ReadFile(filepath.Join(s.dir, "sentinel.log"))
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return "\nsentinel log:\n" + string(b)
+	return logTail(filepath.Join(s.dir, "sentinel.log"), "sentinel log", 2000)
 }
 
 // Client returns a new client of the sentinel. [Sentinel.Close] closes it
 // if the test has not.
 func (s *Sentinel) Client() *redis.SentinelClient {
 	c := redis.NewSentinelClient(&redis.Options{Addr: s.addr, ContextTimeoutEnabled: true})
-	s.mu.Lock()
-	s.clients = append(s.clients, c)
-	s.mu.Unlock()
+	s.clients.add(c)
 	return c
 }
 
 // Close kills the sentinel, closes the clients made by [Sentinel.Client]
 // and removes its directory. It is idempotent.
 func (s *Sentinel) Close() {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.clients.closeAll() {
 		return
 	}
-	s.closed = true
-	clients, cmd, exited := s.clients, s.cmd, s.exited
-	s.clients = nil
-	s.mu.Unlock()
-	for _, c := range clients {
-		_ = c.Close()
-	}
-	if cmd != nil {
-		_ = cmd.Process.Kill()
-		<-exited
-	}
+	_ = s.proc.kill()
 	_ = os.RemoveAll(s.dir)
 }
 
