@@ -35,7 +35,8 @@ import (
 //	    "max_body_bytes": 1048576,
 //	    "max_fields": 1000,
 //	    "honor_origin_cache_control": true,
-//	    "allow_authorized": false
+//	    "allow_authorized": false,
+//	    "compression": "dictionary"
 //	  }
 //	}
 type File struct {
@@ -133,6 +134,7 @@ type fileEntry struct {
 	MaxFields               *int      `json:"max_fields"`
 	HonorOriginCacheControl *bool     `json:"honor_origin_cache_control"`
 	AllowAuthorized         *bool     `json:"allow_authorized"`
+	Compression             *string   `json:"compression"`
 }
 
 func (p *Policy) decodeOverride(raw json.RawMessage) error {
@@ -164,6 +166,9 @@ func (p *Policy) decodeOverride(raw json.RawMessage) error {
 	set(&p.MaxFields, e.MaxFields)
 	set(&p.HonorOriginCacheControl, e.HonorOriginCacheControl)
 	set(&p.AllowAuthorized, e.AllowAuthorized)
+	if e.Compression != nil {
+		p.Compression = Compression(*e.Compression)
+	}
 	return nil
 }
 

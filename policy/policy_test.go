@@ -32,6 +32,10 @@ func TestValidate(t *testing.T) {
 		{"206", Policy{Statuses: []int{206}}, "Statuses"},
 		{"negative body", Policy{MaxBodyBytes: -1}, "MaxBodyBytes"},
 		{"short lock", Policy{LockTTL: time.Millisecond}, "LockTTL"},
+		{"dictionary", Policy{Compression: CompressDictionary}, ""},
+		{"no compression", Policy{Compression: CompressNone}, ""},
+		{"unknown compression", Policy{Compression: "brotli"}, "Compression"},
+		{"compression is case-sensitive", Policy{Compression: "Gzip"}, "Compression"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +63,9 @@ func TestWithDefaults(t *testing.T) {
 	if p.TTL != DefaultTTL || p.LockTTL != DefaultLockTTL || p.LockWait != DefaultLockWait || p.MaxBodyBytes != DefaultMaxBodyBytes || p.MaxFields != DefaultMaxFields || len(p.Statuses) == 0 {
 		t.Errorf("defaults = %+v", p)
 	}
+	if p.Compression != CompressGzip {
+		t.Errorf("default compression = %q, want %q", p.Compression, CompressGzip)
+	}
 	if q := (Policy{TTL: time.Second}).WithDefaults(); q.TTL != time.Second {
 		t.Errorf("a set TTL was replaced: %v", q.TTL)
 	}
@@ -67,7 +74,7 @@ func TestWithDefaults(t *testing.T) {
 func TestFileParseAndApply(t *testing.T) {
 	f, err := Parse([]byte(`{
 		"/users/{id}": {"ttl": "30s", "stale_if_error": "1h", "vary": ["Accept-Language"], "max_body_bytes": 1024},
-		"GET /items": {"ignore_query": true}
+		"GET /items": {"ignore_query": true, "compression": "dictionary"}
 	}`))
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +89,12 @@ func TestFileParseAndApply(t *testing.T) {
 	}
 	if p.TTL != 30*time.Second || p.StaleIfError != time.Hour || p.StaleWhileRevalidate != time.Minute || p.MaxBodyBytes != 1024 || len(p.QueryParams) != 1 || p.Vary[0] != "Accept-Language" {
 		t.Errorf("applied = %+v: present keys override, absent keys keep the code's values", p)
+	}
+	if p.Compression != "" {
+		t.Errorf("compression = %q, want it left unset", p.Compression)
+	}
+	if p, _, err := f.Apply("GET /items", base); err != nil || p.Compression != CompressDictionary {
+		t.Errorf("compression from the file = %q, %v; want %q", p.Compression, err, CompressDictionary)
 	}
 	if _, ok, _ := f.Apply("/other", base); ok {
 		t.Errorf("Apply of an unlisted pattern reported an entry")
@@ -100,6 +113,8 @@ func TestFileErrors(t *testing.T) {
 		{"bad duration", `{"/x": {"ttl": "soon"}}`, `bad duration "soon"`},
 		{"number duration", `{"/x": {"ttl": 30}}`, "duration must be a string"},
 		{"invalid value", `{"/x": {"refresh_ahead": 2}}`, `route "/x": RefreshAhead`},
+		{"unknown compression", `{"/x": {"compression": "lz4"}}`, `route "/x": Compression: unknown compression "lz4"`},
+		{"compression not a string", `{"/x": {"compression": true}}`, `route "/x"`},
 		{"empty pattern", `{"": {}}`, "empty route pattern"},
 		{"wrong type", `{"/x": {"vary": "Accept"}}`, `route "/x"`},
 	}
