@@ -1020,6 +1020,15 @@ func Compress(e *Entry) {
 	e.CacheEncoded = true
 }
 
+// Compressible reports whether the cache may compress e's body: it is
+// identity-coded and its Content-Type is not media that is already
+// compressed (the list [Compress] gives). Compressors other than
+// [Compress], such as the dictionary compression of package httpcache,
+// use it to apply the same rule.
+func Compressible(e *Entry) bool {
+	return e.Coding == "" && !compressedMedia(e.Header.Get("Content-Type"))
+}
+
 // gzipWriter is a pooled compressor and its output buffer.
 type gzipWriter struct {
 	zw  *gzip.Writer

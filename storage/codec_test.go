@@ -326,19 +326,7 @@ func TestEncodeCompact(t *testing.T) {
 		{math.MaxUint32 + 1, "cf0000000100000000"}, {math.MaxUint64, "cfffffffffffffffff"},
 	}
 	for _, tt := range uints {
-		t.Run(fmt.Sprint("uint ", tt.give), func(t *testing.T) {
-			got := appendUint(nil, tt.give)
-			if hex.EncodeToString(got) != tt.want {
-				t.Errorf("appendUint = %x, want %s", got, tt.want)
-			}
-			if uintSize(tt.give) != len(got) {
-				t.Errorf("uintSize = %d, want %d", uintSize(tt.give), len(got))
-			}
-			var v uint64
-			if err := msgpack.Unmarshal(got, &v); err != nil || v != tt.give {
-				t.Errorf("msgpack reads %d, %v", v, err)
-			}
-		})
+		checkIntEncoding(t, "uint", tt.give, tt.want, appendUint, uintSize)
 	}
 	ints := []struct {
 		give int64
@@ -351,19 +339,7 @@ func TestEncodeCompact(t *testing.T) {
 		{math.MaxInt64, "cf7fffffffffffffff"},
 	}
 	for _, tt := range ints {
-		t.Run(fmt.Sprint("int ", tt.give), func(t *testing.T) {
-			got := appendInt(nil, tt.give)
-			if hex.EncodeToString(got) != tt.want {
-				t.Errorf("appendInt = %x, want %s", got, tt.want)
-			}
-			if intSize(tt.give) != len(got) {
-				t.Errorf("intSize = %d, want %d", intSize(tt.give), len(got))
-			}
-			var v int64
-			if err := msgpack.Unmarshal(got, &v); err != nil || v != tt.give {
-				t.Errorf("msgpack reads %d, %v", v, err)
-			}
-		})
+		checkIntEncoding(t, "int", tt.give, tt.want, appendInt, intSize)
 	}
 	lengths := []struct {
 		give                        int
@@ -1488,4 +1464,24 @@ func TestEnvelopeSizes(t *testing.T) {
 			t.Errorf("%d B body: compressed = %t, want %t", len(tt.body), got, tt.wantCompress)
 		}
 	}
+}
+
+// checkIntEncoding checks that encode writes give as the msgpack bytes
+// want (hex), that size predicts their length, and that msgpack reads give
+// back from them.
+func checkIntEncoding[T uint64 | int64](t *testing.T, kind string, give T, want string, encode func([]byte, T) []byte, size func(T) int) {
+	t.Helper()
+	t.Run(fmt.Sprint(kind, " ", give), func(t *testing.T) {
+		got := encode(nil, give)
+		if hex.EncodeToString(got) != want {
+			t.Errorf("append %s = %x, want %s", kind, got, want)
+		}
+		if size(give) != len(got) {
+			t.Errorf("%s size = %d, want %d", kind, size(give), len(got))
+		}
+		var v T
+		if err := msgpack.Unmarshal(got, &v); err != nil || v != give {
+			t.Errorf("msgpack reads %d, %v", v, err)
+		}
+	})
 }

@@ -25,9 +25,10 @@ const DefaultFenceTTL = 2 * time.Minute
 
 // MemoryStore is an in-process store: a mutex around maps. It implements the
 // same methods as the Redis store (values, bucket expiry, field bounds, tags,
-// locks, fill notifications and purges), so unit tests and single-process
-// services can run the middleware without Redis. Several middleware instances
-// sharing one MemoryStore behave like several processes sharing one Redis.
+// locks, fill notifications, purges and compression dictionaries), so unit
+// tests and single-process services can run the middleware without Redis.
+// Several middleware instances sharing one MemoryStore behave like several
+// processes sharing one Redis.
 //
 // Purges leave tombstones that fence fills in flight, as the Redis store's
 // do: every bucket carries a purge generation, which
@@ -45,6 +46,9 @@ type MemoryStore struct {
 	tags     map[string]*memTag
 	locks    map[memKey]*memLock
 	waiters  map[memKey]map[*memWaiter]struct{}
+	// dicts holds the compression dictionaries of each route; they do
+	// not expire.
+	dicts map[string]*memDicts
 	// writes counts writes since the last sweep of expired items.
 	writes int
 }
@@ -111,6 +115,7 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 		tags:     make(map[string]*memTag),
 		locks:    make(map[memKey]*memLock),
 		waiters:  make(map[memKey]map[*memWaiter]struct{}),
+		dicts:    make(map[string]*memDicts),
 	}
 	for _, o := range opts {
 		o.apply(m)
@@ -409,16 +414,17 @@ func (m *MemoryStore) Publish(_ context.Context, bucket, field string, f Fill) e
 // goroutines. It exists so a MemoryStore can stand in for the Redis store.
 func (m *MemoryStore) Close() error { return nil }
 
-// Flush drops every entry, tag and lock, like FLUSHALL on Redis. Locks held
-// at that moment are lost: their Extend and Unlock return [ErrLockLost].
-// Watchers stay registered. Tests use it to simulate a flushed or restarted
-// Redis.
+// Flush drops every entry, tag, lock and compression dictionary, like
+// FLUSHALL on Redis. Locks held at that moment are lost: their Extend and
+// Unlock return [ErrLockLost]. Watchers stay registered. Tests use it to
+// simulate a flushed or restarted Redis.
 func (m *MemoryStore) Flush() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	clear(m.buckets)
 	clear(m.tags)
 	clear(m.locks)
+	clear(m.dicts)
 	m.writes = 0
 }
 
@@ -511,7 +517,10 @@ func (m *MemoryStore) PurgeTag(_ context.Context, tag string) (int64, error) {
 // and removes every tag and lock. It returns the number of buckets that
 // held at least one field plus the number of tags and locks it removed:
 // what the Redis store counts. Locks held at that moment are lost.
-// Watchers stay registered.
+// Watchers stay registered. Compression dictionaries are kept: they are
+// not cached responses, and instances that hold one in memory keep
+// writing entries with it, which other instances could not read once it
+// was gone.
 func (m *MemoryStore) PurgeAll(context.Context) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -13,9 +13,10 @@ import (
 )
 
 var (
-	_ storetest.Store  = (*storage.MemoryStore)(nil)
-	_ storetest.Purger = (*storage.MemoryStore)(nil)
-	_ storetest.Fencer = (*storage.MemoryStore)(nil)
+	_ storetest.Store        = (*storage.MemoryStore)(nil)
+	_ storetest.Purger       = (*storage.MemoryStore)(nil)
+	_ storetest.Fencer       = (*storage.MemoryStore)(nil)
+	_ storetest.Dictionaries = (*storage.MemoryStore)(nil)
 )
 
 func TestMemoryStoreConformance(t *testing.T) {
@@ -76,9 +77,15 @@ func TestMemoryStoreFlush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := s.AddDictionary(ctx, "r|", 1, []byte("dict")); err != nil {
+		t.Fatal(err)
+	}
 	ch, stop := s.Watch("b", "f")
 	defer stop()
 	s.Flush()
+	if cur, dicts, err := s.Dictionaries(ctx, "r|"); cur != 0 || len(dicts) != 0 || err != nil {
+		t.Errorf("Dictionaries after Flush = %d, %d dictionaries, %v; want none", cur, len(dicts), err)
+	}
 	if _, err := s.Get(ctx, "b", "f"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("Get after Flush: %v, want ErrNotFound", err)
 	}

@@ -12,12 +12,16 @@
 //	                          and "\x00g" -> purge generation once purged
 //	rt:l:{<bucket>}:<field>   redsync fill lock of one field
 //	rt:t:<tag>                set of the bucket keys recorded under a tag
+//	rt:d:{<route>}            hash of a route's compression dictionaries:
+//	                          id in decimal -> dictionary, and "current" ->
+//	                          the current id; lives for [DictionaryTTL]
+//	                          after the last dictionary call on the route
 //	rt:fill                   pub/sub channel of fill notifications
 //
 // The braces are a Redis Cluster hash tag: a bucket and its locks live in one
-// slot. Buckets must not contain '{' or '}'; fields may be any bytes except
-// the reserved [storage.GenerationField], "\x00g" (the middleware's fields
-// are 16-byte digests, which never equal it).
+// slot. Buckets and routes must not contain '{' or '}'; fields may be any
+// bytes except the reserved [storage.GenerationField], "\x00g" (the
+// middleware's fields are 16-byte digests, which never equal it).
 //
 // # Commands
 //
@@ -30,7 +34,9 @@
 // live in other cluster slots than the bucket, so they cannot be part of the
 // script: tags are best effort and add only (a bucket stays in a tag's set
 // until the set expires or is purged, and purging a missing bucket is
-// harmless).
+// harmless). Each of the dictionary calls ([Store.Dictionaries],
+// [Store.AddDictionary], [Store.CurrentDictionary]) is one Lua script on
+// the route's dictionary key, which also sets its lifetime again.
 //
 // # Purges and fences
 //
@@ -55,6 +61,7 @@
 // purge starts again from 1, and a fill that read an older generation is
 // refused, which is safe.
 //
+// No purge removes a route's compression dictionaries (see [Store.PurgeAll]).
 // Purge counts are of buckets that held at least one entry field: a
 // tombstone purged again is not counted again. [Store.PurgeBucket] writes
 // its tombstone even for a missing bucket. [Store.PurgePrefix] and

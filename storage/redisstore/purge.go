@@ -314,12 +314,16 @@ func (s *Store) PurgeTag(ctx context.Context, tag string) (int64, error) {
 // SCAN ("<prefix>:*") and purges it in pipelined batches: buckets are
 // replaced with tombstones, as [Store.PurgeBucket] does; fill locks are
 // removed (held locks are lost) and their buckets get tombstones too, which
-// fences first fills in flight; tag sets and any other key are removed. It
-// returns the number of buckets that held at least one entry field plus
-// the number of other keys (locks, tag sets) it removed. On error it
-// returns how many it counted so far.
+// fences first fills in flight; tag sets and any other key are removed,
+// except the routes' compression dictionaries ("<prefix>:d:{<route>}"),
+// which are kept: they are not cached responses, and instances that hold
+// one in memory keep writing entries with it, which other instances could
+// not read once it was gone. It returns the number of buckets that held at
+// least one entry field plus the number of other keys (locks, tag sets) it
+// removed. On error it returns how many it counted so far.
 func (s *Store) PurgeAll(ctx context.Context) (int64, error) {
 	bucketKey := s.prefix + ":b:{"
+	dictionaryKey := s.prefix + ":d:{"
 	n, err := s.scanPurge(ctx, globEscape(s.prefix)+":*", func(keys []string) ([]string, []string) {
 		var buckets, others []string
 		seen := make(map[string]bool)
@@ -332,6 +336,9 @@ func (s *Store) PurgeAll(ctx context.Context) (int64, error) {
 		for _, k := range keys {
 			if strings.HasPrefix(k, bucketKey) {
 				add(k)
+				continue
+			}
+			if strings.HasPrefix(k, dictionaryKey) {
 				continue
 			}
 			others = append(others, k)

@@ -23,9 +23,10 @@ import (
 )
 
 var (
-	_ storetest.Store  = (*redisstore.Store)(nil)
-	_ storetest.Purger = (*redisstore.Store)(nil)
-	_ storetest.Fencer = (*redisstore.Store)(nil)
+	_ storetest.Store        = (*redisstore.Store)(nil)
+	_ storetest.Purger       = (*redisstore.Store)(nil)
+	_ storetest.Fencer       = (*redisstore.Store)(nil)
+	_ storetest.Dictionaries = (*redisstore.Store)(nil)
 )
 
 var unsafePrefix = regexp.MustCompile(`[^A-Za-z0-9_./=|-]`)
@@ -767,6 +768,12 @@ func TestOutOfMemoryIsRefused(t *testing.T) {
 	}
 	if !errors.Is(err, storage.ErrRefused) {
 		t.Fatalf("Set on a full server = %v, want ErrRefused", err)
+	}
+	if _, err := s.AddDictionary(ctx, "r|", 1, value); !errors.Is(err, storage.ErrRefused) {
+		t.Errorf("AddDictionary on a full server = %v, want ErrRefused", err)
+	}
+	if _, err := s.CurrentDictionary(ctx, "r|"); err != nil {
+		t.Errorf("CurrentDictionary on a full server = %v", err)
 	}
 	if _, err := s.Get(ctx, "b0", "f"); err != nil {
 		t.Errorf("Get on a full server = %v", err)

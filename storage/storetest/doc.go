@@ -5,7 +5,9 @@
 //
 // Besides the [Store] methods, [Run] checks purges on stores that implement
 // [Purger], and purge fences (GetForFill, fenced writes, tombstones and
-// their expiry) on stores that implement both [Purger] and [Fencer].
+// their expiry) on stores that implement both [Purger] and [Fencer], and
+// shared compression dictionaries on stores that implement [Dictionaries]
+// (that purges keep them, on those that also implement [Purger]).
 //
 // The suite runs in real time with short lifetimes (tens of milliseconds),
 // because it must also run against a real Redis server, whose clock a test

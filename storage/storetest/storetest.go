@@ -109,6 +109,14 @@ func Run(t *testing.T, newStore func(t *testing.T, fenceTTL time.Duration) Store
 		{name: "FenceRace", run: testFenceRace},
 		{name: "FenceExpires", run: testFenceExpires, fenceTTL: ShortFenceTTL},
 		{name: "FenceKeptByRefill", run: testFenceKeptByRefill, fenceTTL: ShortFenceTTL},
+		{name: "DictionariesEmpty", run: testDictionariesEmpty},
+		{name: "DictionaryFirstIsCurrent", run: testDictionaryFirstIsCurrent},
+		{name: "DictionarySecondKeepsCurrent", run: testDictionarySecondKeepsCurrent},
+		{name: "DictionaryReplace", run: testDictionaryReplace},
+		{name: "DictionaryBound", run: testDictionaryBound},
+		{name: "DictionariesSurvivePurges", run: testDictionariesSurvivePurges},
+		{name: "DictionaryInvalid", run: testDictionaryInvalid},
+		{name: "DictionaryRoutes", run: testDictionaryRoutes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
