@@ -93,6 +93,17 @@ func WithStoreTimeout(d time.Duration) Option {
 	return optionFunc(func(c *Cache) { c.storeTimeout = d })
 }
 
+// WithDecodedCache bounds the memory, in bytes, of the bodies the cache
+// keeps decoded for hits whose stored form the client cannot take: entries
+// stored with [policy.CompressDictionary], and gzipped entries sent to
+// clients that do not accept gzip. A hot entry is then decoded once rather
+// than on every hit. It holds no entry of its own: every hit still reads
+// the store and matches the stored bytes in full, so purges and refills
+// are seen as without it. 0 turns it off. Default 16 MiB.
+func WithDecodedCache(maxBytes int) Option {
+	return optionFunc(func(c *Cache) { c.decodedBytes = maxBytes })
+}
+
 // WithBreaker sets the circuit breaker around the store: after failures
 // consecutive store errors or timeouts, requests skip the store for
 // cooldown (going straight to the origin, at no timeout cost), then one
@@ -133,6 +144,14 @@ type Cache struct {
 	routes map[string]*route
 
 	logLimit logLimiter
+
+	dictCheckInterval time.Duration
+	decodedBytes      int
+	decoded           *decodedCache
+
+	bgMu   sync.Mutex
+	closed bool           // no background work starts once set
+	bg     sync.WaitGroup // background work Close waits for
 }
 
 // New returns a Cache over store. It returns an error for a nil store or an
@@ -150,6 +169,9 @@ func New(store Store, opts ...Option) (*Cache, error) {
 		storeTimeout:    100 * time.Millisecond,
 		breakerFailures: 5,
 		breakerCooldown: time.Second,
+
+		dictCheckInterval: defaultDictCheckInterval,
+		decodedBytes:      defaultDecodedCacheBytes,
 	}
 	for _, o := range opts {
 		o.apply(c)
@@ -174,6 +196,10 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	if c.breakerFailures < 0 || (c.breakerFailures > 0 && c.breakerCooldown <= 0) {
 		return nil, fmt.Errorf("httpcache: breaker needs failures >= 0 and a positive cooldown, got %d and %v", c.breakerFailures, c.breakerCooldown)
 	}
+	if c.decodedBytes < 0 {
+		return nil, fmt.Errorf("httpcache: decoded cache size must not be negative, got %d", c.decodedBytes)
+	}
+	c.decoded = newDecodedCache(c.decodedBytes)
 	c.breaker = newBreaker(c.breakerFailures, c.breakerCooldown)
 	c.deadline.timeout = c.storeTimeout
 	c.refresh = newRefresher(c.refreshWorkers)
@@ -200,6 +226,14 @@ func (c *Cache) Route(pattern string, p policy.Policy) (func(http.Handler) http.
 		return nil, fmt.Errorf("httpcache: route %q declared twice", pattern)
 	}
 	r := &route{cache: c, key: rt, policy: p.WithDefaults()}
+	if r.policy.Compression == policy.CompressDictionary {
+		ds, ok := c.store.(DictionaryStore)
+		if !ok {
+			return nil, &policy.FieldError{Route: pattern, Field: "Compression",
+				Reason: fmt.Sprintf("the store (%T) does not keep dictionaries: it does not implement httpcache.DictionaryStore", c.store)}
+		}
+		r.dicts = newDictionaries(r, ds)
+	}
 	c.routes[pattern] = r
 	return func(next http.Handler) http.Handler {
 		return &handler{route: r, next: next}
@@ -238,11 +272,39 @@ func (c *Cache) VerifyRoutes() error {
 	return errors.Join(errs...)
 }
 
-// Close stops background refreshes from starting and waits for those in
-// flight until ctx ends, like [http.Server.Shutdown]. It is idempotent; the
-// middleware keeps serving (without refresh-ahead) after it.
+// Close stops background work from starting (refreshes, and the training
+// and checks of compression dictionaries) and waits for the work in
+// flight until ctx ends, like [http.Server.Shutdown]. It is idempotent;
+// the middleware keeps serving after it, without refresh-ahead, and
+// dictionary routes keep the dictionary they have.
 func (c *Cache) Close(ctx context.Context) error {
-	return c.refresh.close(ctx)
+	c.bgMu.Lock()
+	c.closed = true
+	c.bgMu.Unlock()
+	err := c.refresh.close(ctx)
+	done := make(chan struct{})
+	go func() {
+		c.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// background runs f in a goroutine that Close waits for, and reports
+// whether it did: once the cache is closed it does not.
+func (c *Cache) background(f func()) bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.bg.Go(f)
+	return true
 }
 
 // route is one declared route: its compiled key and effective policy.
@@ -251,6 +313,29 @@ type route struct {
 	key    *keying.Route
 	policy policy.Policy
 	stats  counters
+	dicts  *dictionaries // with policy.CompressDictionary only
+}
+
+// compress compresses a new entry's body into the form it is served in to
+// the fill's waiters: gzip routes gzip it (gzip clients take it as it is);
+// dictionary routes keep it as it is, since no client could take it
+// compressed with the dictionary, and compress only what they store (see
+// storedForm).
+func (rt *route) compress(e *storage.Entry) {
+	if rt.policy.Compression == policy.CompressGzip {
+		storage.Compress(e)
+	}
+}
+
+// storedForm returns the entry e as it is stored: e itself, or on
+// dictionary routes a copy compressed with the route's dictionary.
+func (rt *route) storedForm(ctx context.Context, e *storage.Entry) *storage.Entry {
+	if rt.dicts == nil {
+		return e
+	}
+	c := *e
+	rt.dicts.compress(ctx, &c)
+	return &c
 }
 
 // reportError counts an error the route absorbed by going to the origin,

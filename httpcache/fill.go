@@ -328,7 +328,7 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 		if dec.store {
 			// Downstream caches must key on what this cache keys on.
 			for _, name := range rt.policy.Vary {
-				addVary(h, name)
+				addVary(h, name, make([]string, 1))
 			}
 		}
 		tags = surrogateKeys(h)
@@ -384,7 +384,7 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 		Coding:               dec.coding,
 		Body:                 bytes.Clone(rec.buf.Bytes()),
 	}
-	storage.Compress(e)
+	rt.compress(e)
 	o.entry = e
 	o.tags = append(tags, rt.requestTags(r)...)
 	return o
@@ -392,7 +392,7 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 
 // store writes o's entry; it reports whether it did, and records that in o.
 func (rt *route) store(ctx context.Context, k keying.Key, o *originResult) bool {
-	value := storage.Encode(nil, o.entry)
+	value := storage.Encode(nil, rt.storedForm(ctx, o.entry))
 	sctx, cancel := rt.cache.storeCtx(ctx)
 	defer cancel()
 	err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, storage.SetOptions{

@@ -174,7 +174,29 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
 		return storage.ErrNotFound
 	}
+	if e.Coding == dictCoding {
+		return rt.decodeDictionary(ctx, k, e)
+	}
 	return nil
+}
+
+// decodeDictionary decodes a dictionary-compressed entry in place. An
+// entry whose dictionary cannot be loaded is a miss and is left for the
+// fill to replace; one that does not decode is reported and deleted.
+func (rt *route) decodeDictionary(ctx context.Context, k keying.Key, e *storage.Entry) error {
+	err := errUnknownDictionary
+	if rt.dicts != nil { // else the route's policy changed since
+		err = rt.dicts.decode(ctx, e)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, errUnknownDictionary):
+		rt.stats.dictMisses.Add(1)
+	default:
+		rt.reportError(ctx, "decode entry", err)
+		rt.dropField(ctx, k)
+	}
+	return err
 }
 
 func (rt *route) dropField(ctx context.Context, k keying.Key) {

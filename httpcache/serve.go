@@ -20,15 +20,15 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 		h[name] = values[:len(values):len(values)] // appends by others must copy
 	}
 	// One backing array for the headers the cache sets: Age, Cache-Status,
-	// Content-Encoding, Content-Length.
-	own := make([]string, 4)
+	// Content-Encoding, Content-Length, Vary, ETag.
+	own := make([]string, 6)
 	age := max(now.Sub(e.Stored), 0) / time.Second
 	own[0] = strconv.FormatInt(int64(age), 10)
 	own[1] = cacheStatus
 	h["Age"] = own[0:1:1]
 	h["Cache-Status"] = own[1:2:2]
 	if e.Coding != "" {
-		addVary(h, "Accept-Encoding")
+		addVary(h, "Accept-Encoding", own[4:5:5])
 	}
 	if e.Status == http.StatusOK && notModified(r, e) {
 		delete(h, "Content-Type")
@@ -42,21 +42,19 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 			own[2] = e.Coding
 			h["Content-Encoding"] = own[2:3:3]
 			if e.CacheEncoded {
-				weakenETag(h)
+				weakenETag(h, own[5:6:6])
 			}
 		}
-		if e.Status != http.StatusNoContent {
-			own[3] = strconv.Itoa(len(e.Body))
-			h["Content-Length"] = own[3:4:4]
-		}
-		w.WriteHeader(e.Status)
-		if !bodyless {
-			w.Write(e.Body) //nolint:errcheck // the client went away; nothing to do
-		}
+		writeBody(w, e.Status, e.Body, bodyless, own[3:4:4])
 		return
 	}
-	// The client does not accept the stored coding: decode into a pooled
-	// buffer so the response still has an exact Content-Length.
+	// The client does not accept the stored coding: send the body decoded,
+	// with an exact Content-Length.
+	delete(h, "Content-Encoding")
+	if body := rt.cache.decoded.get(e.Body); body != nil {
+		writeBody(w, e.Status, body, bodyless, own[3:4:4])
+		return
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer putBuf(buf)
 	if err := storage.WriteBody(buf, e); err != nil {
@@ -67,13 +65,23 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 		http.Error(w, "cached entry unreadable", http.StatusBadGateway)
 		return
 	}
-	delete(h, "Content-Encoding")
-	if e.Status != http.StatusNoContent {
-		h["Content-Length"] = []string{strconv.Itoa(buf.Len())}
+	if rt.cache.decoded.takes(len(e.Body), buf.Len()) {
+		rt.cache.decoded.put(e.Body, bytes.Clone(buf.Bytes()))
 	}
-	w.WriteHeader(e.Status)
+	writeBody(w, e.Status, buf.Bytes(), bodyless, own[3:4:4])
+}
+
+// writeBody sends status and body, with a Content-Length (held in
+// length, a one-element slice of the caller's) unless the status is 204,
+// and without the body for HEAD and bodyless statuses.
+func writeBody(w http.ResponseWriter, status int, body []byte, bodyless bool, length []string) {
+	if status != http.StatusNoContent {
+		length[0] = strconv.Itoa(len(body))
+		w.Header()["Content-Length"] = length
+	}
+	w.WriteHeader(status)
 	if !bodyless {
-		w.Write(buf.Bytes()) //nolint:errcheck // the client went away; nothing to do
+		w.Write(body) //nolint:errcheck // the client went away; nothing to do
 	}
 }
 
@@ -116,24 +124,33 @@ func weakMatch(a, b string) bool {
 }
 
 // weakenETag marks a strong ETag weak: the cache changed the representation
-// by encoding it, so byte-for-byte equality with the origin's no longer holds.
-func weakenETag(h http.Header) {
+// by encoding it, so byte-for-byte equality with the origin's no longer
+// holds. slot, a one-element slice, holds the new value.
+func weakenETag(h http.Header, slot []string) {
 	if v := h["Etag"]; len(v) == 1 && strings.HasPrefix(v[0], `"`) {
-		h["Etag"] = []string{"W/" + v[0]}
+		slot[0] = "W/" + v[0]
+		h["Etag"] = slot
 	}
 }
 
-// addVary adds name to the Vary header unless it is already listed.
-func addVary(h http.Header, name string) {
-	for _, v := range h["Vary"] {
-		for _, f := range strings.Split(v, ",") {
+// addVary adds name to the Vary header unless it is already listed. slot,
+// a one-element slice, holds the header when it had no value.
+func addVary(h http.Header, name string, slot []string) {
+	vary := h["Vary"]
+	for _, v := range vary {
+		for f, rest, more := "", v, true; more; {
+			f, rest, more = strings.Cut(rest, ",")
 			f = strings.TrimSpace(f)
 			if f == "*" || strings.EqualFold(f, name) {
 				return
 			}
 		}
 	}
-	vary := h["Vary"]
+	if len(vary) == 0 {
+		slot[0] = name
+		h["Vary"] = slot
+		return
+	}
 	h["Vary"] = append(vary[:len(vary):len(vary)], name)
 }
 

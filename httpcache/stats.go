@@ -8,6 +8,7 @@ type counters struct {
 	stored, bytesStored, storeErrors, locksLost  atomic.Int64
 	refreshed, refreshFailed, refreshDropped     atomic.Int64
 	refreshSkipped, purgeRaces                   atomic.Int64
+	dictsTrained, dictsLoaded, dictMisses        atomic.Int64
 }
 
 // Stats are counts of what the cache did since it was created.
@@ -26,6 +27,11 @@ type Stats struct {
 	RefreshDropped int64 `json:"refresh_dropped"` // refreshes dropped because the pool was full or closed
 	RefreshSkipped int64 `json:"refresh_skipped"` // refreshes skipped because another caller held the lock
 	PurgeRaces     int64 `json:"purge_races"`     // fills not stored because a purge came while the origin ran
+
+	// Dictionary compression (policy.CompressDictionary).
+	DictionariesTrained int64 `json:"dictionaries_trained"` // dictionaries this instance trained and published
+	DictionariesLoaded  int64 `json:"dictionaries_loaded"`  // dictionaries this instance holds, trained or read from the store
+	DictionaryMisses    int64 `json:"dictionary_misses"`    // reads of entries whose dictionary could not be loaded (misses)
 }
 
 func (c *counters) snapshot() Stats {
@@ -35,11 +41,15 @@ func (c *counters) snapshot() Stats {
 		BytesStored: c.bytesStored.Load(), StoreErrors: c.storeErrors.Load(), LocksLost: c.locksLost.Load(),
 		Refreshed: c.refreshed.Load(), RefreshFailed: c.refreshFailed.Load(),
 		RefreshDropped: c.refreshDropped.Load(), RefreshSkipped: c.refreshSkipped.Load(),
-		PurgeRaces: c.purgeRaces.Load(),
+		PurgeRaces:          c.purgeRaces.Load(),
+		DictionariesTrained: c.dictsTrained.Load(), DictionariesLoaded: c.dictsLoaded.Load(),
+		DictionaryMisses: c.dictMisses.Load(),
 	}
 }
 
-func (s *Stats) add(o Stats) {
+// Add adds the counts of o to s: for summing the stats of several caches,
+// such as the instances of one service running in a test or a process.
+func (s *Stats) Add(o Stats) {
 	s.Hits += o.Hits
 	s.Misses += o.Misses
 	s.StaleServed += o.StaleServed
@@ -54,13 +64,16 @@ func (s *Stats) add(o Stats) {
 	s.RefreshDropped += o.RefreshDropped
 	s.RefreshSkipped += o.RefreshSkipped
 	s.PurgeRaces += o.PurgeRaces
+	s.DictionariesTrained += o.DictionariesTrained
+	s.DictionariesLoaded += o.DictionariesLoaded
+	s.DictionaryMisses += o.DictionaryMisses
 }
 
 // Stats returns the counts summed over every route.
 func (c *Cache) Stats() Stats {
 	var s Stats
 	for _, rs := range c.RouteStats() {
-		s.add(rs)
+		s.Add(rs)
 	}
 	return s
 }

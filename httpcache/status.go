@@ -22,7 +22,11 @@ func ttlSeconds(e *storage.Entry, now time.Time) int64 {
 }
 
 func hitStatus(name string, e *storage.Entry, now time.Time) string {
-	return name + "; hit; ttl=" + strconv.FormatInt(ttlSeconds(e, now), 10)
+	// Built in a stack buffer: one allocation, the string, per hit.
+	var buf [64]byte
+	b := append(buf[:0], name...)
+	b = append(b, "; hit; ttl="...)
+	return string(strconv.AppendInt(b, ttlSeconds(e, now), 10))
 }
 
 func staleStatus(name string, e *storage.Entry, now time.Time) string {

@@ -1,0 +1,566 @@
+package httpcache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/readthrough/readthrough/storage"
+)
+
+// Dictionary compression ([policy.CompressDictionary]).
+//
+// A route's dictionary is trained from the bodies of its first fills and
+// published through the store, which shares it between the instances of
+// a service: the first dictionary published for a route becomes its
+// current one, and every instance compresses new entries with the current
+// one. An entry names its dictionary (the id in its zstd frame header), so
+// an instance that meets an id it does not know loads the route's
+// dictionaries from the store, at most once a second, and decodes; an
+// entry whose dictionary cannot be found is a miss, which the fill
+// replaces. Every ten seconds, on a fill, each instance checks that the
+// store still names a current dictionary and republishes its own when it
+// does not (after a FLUSHALL or an eviction); when the store names
+// another, it adopts that one, after adding its own back so that the
+// entries it wrote stay readable everywhere.
+
+// DictionaryStore keeps the compression dictionaries of routes whose
+// policy sets Compression to [policy.CompressDictionary], so that every
+// instance of a service can read the entries the others wrote. A route is
+// named by its bucket prefix (see [keying.Route.BucketPrefix]); ids are
+// non-zero. [storage.MemoryStore] and the storage/redisstore package
+// implement it; a route asking for dictionary compression over a store
+// that does not is an error when it is declared.
+type DictionaryStore interface {
+	// Dictionaries returns every dictionary stored for route, by id, and
+	// the id of the route's current one (0 when it has none).
+	Dictionaries(ctx context.Context, route string) (current uint32, dicts map[uint32][]byte, err error)
+	// AddDictionary stores dict as dictionary id of route and makes it the
+	// route's current one unless the route already has a current one
+	// whose dictionary is stored; it returns the current id after the
+	// call.
+	AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (current uint32, err error)
+	// CurrentDictionary returns the id of route's current dictionary, or 0
+	// when it has none (or its dictionary is no longer stored).
+	CurrentDictionary(ctx context.Context, route string) (uint32, error)
+}
+
+const (
+	// dictCoding is the envelope coding of a body compressed with a
+	// route's dictionary: a zstd frame whose header names the dictionary.
+	// No HTTP client can decode it, so it is never sent as it is.
+	dictCoding = "zstd-dict"
+	// dictHistoryBytes is how much of the route's bodies a dictionary is
+	// trained from, and the size of its raw content: 32 KiB took 2 KB
+	// JSON answers from 804 bytes (gzip) to 482, where 16 KiB gave 500
+	// and 64 KiB 468.
+	dictHistoryBytes = 32 << 10
+	// dictSampleBytes is how much of the route's bodies is kept to train
+	// a dictionary from: the newest dictHistoryBytes become its raw
+	// content, and the older ones its statistics (zstd finds nothing to
+	// count in bodies that are all in the content).
+	dictSampleBytes = 2 * dictHistoryBytes
+	// dictMinSamples is the fewest bodies a dictionary is trained from.
+	dictMinSamples = 16
+	// dictMaxSample is the largest body kept as a training sample: the
+	// gain of a dictionary is in small bodies, and one large body would
+	// fill the history alone.
+	dictMaxSample = 16 << 10
+	// defaultDictCheckInterval is how often an instance checks the
+	// store's current dictionary of a route.
+	defaultDictCheckInterval = 10 * time.Second
+	// dictRetryInterval is how long a failed load, training or check
+	// waits before the next try, and how often an unknown dictionary id
+	// may make an instance reload a route's dictionaries.
+	dictRetryInterval = time.Second
+	// dictTimeout bounds one dictionary call to the store: dictionaries
+	// are tens of kilobytes, larger than the entries the store timeout is
+	// set for.
+	dictTimeout = 2 * time.Second
+	// dictMaxKnown bounds the dictionaries of one route an instance keeps.
+	dictMaxKnown = 16
+	// dictLevel is the zstd level of dictionary compression. On 2 KB JSON
+	// answers it is the smallest of the levels tried (447 and 535 bytes on
+	// the benchmark's two kinds of answer, where the fastest level gave
+	// 455 and 582, the default 475 and 604); fills pay it once per entry,
+	// and hits decode at the same speed whatever the level.
+	dictLevel = zstd.SpeedBetterCompression
+	// dictWindow is the zstd window of dictionary compression. Bodies of
+	// a dictionary route are mostly far smaller, and the window sizes the
+	// encoder: about 9 MB at 256 KiB, 17 MB at the level's default.
+	dictWindow = 256 << 10
+	// dictIDBase is the smallest id of a trained dictionary: zstd reserves
+	// ids below 32768 (and from 2^31) for registered dictionaries.
+	dictIDBase = 1 << 15
+)
+
+// errUnknownDictionary is a stored entry compressed with a dictionary this
+// instance cannot load: a miss.
+var errUnknownDictionary = errors.New("httpcache: entry compressed with a dictionary the store no longer has")
+
+// dictEncoder compresses with one dictionary; EncodeAll is safe for
+// concurrent use.
+type dictEncoder struct {
+	id  uint32
+	enc *zstd.Encoder
+}
+
+// dictDecoder decodes with any of a route's known dictionaries; it is
+// replaced, never changed, when one is added.
+type dictDecoder struct {
+	dec *zstd.Decoder
+	raw map[uint32][]byte
+}
+
+// dictionaries is the dictionary compression of one route.
+type dictionaries struct {
+	rt    *route
+	store DictionaryStore
+	name  string // the route's bucket prefix
+
+	cur    atomic.Pointer[dictEncoder] // nil until a dictionary is adopted
+	known  atomic.Pointer[dictDecoder] // nil until one is loaded
+	loaded atomic.Bool                 // the store's dictionaries were read once
+
+	mu          sync.Mutex
+	busy        bool      // a background task runs
+	next        time.Time // when the current dictionary is checked next
+	hold        time.Time // no background task before, after a failure
+	samples     [][]byte  // bodies to train from, until a dictionary is adopted
+	sampleBytes int
+
+	reloadMu   sync.Mutex
+	loading    chan struct{} // closed when the shared load in flight ends; guarded by reloadMu
+	lastReload time.Time     // guarded by reloadMu
+}
+
+func newDictionaries(rt *route, store DictionaryStore) *dictionaries {
+	return &dictionaries{rt: rt, store: store, name: rt.key.BucketPrefix()}
+}
+
+// compress compresses e's body with the route's dictionary, or gzips it
+// while the route has none yet and keeps it to train one from. Like
+// [storage.Compress] it keeps the result only when it saves an eighth.
+func (d *dictionaries) compress(ctx context.Context, e *storage.Entry) {
+	if !storage.Compressible(e) || len(e.Body) == 0 {
+		return
+	}
+	if !d.loaded.Load() {
+		// Before the first fill of the instance compresses, so that it
+		// writes with the route's current dictionary from the start.
+		d.loadShared(ctx)
+	}
+	enc := d.cur.Load()
+	if enc == nil {
+		d.sample(e.Body)
+	}
+	d.tick(time.Now())
+	if enc == nil {
+		storage.Compress(e)
+		return
+	}
+	out := enc.enc.EncodeAll(e.Body, make([]byte, 0, len(e.Body)/2+64))
+	if len(out) > len(e.Body)-len(e.Body)/8 {
+		return
+	}
+	e.Body, e.Coding, e.CacheEncoded = out, dictCoding, true
+}
+
+// sample keeps a copy of body for training, until enough are kept.
+func (d *dictionaries) sample(body []byte) {
+	if len(body) > dictMaxSample {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.enoughSamples() {
+		return
+	}
+	d.samples = append(d.samples, append([]byte(nil), body...))
+	d.sampleBytes += len(body)
+}
+
+// enoughSamples reports whether a dictionary can be trained. d.mu is held.
+func (d *dictionaries) enoughSamples() bool {
+	return d.sampleBytes >= dictSampleBytes && len(d.samples) >= dictMinSamples
+}
+
+// tick starts the background task that is due, if none runs: the first
+// load of the store's dictionaries, the training of one as soon as enough
+// samples are kept, or the periodic check of the current one.
+func (d *dictionaries) tick(now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.busy || now.Before(d.hold) {
+		return
+	}
+	var task func(context.Context)
+	switch {
+	case !d.loaded.Load():
+		task = func(ctx context.Context) { d.load(ctx) }
+	case d.cur.Load() == nil && d.enoughSamples():
+		samples := d.samples
+		task = func(ctx context.Context) { d.train(ctx, samples) }
+	case !now.Before(d.next):
+		task = d.check
+		d.next = now.Add(d.rt.cache.dictCheckInterval)
+	default:
+		return
+	}
+	d.busy = d.rt.cache.background(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), dictTimeout)
+		defer cancel()
+		task(ctx)
+		d.mu.Lock()
+		d.busy = false
+		d.mu.Unlock()
+	})
+}
+
+// retrySoon holds the next background task back for dictRetryInterval,
+// after a failure.
+func (d *dictionaries) retrySoon() {
+	d.mu.Lock()
+	d.hold = time.Now().Add(dictRetryInterval)
+	d.mu.Unlock()
+}
+
+// load reads the route's dictionaries, adopts the store's current one
+// when this instance has none, and reports whether it read them.
+func (d *dictionaries) load(ctx context.Context) bool {
+	cur, dicts, err := d.store.Dictionaries(ctx, d.name)
+	if err != nil {
+		if !errors.Is(err, context.Canceled) { // not a client gone away
+			d.rt.reportError(ctx, "load dictionaries", err)
+		}
+		d.retrySoon()
+		return false
+	}
+	d.install(ctx, dicts)
+	if cur != 0 && d.cur.Load() == nil {
+		d.adopt(ctx, cur)
+	}
+	if !d.loaded.Swap(true) {
+		d.mu.Lock()
+		d.next = time.Now().Add(d.rt.cache.dictCheckInterval)
+		d.mu.Unlock()
+	}
+	return true
+}
+
+// loadShared is load in the course of a request: concurrent callers share
+// one read, which runs at most once per dictRetryInterval within the store
+// timeout; a caller waits for it no longer than its own context allows.
+func (d *dictionaries) loadShared(ctx context.Context) {
+	d.reloadMu.Lock()
+	if call := d.loading; call != nil {
+		d.reloadMu.Unlock()
+		select {
+		case <-call:
+		case <-ctx.Done():
+		}
+		return
+	}
+	if time.Since(d.lastReload) < dictRetryInterval {
+		d.reloadMu.Unlock()
+		return
+	}
+	call := make(chan struct{})
+	d.loading, d.lastReload = call, time.Now()
+	d.reloadMu.Unlock()
+	defer func() {
+		d.reloadMu.Lock()
+		d.loading = nil
+		d.reloadMu.Unlock()
+		close(call)
+	}()
+	// The read serves every waiter: the leader's client going away does
+	// not end it.
+	sctx, cancel := d.rt.cache.storeCtx(context.WithoutCancel(ctx))
+	defer cancel()
+	d.load(sctx)
+}
+
+// train builds a dictionary from samples, publishes it, and adopts the
+// route's current dictionary: its own, or the one another instance
+// published first.
+func (d *dictionaries) train(ctx context.Context, samples [][]byte) {
+	hist, rest := splitSamples(samples)
+	id := dictionaryID(samples)
+	raw, err := zstd.BuildDict(zstd.BuildDictOptions{
+		ID:       id,
+		Contents: rest,
+		History:  hist,
+		Offsets:  [3]int{1, 4, 8},
+		Level:    dictLevel,
+	})
+	if err != nil {
+		// Samples zstd cannot build a dictionary from (too uniform, say):
+		// start over with new ones rather than retry the same. Not a store
+		// error: only logged.
+		d.rt.cache.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: train dictionary",
+			slog.String("route", d.rt.key.Pattern()), slog.Any("err", err))
+		d.dropSamples()
+		d.retrySoon()
+		return
+	}
+	cur, err := d.store.AddDictionary(ctx, d.name, id, raw)
+	if err != nil {
+		d.rt.reportError(ctx, "publish dictionary", err)
+		d.retrySoon()
+		return
+	}
+	d.install(ctx, map[uint32][]byte{id: raw})
+	d.adopt(ctx, cur)
+	if d.cur.Load() == nil {
+		// The store's current dictionary is unusable here (it does not
+		// parse, say): use this one rather than train again and again.
+		d.adopt(ctx, id)
+	}
+	d.dropSamples()
+	d.rt.stats.dictsTrained.Add(1) // after the adoption: a count seen means in use
+	d.rt.cache.log.LogAttrs(ctx, slog.LevelInfo, "readthrough: dictionary trained",
+		slog.String("route", d.rt.key.Pattern()), slog.Uint64("id", uint64(id)),
+		slog.Int("samples", len(samples)), slog.Int("bytes", len(raw)),
+		slog.Bool("current", cur == id))
+}
+
+// dictionaryID derives a dictionary's id from everything it is trained
+// from: instances that train on the same samples build the same
+// dictionary under the same id, and different samples give different ids
+// (a collision takes about 2^15 dictionaries of one route).
+func dictionaryID(samples [][]byte) uint32 {
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range samples {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write(s)
+	}
+	sum := h.Sum(nil)
+	return dictIDBase + binary.BigEndian.Uint32(sum[:4])%(1<<31-dictIDBase)
+}
+
+// splitSamples splits training samples into the raw content of a
+// dictionary, the newest samples up to dictHistoryBytes, oldest first (zstd
+// reaches the end of a dictionary with the shortest offsets), and the
+// older samples, which the dictionary's entropy tables are counted from.
+func splitSamples(samples [][]byte) (hist []byte, rest [][]byte) {
+	n, first := 0, len(samples)
+	for first > 1 && n+len(samples[first-1]) <= dictHistoryBytes {
+		first--
+		n += len(samples[first])
+	}
+	hist = make([]byte, 0, n)
+	for _, s := range samples[first:] {
+		hist = append(hist, s...)
+	}
+	return hist, samples[:first]
+}
+
+func (d *dictionaries) dropSamples() {
+	d.mu.Lock()
+	d.samples, d.sampleBytes = nil, 0
+	d.mu.Unlock()
+}
+
+// check compares the store's current dictionary with this instance's: it
+// republishes its own when the store has none (flushed or evicted), so
+// that other instances can still read what this one writes, and adopts
+// the store's when they differ.
+func (d *dictionaries) check(ctx context.Context) {
+	cur, err := d.store.CurrentDictionary(ctx, d.name)
+	if err != nil {
+		d.rt.reportError(ctx, "check dictionary", err)
+		d.retrySoon()
+		return
+	}
+	own := d.cur.Load()
+	switch {
+	case cur != 0 && own == nil:
+		d.adopt(ctx, cur)
+	case cur != 0 && own.id != cur:
+		// Another instance's dictionary is current (this one's was lost
+		// and another trained meanwhile): keep this one's in the store,
+		// for the entries written with it, and move to the current one.
+		d.republish(ctx, own)
+		d.adopt(ctx, cur)
+	case cur == 0 && own != nil:
+		if cur, ok := d.republish(ctx, own); ok && cur != own.id {
+			d.adopt(ctx, cur)
+		}
+	}
+}
+
+// republish stores this instance's dictionary again, and returns the
+// route's current one then.
+func (d *dictionaries) republish(ctx context.Context, own *dictEncoder) (uint32, bool) {
+	cur, err := d.store.AddDictionary(ctx, d.name, own.id, d.known.Load().raw[own.id])
+	if err != nil {
+		d.rt.reportError(ctx, "republish dictionary", err)
+		d.retrySoon()
+		return 0, false
+	}
+	d.rt.cache.log.LogAttrs(ctx, slog.LevelInfo, "readthrough: dictionary republished",
+		slog.String("route", d.rt.key.Pattern()), slog.Uint64("id", uint64(own.id)))
+	return cur, true
+}
+
+// adopt makes dictionary id the one new entries are compressed with,
+// loading it from the store when it is not known yet.
+func (d *dictionaries) adopt(ctx context.Context, id uint32) {
+	if own := d.cur.Load(); own != nil && own.id == id {
+		return
+	}
+	if kd := d.known.Load(); kd == nil || kd.raw[id] == nil {
+		_, dicts, err := d.store.Dictionaries(ctx, d.name)
+		if err != nil {
+			d.rt.reportError(ctx, "load dictionaries", err)
+			d.retrySoon()
+			return
+		}
+		d.install(ctx, dicts)
+	}
+	kd := d.known.Load()
+	if kd == nil || kd.raw[id] == nil {
+		d.retrySoon() // named current but gone meanwhile: check again soon
+		return
+	}
+	// One encoder per route: fills are not where the time goes, and each
+	// concurrent encoder would hold its memory for the life of the process.
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderDict(kd.raw[id]), zstd.WithEncoderLevel(dictLevel),
+		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(dictWindow))
+	if err != nil {
+		d.rt.reportError(ctx, "dictionary encoder", err)
+		return
+	}
+	d.cur.Store(&dictEncoder{id: id, enc: enc})
+	d.dropSamples()
+}
+
+// install adds dicts to the known dictionaries. A dictionary that does not
+// parse, or whose own id is not the one it is stored under, is reported
+// and left out.
+func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
+	d.mu.Lock() // installs are rare; one at a time keeps none lost
+	defer d.mu.Unlock()
+	old := d.known.Load()
+	raw := make(map[uint32][]byte, len(dicts))
+	if old != nil {
+		for id, b := range old.raw {
+			raw[id] = b
+		}
+	}
+	added := 0
+	for id, b := range dicts {
+		if known, ok := raw[id]; ok {
+			if !bytes.Equal(known, b) {
+				d.rt.reportError(ctx, "load dictionaries", fmt.Errorf("%w: dictionary %d changed in the store; keeping the one in use", storage.ErrCorrupt, id))
+			}
+			continue
+		}
+		if len(raw) >= dictMaxKnown {
+			// Make room: any but the one new entries are written with.
+			cur := d.cur.Load()
+			for old := range raw {
+				if cur == nil || old != cur.id {
+					delete(raw, old)
+					break
+				}
+			}
+		}
+		info, err := zstd.InspectDictionary(b)
+		if err != nil || info.ID() != id {
+			d.rt.reportError(ctx, "load dictionaries", fmt.Errorf("%w: dictionary %d does not parse as dictionary %d: %v", storage.ErrCorrupt, id, id, err))
+			continue
+		}
+		raw[id] = b
+		added++
+	}
+	if added == 0 {
+		return
+	}
+	all := make([][]byte, 0, len(raw))
+	for _, b := range raw {
+		all = append(all, b)
+	}
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderDicts(all...),
+		zstd.WithDecoderConcurrency(4*runtime.GOMAXPROCS(0)),
+		zstd.WithDecoderMaxMemory(uint64(d.maxBody())))
+	if err != nil {
+		d.rt.reportError(ctx, "dictionary decoder", err)
+		return
+	}
+	d.rt.stats.dictsLoaded.Add(int64(added))
+	d.known.Store(&dictDecoder{dec: dec, raw: raw})
+}
+
+// maxBody bounds a decoded body: the route's maximum body size, which no
+// stored body passes (unless the policy was lowered since: such an entry
+// does not decode, a miss).
+func (d *dictionaries) maxBody() int64 {
+	return d.rt.policy.MaxBodyBytes
+}
+
+// decode replaces e's dictionary-compressed body with the body itself. An
+// entry whose dictionary is unknown even after a reload returns
+// errUnknownDictionary; one that does not decode, an error matching
+// [storage.ErrCorrupt].
+func (d *dictionaries) decode(ctx context.Context, e *storage.Entry) error {
+	var h zstd.Header
+	if err := h.Decode(e.Body); err != nil || h.DictionaryID == 0 {
+		return fmt.Errorf("%w: dictionary-compressed body without a dictionary id (%v)", storage.ErrCorrupt, err)
+	}
+	if body := d.rt.cache.decoded.get(e.Body); body != nil {
+		e.Body, e.Coding, e.CacheEncoded = body, "", false
+		return nil
+	}
+	kd := d.known.Load()
+	if kd == nil || kd.raw[h.DictionaryID] == nil {
+		if !d.reload(ctx, h.DictionaryID) {
+			return errUnknownDictionary
+		}
+		kd = d.known.Load()
+	}
+	size := uint64(2 * len(e.Body))
+	if h.HasFCS {
+		if h.FrameContentSize > uint64(d.maxBody()) {
+			return fmt.Errorf("%w: dictionary-compressed body of %d bytes, over the route's limit", storage.ErrCorrupt, h.FrameContentSize)
+		}
+		size = h.FrameContentSize
+	}
+	body, err := kd.dec.DecodeAll(e.Body, make([]byte, 0, size))
+	if err != nil {
+		return fmt.Errorf("%w: dictionary-compressed body: %w", storage.ErrCorrupt, err)
+	}
+	d.rt.cache.decoded.put(e.Body, body)
+	e.Body, e.Coding, e.CacheEncoded = body, "", false
+	return nil
+}
+
+// reload reads the route's dictionaries for an entry that names dictionary
+// id (see loadShared) and reports whether id is known then. It also
+// adopts the store's current dictionary when this instance has none yet.
+func (d *dictionaries) reload(ctx context.Context, id uint32) bool {
+	if !d.knows(id) {
+		d.loadShared(ctx)
+	}
+	return d.knows(id)
+}
+
+// knows reports whether dictionary id is installed.
+func (d *dictionaries) knows(id uint32) bool {
+	kd := d.known.Load()
+	return kd != nil && kd.raw[id] != nil
+}
