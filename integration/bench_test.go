@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,8 +29,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/internal/redistest"
 	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage"
 )
 
 const (
@@ -42,15 +45,24 @@ const (
 // hitCases are the hit benchmarks' cases: JSON bodies of 200 B (stored as
 // they are: under the compression threshold) and 2 KB (stored gzipped),
 // to a client that accepts gzip, and the 2 KB body to one that does not,
-// which decodes the stored gzip on every hit.
+// which gets the stored gzip decoded; then the 2 KB body stored with
+// dictionary compression, which every client gets decoded. Decoded bodies
+// of hot entries come from the cache's decoded-body cache; the "-cold"
+// cases turn it off, so that every hit decodes, as hits on entries too
+// cold to stay in it do.
 var hitCases = []struct {
-	name string
-	size int
-	gzip bool
+	name        string
+	size        int
+	gzip        bool
+	compression policy.Compression
+	decoded     bool // keep the decoded-body cache on
 }{
-	{"200B", 200, true},
-	{"2KB", 2 << 10, true},
-	{"2KB-identity", 2 << 10, false},
+	{"200B", 200, true, policy.CompressGzip, true},
+	{"2KB", 2 << 10, true, policy.CompressGzip, true},
+	{"2KB-identity", 2 << 10, false, policy.CompressGzip, true},
+	{"2KB-identity-cold", 2 << 10, false, policy.CompressGzip, false},
+	{"2KB-dictionary", 2 << 10, true, policy.CompressDictionary, true},
+	{"2KB-dictionary-cold", 2 << 10, true, policy.CompressDictionary, false},
 }
 
 // hitSetup is one hit case: the cached route and the baseline handler,
@@ -67,7 +79,10 @@ type hitSetup struct {
 // newHitSetup stores one response through the middleware, then copies the
 // exact stored value to a hash field of its own for the baseline, which
 // answers every request with one HGET of it written as it is.
-func newHitSetup(b *testing.B, size int, acceptGzip bool) *hitSetup {
+//
+// With dictionary compression, it first fills other items until the
+// route's dictionary is trained, and removes their buckets.
+func newHitSetup(b *testing.B, size int, acceptGzip bool, compression policy.Compression, opts ...httpcache.Option) *hitSetup {
 	b.Helper()
 	ctx := context.Background()
 	p := prefix(b)
@@ -80,15 +95,24 @@ func newHitSetup(b *testing.B, size int, acceptGzip bool) *hitSetup {
 	dropPrefix(b, brc, p)
 
 	body := itemJSON(4711, size)
-	cache := newBenchCache(b, rc, p)
-	cached := cache.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour}, jsonOriginFor(0, func(*http.Request) []byte { return body }))
-	newRequest := func() *http.Request {
-		r := httptest.NewRequest("GET", "http://"+serviceHost+"/items/4711", nil)
-		r.SetPathValue("id", "4711")
+	cache := newBenchCache(b, rc, p, opts...)
+	pol := policy.Policy{TTL: time.Hour, Compression: compression}
+	cached := cache.Handler("GET /items/{id}", pol, jsonOriginFor(0, func(r *http.Request) []byte {
+		id, _ := strconv.Atoi(r.PathValue("id"))
+		return itemJSON(id, size)
+	}))
+	requestFor := func(id string) *http.Request {
+		r := httptest.NewRequest("GET", "http://"+serviceHost+"/items/"+id, nil)
+		r.SetPathValue("id", id)
 		if acceptGzip {
 			r.Header.Set("Accept-Encoding", "gzip")
 		}
 		return r
+	}
+	newRequest := func() *http.Request { return requestFor("4711") }
+	if compression == policy.CompressDictionary {
+		trainDictionary(b, cache, func(i int) { cached.ServeHTTP(newDiscardWriter(), requestFor(strconv.Itoa(100_000+i))) })
+		dropBuckets(b, brc, p)
 	}
 	miss := httptest.NewRecorder()
 	cached.ServeHTTP(miss, newRequest())
@@ -109,7 +133,7 @@ func newHitSetup(b *testing.B, size int, acceptGzip bool) *hitSetup {
 		if got, err = io.ReadAll(zr); err != nil {
 			b.Fatal(err)
 		}
-	} else if acceptGzip && size >= 256 {
+	} else if acceptGzip && size >= 256 && compression == policy.CompressGzip {
 		b.Fatalf("a %d B JSON body was not stored gzipped", size)
 	}
 	if !bytes.Equal(got, body) {
@@ -226,7 +250,11 @@ func (hr *hitRounds) run(job hitJob) time.Duration {
 func BenchmarkHit(b *testing.B) {
 	for _, tc := range hitCases {
 		b.Run(tc.name, func(b *testing.B) {
-			s := newHitSetup(b, tc.size, tc.gzip)
+			var opts []httpcache.Option
+			if !tc.decoded {
+				opts = append(opts, httpcache.WithDecodedCache(0))
+			}
+			s := newHitSetup(b, tc.size, tc.gzip, tc.compression, opts...)
 			b.Run("vs-baseline", func(b *testing.B) {
 				b.ReportAllocs()
 				hr := newHitRounds(b, s)
@@ -363,6 +391,8 @@ type memResult struct {
 	name                   string
 	perResponse, perNaive  float64
 	body, value            float64 // mean body and stored value sizes
+	dict                   float64 // memory of the route's dictionaries, in all
+	coding                 string  // content coding of a stored entry
 	encoding               string  // OBJECT ENCODING of a bucket
 	missNs, missAllocs, mb float64
 	missCmds               float64 // Redis commands per miss
@@ -396,57 +426,60 @@ func BenchmarkRedisMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 	var results []memResult
+	compressions := []policy.Compression{policy.CompressGzip, policy.CompressDictionary}
 	for _, size := range []struct {
 		name string
 		n    int
 	}{{"2KB", 2 << 10}, {"200B", 200}} {
 		for _, layout := range memLayouts {
-			for _, cfg := range configs {
-				name := size.name + "/" + layout.name + "/" + cfg.name
-				b.Run(name, func(b *testing.B) {
-					b.ReportAllocs()
-					var res memResult
-					oneShot(b, func() { res = measureMemory(b, cfg.srv, layout, size.n) })
-					res.name = name
-					results = append(results, res)
-					b.ReportMetric(res.perResponse, "B/resp")
-					b.ReportMetric(res.perNaive, "naive-B/resp")
-					b.ReportMetric(res.perResponse/res.perNaive, "ratio")
-					b.ReportMetric(res.body, "body-B")
-					b.ReportMetric(res.value, "value-B")
-					b.ReportMetric(res.missNs, "ns/op")
-					b.ReportMetric(res.missAllocs, "allocs/op")
-					b.ReportMetric(res.mb, "B/op")
-					b.ReportMetric(res.missCmds, "cmds/miss")
-					// A parent's log only shows with -v: the last leaf logs
-					// the whole table, the others their own row.
-					if len(results) == 2*len(memLayouts)*len(configs) {
-						b.Log(memTable(results))
-					} else {
-						b.Logf("%s: body %.0f B, value %.0f B, %.0f B per response against %.0f B naive: %.3f, bucket encoding %s",
-							name, res.body, res.value, res.perResponse, res.perNaive, res.perResponse/res.perNaive, res.encoding)
-					}
-				})
+			for _, compression := range compressions {
+				for _, cfg := range configs {
+					name := size.name + "/" + layout.name + "/" + string(compression) + "/" + cfg.name
+					b.Run(name, func(b *testing.B) {
+						b.ReportAllocs()
+						var res memResult
+						oneShot(b, func() { res = measureMemory(b, cfg.srv, layout, compression, size.n) })
+						res.name = name
+						results = append(results, res)
+						b.ReportMetric(res.perResponse, "B/resp")
+						b.ReportMetric(res.perNaive, "naive-B/resp")
+						b.ReportMetric(res.perResponse/res.perNaive, "ratio")
+						b.ReportMetric(res.body, "body-B")
+						b.ReportMetric(res.value, "value-B")
+						b.ReportMetric(res.missNs, "ns/op")
+						b.ReportMetric(res.missAllocs, "allocs/op")
+						b.ReportMetric(res.mb, "B/op")
+						b.ReportMetric(res.missCmds, "cmds/miss")
+						b.Logf("%s: body %.0f B, value %.0f B (%s), %.0f B per response against %.0f B naive: %.3f, bucket encoding %s",
+							name, res.body, res.value, res.coding, res.perResponse, res.perNaive, res.perResponse/res.perNaive, res.encoding)
+					})
+				}
 			}
 		}
 	}
+	// The whole table, on the output: a benchmark's log is cut after a
+	// few lines.
+	fmt.Print(memTable(results))
 }
 
 // memTable formats memory results as a table.
 func memTable(rows []memResult) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Redis memory per response, %d responses:\n", memResponses)
-	fmt.Fprintf(&sb, "%-36s %8s %8s %8s %9s %9s  %s\n", "case", "body B", "value B", "rt B", "naive B", "rt/naive", "bucket encoding")
+	fmt.Fprintf(&sb, "%-47s %7s %8s %-9s %7s %8s %8s  %s\n", "case", "body B", "value B", "coding", "rt B", "naive B", "rt/naive", "bucket encoding")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "%-36s %8.0f %8.0f %8.0f %9.0f %9.3f  %s\n", r.name, r.body, r.value, r.perResponse, r.perNaive, r.perResponse/r.perNaive, r.encoding)
+		fmt.Fprintf(&sb, "%-47s %7.0f %8.0f %-9s %7.0f %8.0f %8.3f  %s\n", r.name, r.body, r.value, r.coding, r.perResponse, r.perNaive, r.perResponse/r.perNaive, r.encoding)
 	}
+	sb.WriteString("rt B includes the route's dictionary, if any, spread over the responses.\n")
 	return sb.String()
 }
 
 // measureMemory stores memResponses responses of layout with bodies of
-// about size bytes on srv, through the middleware and then the naive way,
-// and returns the memory each took.
-func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, size int) memResult {
+// about size bytes on srv, through the middleware with compression and
+// then the naive way, and returns the memory each took. With dictionary
+// compression the route's dictionary is trained first, from other
+// responses of the route, and its memory is added to the middleware's.
+func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, compression policy.Compression, size int) memResult {
 	ctx := context.Background()
 	rc := srv.Client()
 	defer rc.Close()
@@ -465,14 +498,24 @@ func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, size i
 		responses[i] = response{t, body}
 		bodyBytes += len(body)
 	}
-	bodies := make(map[string][]byte, len(responses))
-	for _, r := range responses {
+	// Other responses of the route, to train a dictionary from.
+	training := make([]response, 1000)
+	for i := range training {
+		t, body := layout.target(memResponses+i, size)
+		training[i] = response{t, body}
+	}
+	bodies := make(map[string][]byte, len(responses)+len(training))
+	for _, r := range append(slices.Clip(responses), training...) {
 		bodies[r.target] = r.body
 	}
-	cache := newBenchCache(b, rc, p)
+	// 32 concurrent fills on two cores can keep a store call waiting past
+	// the default 100 ms, and a response not stored is not measured.
+	cache := newBenchCache(b, rc, p, httpcache.WithStoreTimeout(5*time.Second))
 	mux := http.NewServeMux()
 	origin := jsonOriginFor(0, func(r *http.Request) []byte { return bodies[r.URL.RequestURI()] })
-	mux.Handle(layout.pattern, cache.Handler(layout.pattern, layout.policy, origin))
+	pol := layout.policy
+	pol.Compression = compression
+	mux.Handle(layout.pattern, cache.Handler(layout.pattern, pol, origin))
 	newReq := func(target string) *http.Request {
 		r := httptest.NewRequest("GET", "http://"+serviceHost+target, nil)
 		r.Header.Set("Accept-Encoding", "gzip")
@@ -482,7 +525,15 @@ func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, size i
 	// Warm up (the store's script, the fill subscription, the connection
 	// pool), then start from an empty server.
 	mux.ServeHTTP(newDiscardWriter(), newReq(responses[0].target))
-	if err := rc.FlushAll(ctx).Err(); err != nil {
+	if compression == policy.CompressDictionary {
+		trainDictionary(b, cache, func(i int) {
+			if i >= len(training) {
+				b.Fatalf("no dictionary after %d training responses", i)
+			}
+			mux.ServeHTTP(newDiscardWriter(), newReq(training[i].target))
+		})
+		dropBuckets(b, rc, p)
+	} else if err := rc.FlushAll(ctx).Err(); err != nil {
 		b.Fatal(err)
 	}
 	reqs := make([]*http.Request, len(responses))
@@ -527,7 +578,7 @@ func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, size i
 	st := cache.Stats()
 	stored := st.Stored - stored0.Stored
 	if stored != memResponses {
-		b.Fatalf("cache stored %d responses, want %d", stored, memResponses)
+		b.Fatalf("cache stored %d responses, want %d (store errors: %d)", stored, memResponses, st.StoreErrors-stored0.StoreErrors)
 	}
 	res := memResult{
 		perResponse: float64(after-before) / memResponses,
@@ -538,7 +589,21 @@ func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, size i
 		mb:          float64(m1.TotalAlloc-m0.TotalAlloc) / memResponses,
 		missCmds:    missCmds,
 	}
+	var dictKeys []string
+	if compression == policy.CompressDictionary {
+		dictKeys = scanKeys(b, rc, p+":d:*")
+		if len(dictKeys) != 1 {
+			b.Fatalf("dictionary keys %q, want one", dictKeys)
+		}
+		n, err := rc.MemoryUsage(ctx, dictKeys[0], 0).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.dict = float64(n)
+		res.perResponse += res.dict / memResponses
+	}
 	keys := scanKeys(b, rc, p+":*")
+	keys = slices.DeleteFunc(keys, func(k string) bool { return slices.Contains(dictKeys, k) })
 	wantKeys := memResponses
 	if layout.name == "10-per-bucket" {
 		wantKeys = memResponses / 10
@@ -547,6 +612,15 @@ func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, size i
 		b.Fatalf("%d keys under the prefix, want %d buckets and nothing else", len(keys), wantKeys)
 	}
 	res.encoding, _ = rc.ObjectEncoding(ctx, keys[0]).Result()
+	res.coding = "identity"
+	if fields, err := rc.HGetAll(ctx, keys[0]).Result(); err == nil {
+		for _, v := range fields {
+			var e storage.Entry
+			if storage.Decode([]byte(v), &e) == nil && e.Coding != "" {
+				res.coding = e.Coding
+			}
+		}
+	}
 
 	// The naive layout, on the same server, emptied.
 	if err := rc.FlushAll(ctx).Err(); err != nil {

@@ -63,13 +63,13 @@ func (w *discardWriter) reset() {
 
 // newBenchCache returns a cache over a Redis store on rc under prefix p,
 // closed with the benchmark.
-func newBenchCache(b *testing.B, rc redis.UniversalClient, p string) *httpcache.Cache {
+func newBenchCache(b *testing.B, rc redis.UniversalClient, p string, opts ...httpcache.Option) *httpcache.Cache {
 	b.Helper()
 	store, err := redisstore.New(rc, redisstore.WithPrefix(p))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cache, err := httpcache.New(store, httpcache.WithLogger(quiet()))
+	cache, err := httpcache.New(store, append([]httpcache.Option{httpcache.WithLogger(quiet())}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -399,4 +399,35 @@ func lastModified(p []byte) string {
 	h := fnv.New32a()
 	h.Write(p)
 	return time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(h.Sum32()%(300*24*3600)) * time.Second).Format(http.TimeFormat)
+}
+
+// trainDictionary calls fill with 0, 1, 2, ... (each a miss of a new
+// response of a dictionary-compressed route of cache) until the cache has
+// trained the route's dictionary.
+func trainDictionary(b *testing.B, cache *httpcache.Cache, fill func(i int)) {
+	b.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; cache.Stats().DictionariesTrained == 0; i++ {
+		if time.Now().After(deadline) {
+			b.Fatalf("no dictionary trained after %d fills", i)
+		}
+		fill(i)
+		if i > 100 {
+			time.Sleep(time.Millisecond) // training runs in the background
+		}
+	}
+}
+
+// dropBuckets removes every bucket under prefix p, keeping the rest (the
+// dictionaries).
+func dropBuckets(b *testing.B, rc redis.UniversalClient, p string) {
+	b.Helper()
+	keys := scanKeys(b, rc, p+":b:*")
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		if err := rc.Unlink(context.Background(), keys[:n]...).Err(); err != nil {
+			b.Fatal(err)
+		}
+		keys = keys[n:]
+	}
 }

@@ -114,8 +114,14 @@ func warm(t *testing.T, rig *faultRig) *faultLoad {
 func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	rig := newFaultRig(t, faultConfig{delay: 2 * time.Millisecond, keys: 8, policy: policy.Policy{TTL: time.Minute}})
 	origin := rig.baseline(t, 500*time.Millisecond)
-	l := warm(t, rig)
+	killAndRestart(t, rig, origin, warm(t, rig))
+}
 
+// killAndRestart kills the rig's Redis under load l, restarts it empty two
+// seconds later, and checks the load: the circuit open while Redis was
+// down (against the origin's own figures), hits again after.
+func killAndRestart(t *testing.T, rig *faultRig, origin faultSummary, l *faultLoad) {
+	t.Helper()
 	killed := time.Now()
 	if err := rig.srv.Kill(); err != nil {
 		t.Fatal(err)
@@ -136,6 +142,30 @@ func TestFaultRedisKilledAndRestarted(t *testing.T) {
 	checkAfter(t, all, restarted)
 	t.Logf("whole load: %v", faultCheckAll(t, l))
 	rig.logStats(t)
+}
+
+// TestFaultRedisKilledWithDictionary is the same fault on a route with
+// dictionary compression: the dictionary reads and checks fail with the
+// rest and cost no request more than the store timeout; the instances keep
+// the dictionary they share and go on reading each other's entries.
+func TestFaultRedisKilledWithDictionary(t *testing.T) {
+	rig := newFaultRig(t, faultConfig{delay: 2 * time.Millisecond, keys: 200, body: productDoc,
+		policy: policy.Policy{TTL: time.Minute, Compression: policy.CompressDictionary}})
+	origin := rig.baseline(t, 500*time.Millisecond)
+	l := warm(t, rig)
+	// Training runs in the background of the warm-up's fills (each
+	// instance may train one; the second to publish adopts the first's).
+	for deadline := time.Now().Add(10 * time.Second); rig.stats().DictionariesTrained == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no dictionary trained while warming up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	trained := rig.stats().DictionariesTrained
+	killAndRestart(t, rig, origin, l)
+	if st := rig.stats(); st.DictionaryMisses != 0 || st.DictionariesTrained != trained {
+		t.Errorf("after the restart: %d dictionary misses, %d dictionaries trained; want 0 and still %d", st.DictionaryMisses, st.DictionariesTrained, trained)
+	}
 }
 
 // TestFaultRedisPaused: Redis stops answering (CLIENT PAUSE ALL) for

@@ -60,10 +60,11 @@ func outageClient(srv *redistest.Server) redis.UniversalClient {
 
 // faultConfig describes one fault test's service.
 type faultConfig struct {
-	serverArgs []string      // extra redis-server arguments
-	delay      time.Duration // the origin's own time per response
-	keys       int           // number of distinct URLs
-	bodySize   int           // bytes of incompressible padding per body; 0 for a short body
+	serverArgs []string           // extra redis-server arguments
+	delay      time.Duration      // the origin's own time per response
+	keys       int                // number of distinct URLs
+	bodySize   int                // bytes of incompressible padding per body; 0 for a short body
+	body       func(k int) string // the body of key k, instead of faultBody's
 	policy     policy.Policy
 	opts       []httpcache.Option
 }
@@ -96,7 +97,11 @@ func buildFaultRig(t *testing.T, cfg faultConfig, srv *redistest.Server, mkClien
 	t.Helper()
 	rig := &faultRig{cfg: cfg, srv: srv, bodies: make([]string, cfg.keys)}
 	for k := range rig.bodies {
-		rig.bodies[k] = faultBody(k, cfg.bodySize)
+		if cfg.body != nil {
+			rig.bodies[k] = cfg.body(k)
+		} else {
+			rig.bodies[k] = faultBody(k, cfg.bodySize)
+		}
 	}
 	rig.origin = &counter{fn: func(w http.ResponseWriter, r *http.Request) {
 		k, err := strconv.Atoi(r.PathValue("id"))
@@ -408,15 +413,7 @@ func faultCheckAll(t *testing.T, l *faultLoad) faultSummary {
 func (rig *faultRig) stats() httpcache.Stats {
 	var s httpcache.Stats
 	for _, a := range rig.apps {
-		st := a.Cache.Stats()
-		s.Hits += st.Hits
-		s.Misses += st.Misses
-		s.Collapsed += st.Collapsed
-		s.Bypassed += st.Bypassed
-		s.Stored += st.Stored
-		s.StoreErrors += st.StoreErrors
-		s.LocksLost += st.LocksLost
-		s.PurgeRaces += st.PurgeRaces
+		s.Add(a.Cache.Stats())
 	}
 	return s
 }
