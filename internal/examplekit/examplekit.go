@@ -7,12 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -67,6 +70,36 @@ func SlowOrigin(delay time.Duration) http.HandlerFunc {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":%s,"generated_at":%q,"note":"this took %v to compute"}`+"\n",
 			strconv.Quote(r.PathValue("id")), time.Now().UTC().Format(time.RFC3339Nano), delay)
+	}
+}
+
+// ProductOrigin answers /products/{id} with a JSON product of about
+// 1 KB: the same keys and vocabulary for every product, values of its
+// own, as a catalogue API answers. It stands for the kind of route that
+// dictionary compression suits.
+func ProductOrigin() http.HandlerFunc {
+	colors := []string{"black", "white", "slate", "sand", "navy", "forest green", "terracotta"}
+	sizes := []string{"XS", "S", "M", "L", "XL"}
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.Atoi(r.PathValue("id"))
+		if err != nil || id < 0 {
+			http.Error(w, "no such product", http.StatusNotFound)
+			return
+		}
+		rnd := rand.New(rand.NewPCG(uint64(id), 1))
+		var b strings.Builder
+		fmt.Fprintf(&b, `{"id":%d,"name":"Product %d","brand":"Acme","price":{"amount":%d,"currency":"EUR"},"in_stock":true,"variants":[`,
+			id, id, 100+rnd.IntN(50000))
+		for i := range 12 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"sku":"P%d-%02d","color":%q,"size":%q,"stock":%d,"ean":"%013d"}`,
+				id, i, colors[rnd.IntN(len(colors))], sizes[rnd.IntN(len(sizes))], rnd.IntN(300), rnd.Int64N(1e13))
+		}
+		b.WriteString("]}\n")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, b.String())
 	}
 }
 

@@ -11,12 +11,10 @@ import (
 	"time"
 )
 
-// Smoke starts an example's run func on loopback ports with the embedded
-// Redis and checks what the README promises: the first request to path is a
-// stored miss, the second a fast hit with the same body, a purge of the URL
-// through the admin API makes the next request a miss again, and /metrics
-// counts the hits. It stops the example afterwards.
-func Smoke(t *testing.T, run func(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error, path string) {
+// Start starts an example's run func on loopback ports with the embedded
+// Redis, stops it when the test ends, and returns the base URLs of its
+// service and of its admin port.
+func Start(t *testing.T, run func(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error) (service, admin string) {
 	t.Helper()
 	t.Setenv("REDIS_URL", "")
 	t.Setenv("ADMIN_TOKEN", "")
@@ -37,8 +35,17 @@ func Smoke(t *testing.T, run func(ctx context.Context, ln, adminLn net.Listener,
 			t.Errorf("example stopped with %v", err)
 		}
 	})
-	url := "http://" + ln.Addr().String() + path
-	admin := "http://" + adminLn.Addr().String()
+	return "http://" + ln.Addr().String(), "http://" + adminLn.Addr().String()
+}
+
+// Smoke starts an example with [Start] and checks what the README
+// promises: the first request to path is a stored miss, the second a fast
+// hit with the same body, a purge of the URL through the admin API makes
+// the next request a miss again, and /metrics counts the hits.
+func Smoke(t *testing.T, run func(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error, path string) {
+	t.Helper()
+	service, admin := Start(t, run)
+	url := service + path
 	call := func(method, target, body string) (int, http.Header, string, time.Duration) {
 		t.Helper()
 		req, err := http.NewRequest(method, target, strings.NewReader(body))
