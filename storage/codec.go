@@ -20,9 +20,25 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// EnvelopeVersion is the version byte that [Encode] writes first and
-// [Decode] accepts. ENVELOPE.md describes the format it names.
+// EnvelopeVersion is the version byte that [Encode] writes first for
+// every entry whose body is in an HTTP content coding (or none).
+// ENVELOPE.md describes the format it names.
 const EnvelopeVersion = 1
+
+// EnvelopeVersionDictionary is the version byte that [Encode] writes for
+// an entry whose body is in [DictionaryCoding], which only a reader that
+// has the route's dictionary can decode. The layout is version 1's; the
+// other byte makes readers that know only version 1 (an older release,
+// during a rolling deploy or after a rollback) treat such an entry as a
+// miss, as they do every version they do not know, rather than send the
+// body as it is or fail on it. [Decode] accepts both versions.
+const EnvelopeVersionDictionary = 2
+
+// DictionaryCoding is the envelope coding of a body compressed with a
+// route's zstd dictionary (see ENVELOPE.md): one zstd frame whose header
+// names the dictionary. It is not an HTTP content coding: no client can
+// decode it, so a server decodes it before sending.
+const DictionaryCoding = "zstd-dict"
 
 // envelopeFields is the number of array elements a version 1 envelope must
 // have; later additions within version 1 append elements after these.
@@ -128,7 +144,11 @@ func Encode(dst []byte, e *Entry) []byte {
 	}
 	dst = slices.Grow(dst, size)
 
-	dst = append(dst, EnvelopeVersion, mpFixarray|envelopeFields)
+	version := byte(EnvelopeVersion)
+	if e.Coding == DictionaryCoding {
+		version = EnvelopeVersionDictionary
+	}
+	dst = append(dst, version, mpFixarray|envelopeFields)
 	dst = appendUint(dst, status)
 	dst = appendArrayLen(dst, 2*pairs)
 	for _, n := range names {
@@ -370,15 +390,16 @@ func appendArrayLen(b []byte, n int) []byte {
 // table position past the end of its table, a date outside 0 to
 // 253402300799 seconds, a status outside 100-999 (net/http panics on
 // writing one), a negative duration or one that overflows
-// [time.Duration], a coding that is not an RFC 9110 token. A first byte other than
-// [EnvelopeVersion] returns an error matching [ErrVersion]. On error e is
+// [time.Duration], a coding that is not an RFC 9110 token. A first byte
+// other than [EnvelopeVersion] and [EnvelopeVersionDictionary] returns an
+// error matching [ErrVersion]. On error e is
 // left unchanged. Decode never panics and allocates nothing in proportion
 // to a length it has not checked against len(data).
 func Decode(data []byte, e *Entry) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
 	}
-	if data[0] != EnvelopeVersion {
+	if data[0] != EnvelopeVersion && data[0] != EnvelopeVersionDictionary {
 		return fmt.Errorf("%w %d", ErrVersion, data[0])
 	}
 	r := reader{b: data, off: 1}

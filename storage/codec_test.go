@@ -1042,7 +1042,7 @@ func TestDecodeTruncated(t *testing.T) {
 
 func TestDecodeVersion(t *testing.T) {
 	valid := Encode(nil, typicalEntry([]byte("x")))
-	for _, v := range []byte{0, 2, 0x9a, 0xff} {
+	for _, v := range []byte{0, 3, 0x9a, 0xff} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			data := append([]byte{v}, valid[1:]...)
 			err := Decode(data, &Entry{})
@@ -1053,6 +1053,42 @@ func TestDecodeVersion(t *testing.T) {
 				t.Errorf("error %q does not name version %d", err, v)
 			}
 		})
+	}
+}
+
+// Entries in the dictionary coding carry version 2, which readers that
+// know only version 1 turn into misses; the layout is version 1's, and
+// both decode.
+func TestEnvelopeVersionDictionary(t *testing.T) {
+	for _, tt := range []struct {
+		coding  string
+		version byte
+	}{
+		{"", EnvelopeVersion},
+		{"gzip", EnvelopeVersion},
+		{DictionaryCoding, EnvelopeVersionDictionary},
+	} {
+		e := typicalEntry([]byte("body"))
+		e.Coding, e.CacheEncoded = tt.coding, tt.coding != ""
+		data := Encode(nil, e)
+		if data[0] != tt.version {
+			t.Errorf("coding %q: version byte %d, want %d", tt.coding, data[0], tt.version)
+		}
+		var got Entry
+		if err := Decode(data, &got); err != nil {
+			t.Fatalf("coding %q: Decode = %v", tt.coding, err)
+		}
+		if got.Coding != tt.coding || string(got.Body) != "body" {
+			t.Errorf("coding %q: decoded coding %q body %q", tt.coding, got.Coding, got.Body)
+		}
+		if tt.version != EnvelopeVersion {
+			// What a version-1-only reader sees: the version 1 bytes with
+			// another first byte.
+			v1 := append([]byte{EnvelopeVersion}, data[1:]...)
+			if err := Decode(v1, &got); err != nil {
+				t.Errorf("coding %q: same layout under version 1: %v", tt.coding, err)
+			}
+		}
 	}
 }
 
