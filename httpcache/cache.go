@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -296,14 +297,26 @@ func (c *Cache) Close(ctx context.Context) error {
 }
 
 // background runs f in a goroutine that Close waits for, and reports
-// whether it did: once the cache is closed it does not.
+// whether it did: once the cache is closed it does not. A panic in f (in
+// a compression library fed a dictionary from the store, say) is logged
+// and reported, never allowed to take the service down.
 func (c *Cache) background(f func()) bool {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
 	if c.closed {
 		return false
 	}
-	c.bg.Go(f)
+	c.bg.Go(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				c.log.Error("readthrough: background task panicked", "panic", v, "stack", string(debug.Stack()))
+				if c.onError != nil {
+					c.onError(context.Background(), fmt.Errorf("httpcache: background task panicked: %v", v))
+				}
+			}
+		}()
+		f()
+	})
 	return true
 }
 

@@ -56,10 +56,6 @@ type DictionaryStore interface {
 }
 
 const (
-	// dictCoding is the envelope coding of a body compressed with a
-	// route's dictionary: a zstd frame whose header names the dictionary.
-	// No HTTP client can decode it, so it is never sent as it is.
-	dictCoding = "zstd-dict"
 	// dictHistoryBytes is how much of the route's bodies a dictionary is
 	// trained from, and the size of its raw content: 32 KiB took 2 KB
 	// JSON answers from 804 bytes (gzip) to 482, where 16 KiB gave 500
@@ -83,9 +79,12 @@ const (
 	// waits before the next try, and how often an unknown dictionary id
 	// may make an instance reload a route's dictionaries.
 	dictRetryInterval = time.Second
-	// dictTimeout bounds one dictionary call to the store: dictionaries
-	// are tens of kilobytes, larger than the entries the store timeout is
-	// set for.
+	// dictTimeout bounds one background dictionary task: dictionaries are
+	// tens of kilobytes, larger than the entries the store timeout is set
+	// for. Loads in the course of a request (see loadShared) keep to the
+	// store timeout, as every store call a request waits for does; when
+	// one runs out, the background load that the same fill starts reads
+	// the dictionaries within this bound.
 	dictTimeout = 2 * time.Second
 	// dictMaxKnown bounds the dictionaries of one route an instance keeps.
 	dictMaxKnown = 16
@@ -115,6 +114,12 @@ type dictEncoder struct {
 	enc *zstd.Encoder
 }
 
+// builtDict is a trained dictionary and its id.
+type builtDict struct {
+	id  uint32
+	raw []byte
+}
+
 // dictDecoder decodes with any of a route's known dictionaries; it is
 // replaced, never changed, when one is added.
 type dictDecoder struct {
@@ -132,12 +137,20 @@ type dictionaries struct {
 	known  atomic.Pointer[dictDecoder] // nil until one is loaded
 	loaded atomic.Bool                 // the store's dictionaries were read once
 
+	// nextCheck is when the current dictionary is checked next, in Unix
+	// nanoseconds: read without d.mu on hits (see used), set with it.
+	nextCheck atomic.Int64
+
 	mu          sync.Mutex
 	busy        bool      // a background task runs
-	next        time.Time // when the current dictionary is checked next
 	hold        time.Time // no background task before, after a failure
 	samples     [][]byte  // bodies to train from, until a dictionary is adopted
 	sampleBytes int
+	// built is a dictionary trained but not yet published (the store
+	// refused it): publishing is retried with it rather than trained again.
+	built *builtDict
+	// builds counts trainings that built a dictionary.
+	builds atomic.Int64
 
 	reloadMu   sync.Mutex
 	loading    chan struct{} // closed when the shared load in flight ends; guarded by reloadMu
@@ -173,7 +186,7 @@ func (d *dictionaries) compress(ctx context.Context, e *storage.Entry) {
 	if len(out) > len(e.Body)-len(e.Body)/8 {
 		return
 	}
-	e.Body, e.Coding, e.CacheEncoded = out, dictCoding, true
+	e.Body, e.Coding, e.CacheEncoded = out, storage.DictionaryCoding, true
 }
 
 // sample keeps a copy of body for training, until enough are kept.
@@ -208,23 +221,36 @@ func (d *dictionaries) tick(now time.Time) {
 	switch {
 	case !d.loaded.Load():
 		task = func(ctx context.Context) { d.load(ctx) }
-	case d.cur.Load() == nil && d.enoughSamples():
-		samples := d.samples
-		task = func(ctx context.Context) { d.train(ctx, samples) }
-	case !now.Before(d.next):
+	case d.cur.Load() == nil && (d.built != nil || d.enoughSamples()):
+		samples, built := d.samples, d.built
+		task = func(ctx context.Context) { d.train(ctx, samples, built) }
+	case now.UnixNano() >= d.nextCheck.Load():
 		task = d.check
-		d.next = now.Add(d.rt.cache.dictCheckInterval)
+		d.nextCheck.Store(now.Add(d.rt.cache.dictCheckInterval).UnixNano())
 	default:
 		return
 	}
 	d.busy = d.rt.cache.background(func() {
+		defer func() { // also after a panic, which background recovers
+			d.mu.Lock()
+			d.busy = false
+			d.mu.Unlock()
+		}()
 		ctx, cancel := context.WithTimeout(context.Background(), dictTimeout)
 		defer cancel()
 		task(ctx)
-		d.mu.Lock()
-		d.busy = false
-		d.mu.Unlock()
 	})
+}
+
+// used is called on every hit decoded with one of the route's
+// dictionaries. It lets the periodic check run on a route that is only
+// read, not filled, which keeps the store's copy of the dictionaries alive
+// (the Redis store renews their expiry on every dictionary call) while
+// the route is served at all. It costs an atomic load until a check is due.
+func (d *dictionaries) used(now time.Time) {
+	if now.UnixNano() >= d.nextCheck.Load() {
+		d.tick(now)
+	}
 }
 
 // retrySoon holds the next background task back for dictRetryInterval,
@@ -252,7 +278,7 @@ func (d *dictionaries) load(ctx context.Context) bool {
 	}
 	if !d.loaded.Swap(true) {
 		d.mu.Lock()
-		d.next = time.Now().Add(d.rt.cache.dictCheckInterval)
+		d.nextCheck.Store(time.Now().Add(d.rt.cache.dictCheckInterval).UnixNano())
 		d.mu.Unlock()
 	}
 	return true
@@ -291,31 +317,43 @@ func (d *dictionaries) loadShared(ctx context.Context) {
 	d.load(sctx)
 }
 
-// train builds a dictionary from samples, publishes it, and adopts the
-// route's current dictionary: its own, or the one another instance
-// published first.
-func (d *dictionaries) train(ctx context.Context, samples [][]byte) {
-	hist, rest := splitSamples(samples)
-	id := dictionaryID(samples)
-	raw, err := zstd.BuildDict(zstd.BuildDictOptions{
-		ID:       id,
-		Contents: rest,
-		History:  hist,
-		Offsets:  [3]int{1, 4, 8},
-		Level:    dictLevel,
-	})
-	if err != nil {
-		// Samples zstd cannot build a dictionary from (too uniform, say):
-		// start over with new ones rather than retry the same. Not a store
-		// error: only logged.
-		d.rt.cache.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: train dictionary",
-			slog.String("route", d.rt.key.Pattern()), slog.Any("err", err))
-		d.dropSamples()
-		d.retrySoon()
-		return
+// train builds a dictionary from samples (or takes built, one trained
+// before whose publication failed), publishes it, and adopts the route's
+// current dictionary: its own, or the one another instance published
+// first.
+func (d *dictionaries) train(ctx context.Context, samples [][]byte, built *builtDict) {
+	if built == nil {
+		hist, rest := splitSamples(samples)
+		id := dictionaryID(samples)
+		raw, err := zstd.BuildDict(zstd.BuildDictOptions{
+			ID:       id,
+			Contents: rest,
+			History:  hist,
+			Offsets:  [3]int{1, 4, 8},
+			Level:    dictLevel,
+		})
+		if err != nil {
+			// Samples zstd cannot build a dictionary from (too uniform,
+			// say): start over with new ones rather than retry the same.
+			// Not a store error: only logged.
+			d.rt.cache.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: train dictionary",
+				slog.String("route", d.rt.key.Pattern()), slog.Any("err", err))
+			d.dropSamples()
+			d.retrySoon()
+			return
+		}
+		built = &builtDict{id: id, raw: raw}
+		d.builds.Add(1)
 	}
+	id, raw := built.id, built.raw
 	cur, err := d.store.AddDictionary(ctx, d.name, id, raw)
 	if err != nil {
+		// Kept, so that the retry publishes without training again (the
+		// store refusing writes for a while must not cost a training a
+		// second).
+		d.mu.Lock()
+		d.built = built
+		d.mu.Unlock()
 		d.rt.reportError(ctx, "publish dictionary", err)
 		d.retrySoon()
 		return
@@ -368,9 +406,11 @@ func splitSamples(samples [][]byte) (hist []byte, rest [][]byte) {
 	return hist, samples[:first]
 }
 
+// dropSamples forgets the training samples and any dictionary built from
+// them but not published.
 func (d *dictionaries) dropSamples() {
 	d.mu.Lock()
-	d.samples, d.sampleBytes = nil, 0
+	d.samples, d.sampleBytes, d.built = nil, 0, nil
 	d.mu.Unlock()
 }
 
@@ -452,6 +492,14 @@ func (d *dictionaries) adopt(ctx context.Context, id uint32) {
 // parse, or whose own id is not the one it is stored under, is reported
 // and left out.
 func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
+	// Reported once d.mu is released: the user's error callback must not
+	// hold up fills.
+	var errs []error
+	defer func() {
+		for _, err := range errs {
+			d.rt.reportError(ctx, "load dictionaries", err)
+		}
+	}()
 	d.mu.Lock() // installs are rare; one at a time keeps none lost
 	defer d.mu.Unlock()
 	old := d.known.Load()
@@ -465,8 +513,14 @@ func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
 	for id, b := range dicts {
 		if known, ok := raw[id]; ok {
 			if !bytes.Equal(known, b) {
-				d.rt.reportError(ctx, "load dictionaries", fmt.Errorf("%w: dictionary %d changed in the store; keeping the one in use", storage.ErrCorrupt, id))
+				errs = append(errs, fmt.Errorf("%w: dictionary %d changed in the store; keeping the one in use", storage.ErrCorrupt, id))
 			}
+			continue
+		}
+		// Checked before anything is evicted for it.
+		info, err := zstd.InspectDictionary(b)
+		if err != nil || info.ID() != id {
+			errs = append(errs, fmt.Errorf("%w: dictionary %d does not parse as dictionary %d: %v", storage.ErrCorrupt, id, id, err))
 			continue
 		}
 		if len(raw) >= dictMaxKnown {
@@ -478,11 +532,6 @@ func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
 					break
 				}
 			}
-		}
-		info, err := zstd.InspectDictionary(b)
-		if err != nil || info.ID() != id {
-			d.rt.reportError(ctx, "load dictionaries", fmt.Errorf("%w: dictionary %d does not parse as dictionary %d: %v", storage.ErrCorrupt, id, id, err))
-			continue
 		}
 		raw[id] = b
 		added++
@@ -499,7 +548,7 @@ func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
 		zstd.WithDecoderConcurrency(4*runtime.GOMAXPROCS(0)),
 		zstd.WithDecoderMaxMemory(uint64(d.maxBody())))
 	if err != nil {
-		d.rt.reportError(ctx, "dictionary decoder", err)
+		errs = append(errs, fmt.Errorf("httpcache: dictionary decoder: %w", err))
 		return
 	}
 	d.rt.stats.dictsLoaded.Add(int64(added))
@@ -528,10 +577,12 @@ func (d *dictionaries) decode(ctx context.Context, e *storage.Entry) error {
 	}
 	kd := d.known.Load()
 	if kd == nil || kd.raw[h.DictionaryID] == nil {
-		if !d.reload(ctx, h.DictionaryID) {
+		d.loadShared(ctx)
+		// Checked on the snapshot it decodes with: a later install may
+		// have evicted the dictionary from the newest one.
+		if kd = d.known.Load(); kd == nil || kd.raw[h.DictionaryID] == nil {
 			return errUnknownDictionary
 		}
-		kd = d.known.Load()
 	}
 	size := uint64(2 * len(e.Body))
 	if h.HasFCS {
@@ -541,26 +592,13 @@ func (d *dictionaries) decode(ctx context.Context, e *storage.Entry) error {
 		size = h.FrameContentSize
 	}
 	body, err := kd.dec.DecodeAll(e.Body, make([]byte, 0, size))
+	if errors.Is(err, zstd.ErrUnknownDictionary) {
+		return errUnknownDictionary // not the entry's fault: never deleted for it
+	}
 	if err != nil {
 		return fmt.Errorf("%w: dictionary-compressed body: %w", storage.ErrCorrupt, err)
 	}
 	d.rt.cache.decoded.put(e.Body, body)
 	e.Body, e.Coding, e.CacheEncoded = body, "", false
 	return nil
-}
-
-// reload reads the route's dictionaries for an entry that names dictionary
-// id (see loadShared) and reports whether id is known then. It also
-// adopts the store's current dictionary when this instance has none yet.
-func (d *dictionaries) reload(ctx context.Context, id uint32) bool {
-	if !d.knows(id) {
-		d.loadShared(ctx)
-	}
-	return d.knows(id)
-}
-
-// knows reports whether dictionary id is installed.
-func (d *dictionaries) knows(id uint32) bool {
-	kd := d.known.Load()
-	return kd != nil && kd.raw[id] != nil
 }

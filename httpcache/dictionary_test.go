@@ -120,8 +120,8 @@ func TestDictionaryCompression(t *testing.T) {
 	target := fmt.Sprintf("/items/%d", next)
 	miss := do(h, "GET", target)
 	e := storedEntry(t, store, "GET /items/{id}", target, dictPolicy)
-	if e.Coding != dictCoding || !e.CacheEncoded {
-		t.Fatalf("after training the entry is coded %q, want %q", e.Coding, dictCoding)
+	if e.Coding != storage.DictionaryCoding || !e.CacheEncoded {
+		t.Fatalf("after training the entry is coded %q, want %q", e.Coding, storage.DictionaryCoding)
 	}
 	gz := storage.Entry{Body: []byte(itemDoc(next)), Header: http.Header{"Content-Type": {"application/json"}}}
 	storage.Compress(&gz)
@@ -181,8 +181,8 @@ func TestDictionarySharedBetweenInstances(t *testing.T) {
 	do(hb, "GET", target2)
 	ea := storedEntry(t, store, "GET /items/{id}", target, dictPolicy)
 	eb := storedEntry(t, store, "GET /items/{id}", target2, dictPolicy)
-	if eb.Coding != dictCoding {
-		t.Fatalf("second instance stored %q, want %q", eb.Coding, dictCoding)
+	if eb.Coding != storage.DictionaryCoding {
+		t.Fatalf("second instance stored %q, want %q", eb.Coding, storage.DictionaryCoding)
 	}
 	if ida, idb := frameDict(t, ea.Body), frameDict(t, eb.Body); ida != idb {
 		t.Errorf("instances compress with dictionaries %d and %d, want one", ida, idb)
@@ -476,8 +476,8 @@ func TestDictionaryCollapsedWaiters(t *testing.T) {
 	if collapsed == 0 {
 		t.Errorf("no request was collapsed on the fill: the test tested nothing")
 	}
-	if e := storedEntry(t, store, "GET /items/{id}", "/items/4711", dictPolicy); e.Coding != dictCoding {
-		t.Errorf("stored coding %q, want %q", e.Coding, dictCoding)
+	if e := storedEntry(t, store, "GET /items/{id}", "/items/4711", dictPolicy); e.Coding != storage.DictionaryCoding {
+		t.Errorf("stored coding %q, want %q", e.Coding, storage.DictionaryCoding)
 	}
 }
 
@@ -508,8 +508,8 @@ func TestDictionaryUnusableCurrent(t *testing.T) {
 	}
 	target := fmt.Sprintf("/items/%d", next+100)
 	do(h, "GET", target)
-	if e := storedEntry(t, store, "GET /items/{id}", target, dictPolicy); e.Coding != dictCoding {
-		t.Errorf("stored coding %q, want %q", e.Coding, dictCoding)
+	if e := storedEntry(t, store, "GET /items/{id}", target, dictPolicy); e.Coding != storage.DictionaryCoding {
+		t.Errorf("stored coding %q, want %q", e.Coding, storage.DictionaryCoding)
 	}
 	if r := do(h, "GET", target); !r.isHit() || r.body != itemDoc(next+100) {
 		t.Errorf("hit: %q", r.cacheStatus())

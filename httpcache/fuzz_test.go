@@ -112,7 +112,7 @@ func FuzzDictionaryDecode(f *testing.F) {
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
 	f.Add([]byte("not zstd at all"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		e := storage.Entry{Coding: dictCoding, Body: bytes.Clone(body)}
+		e := storage.Entry{Coding: storage.DictionaryCoding, Body: bytes.Clone(body)}
 		err := d.decode(context.Background(), &e)
 		if err == nil && (e.Coding != "" || int64(len(e.Body)) > d.maxBody()) {
 			t.Fatalf("decoded to coding %q, %d bytes", e.Coding, len(e.Body))

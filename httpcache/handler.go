@@ -3,6 +3,7 @@ package httpcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -39,19 +40,22 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := rt.lookup(r.Context(), k, e, now); err == nil {
 		switch freshness(e, now) {
 		case stateFresh:
-			rt.stats.hits.Add(1)
-			if rt.refreshDue(e, now) {
-				rt.scheduleRefresh(r, k, h.next)
+			if rt.serveEntry(w, r, e, now, hitStatus(rt.cache.name, e, now)) {
+				rt.stats.hits.Add(1)
+				if rt.refreshDue(e, now) {
+					rt.scheduleRefresh(r, k, h.next)
+				}
+				putEntry(e)
+				return
 			}
-			rt.serve(w, r, e, now, hitStatus(rt.cache.name, e, now))
-			putEntry(e)
-			return
+			// Its body did not decode: a miss (the entry is deleted).
 		case stateStale:
-			rt.stats.staleServed.Add(1)
-			rt.scheduleRefresh(r, k, h.next)
-			rt.serve(w, r, e, now, staleStatus(rt.cache.name, e, now))
-			putEntry(e)
-			return
+			if rt.serveEntry(w, r, e, now, staleStatus(rt.cache.name, e, now)) {
+				rt.stats.staleServed.Add(1)
+				rt.scheduleRefresh(r, k, h.next)
+				putEntry(e)
+				return
+			}
 		case stateErrorOnly:
 			// Too stale to serve as it is, but still good if the origin
 			// fails; it may be shared with waiters, so it leaves the pool.
@@ -174,8 +178,14 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
 		return storage.ErrNotFound
 	}
-	if e.Coding == dictCoding {
-		return rt.decodeDictionary(ctx, k, e)
+	if e.Coding == storage.DictionaryCoding {
+		return rt.decodeDictionary(ctx, k, e, now)
+	}
+	if !storage.SupportedCoding(e.Coding) {
+		// Written by another writer (a newer release, say) in a coding
+		// this one cannot decode: a miss, never sent as it is. It is left
+		// for the fill to replace, since its writer can still read it.
+		return fmt.Errorf("%w: entry in content coding %q, which this release cannot decode", storage.ErrNotFound, e.Coding)
 	}
 	return nil
 }
@@ -183,13 +193,14 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 // decodeDictionary decodes a dictionary-compressed entry in place. An
 // entry whose dictionary cannot be loaded is a miss and is left for the
 // fill to replace; one that does not decode is reported and deleted.
-func (rt *route) decodeDictionary(ctx context.Context, k keying.Key, e *storage.Entry) error {
+func (rt *route) decodeDictionary(ctx context.Context, k keying.Key, e *storage.Entry, now time.Time) error {
 	err := errUnknownDictionary
 	if rt.dicts != nil { // else the route's policy changed since
 		err = rt.dicts.decode(ctx, e)
 	}
 	switch {
 	case err == nil:
+		rt.dicts.used(now)
 	case errors.Is(err, errUnknownDictionary):
 		rt.stats.dictMisses.Add(1)
 	default:

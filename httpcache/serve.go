@@ -2,6 +2,7 @@ package httpcache
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,8 +14,19 @@ import (
 // serve writes the stored entry e as the response to r, answering
 // conditional requests with 304 and choosing between the stored bytes and
 // their decoded form by the client's Accept-Encoding. It never mutates e,
-// which may be shared by collapsed requests.
+// which may be shared by collapsed requests. An entry whose body does not
+// decode is answered with 502 (see serveEntry).
 func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) {
+	if !rt.serveEntry(w, r, e, now, cacheStatus) {
+		http.Error(w, "cached entry unreadable", http.StatusBadGateway)
+	}
+}
+
+// serveEntry is serve, except that when the body must be decoded for the
+// client and does not decode, it sends nothing and returns false, so that
+// the hit path can go to the origin instead. Such an entry is reported
+// and deleted: the next request is a miss that replaces it.
+func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) bool {
 	h := w.Header()
 	for name, values := range e.Header {
 		h[name] = values[:len(values):len(values)] // appends by others must copy
@@ -34,7 +46,7 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return true
 	}
 	bodyless := r.Method == http.MethodHead || e.Status == http.StatusNoContent || e.Status == http.StatusNotModified
 	if e.Coding == "" || acceptsCoding(r.Header["Accept-Encoding"], e.Coding) {
@@ -46,29 +58,30 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 			}
 		}
 		writeBody(w, e.Status, e.Body, bodyless, own[3:4:4])
-		return
+		return true
 	}
 	// The client does not accept the stored coding: send the body decoded,
 	// with an exact Content-Length.
 	delete(h, "Content-Encoding")
 	if body := rt.cache.decoded.get(e.Body); body != nil {
 		writeBody(w, e.Status, body, bodyless, own[3:4:4])
-		return
+		return true
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer putBuf(buf)
 	if err := storage.WriteBody(buf, e); err != nil {
-		// Undecodable body: not servable. Report it and fail this response
-		// rather than send garbage; the next fill replaces the entry.
+		// Undecodable body: never sent. Nothing is written yet (it was
+		// decoded into buf), so the caller can still answer otherwise.
 		rt.reportError(r.Context(), "decode stored body", err)
+		rt.dropField(context.WithoutCancel(r.Context()), rt.key.Key(r))
 		clear(h)
-		http.Error(w, "cached entry unreadable", http.StatusBadGateway)
-		return
+		return false
 	}
 	if rt.cache.decoded.takes(len(e.Body), buf.Len()) {
 		rt.cache.decoded.put(e.Body, bytes.Clone(buf.Bytes()))
 	}
 	writeBody(w, e.Status, buf.Bytes(), bodyless, own[3:4:4])
+	return true
 }
 
 // writeBody sends status and body, with a Content-Length (held in

@@ -30,7 +30,7 @@ type Stats struct {
 
 	// Dictionary compression (policy.CompressDictionary).
 	DictionariesTrained int64 `json:"dictionaries_trained"` // dictionaries this instance trained and published
-	DictionariesLoaded  int64 `json:"dictionaries_loaded"`  // dictionaries this instance holds, trained or read from the store
+	DictionariesLoaded  int64 `json:"dictionaries_loaded"`  // dictionaries installed in this instance (trained here or read from the store), counted per install
 	DictionaryMisses    int64 `json:"dictionary_misses"`    // reads of entries whose dictionary could not be loaded (misses)
 }
 

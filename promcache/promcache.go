@@ -50,7 +50,7 @@ func NewCollector(cache *httpcache.Cache, namespace string) *Collector {
 	add("refreshes_skipped", "Background refreshes skipped because another instance held the lock.", func(s httpcache.Stats) int64 { return s.RefreshSkipped })
 	add("purge_races", "Fills not stored because a purge came while the origin ran.", func(s httpcache.Stats) int64 { return s.PurgeRaces })
 	add("dictionaries_trained", "Compression dictionaries this instance trained and published.", func(s httpcache.Stats) int64 { return s.DictionariesTrained })
-	add("dictionaries_loaded", "Compression dictionaries this instance holds, trained or read from the store.", func(s httpcache.Stats) int64 { return s.DictionariesLoaded })
+	add("dictionaries_loaded", "Compression dictionaries installed in this instance, trained here or read from the store (a count of installs, not of dictionaries held).", func(s httpcache.Stats) int64 { return s.DictionariesLoaded })
 	add("dictionary_misses", "Reads of entries whose compression dictionary could not be loaded (misses).", func(s httpcache.Stats) int64 { return s.DictionaryMisses })
 	return c
 }

@@ -13,11 +13,13 @@ import (
 
 // DictionaryTTL is the lifetime of a route's dictionary hash. Every
 // dictionary call on the route ([Store.Dictionaries], [Store.AddDictionary],
-// [Store.CurrentDictionary]) sets it again, so the dictionaries of a route
-// in use never expire, while those of a route that no instance served for a
-// month (removed or renamed) free their memory. It is far longer than any
-// entry lives, so an entry never outlives the dictionary it was written
-// with while its route is in use.
+// [Store.CurrentDictionary]) sets it again, and package httpcache makes
+// one every ten seconds from each instance that serves the route (hits or
+// fills), so the dictionaries of a route in use never expire, while those
+// of a route that no instance served for a month (removed or renamed) free
+// their memory. An entry that outlives its dictionary (one stored for
+// longer than a month and not read since) is a miss, refilled when next
+// requested.
 const DictionaryTTL = 30 * 24 * time.Hour
 
 // dictionaryTTLms is DictionaryTTL in milliseconds, as the scripts take it.

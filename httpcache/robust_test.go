@@ -1,0 +1,215 @@
+package httpcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// keyOf is the cache key of target on a route of pattern under p.
+func keyOf(t *testing.T, pattern, target string, p policy.Policy) keying.Key {
+	t.Helper()
+	kr, err := keying.Compile(pattern, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := http.NewServeMux()
+	var k keying.Key
+	m.HandleFunc(pattern, func(_ http.ResponseWriter, r *http.Request) { k = kr.Key(r) })
+	do(m, "GET", target)
+	return k
+}
+
+// plant stores e as the entry of target, as another writer would.
+func plant(t *testing.T, s *storage.MemoryStore, pattern, target string, p policy.Policy, e *storage.Entry) {
+	t.Helper()
+	k := keyOf(t, pattern, target, p)
+	err := s.Set(context.Background(), k.Bucket, k.Field, storage.Encode(nil, e), storage.SetOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An entry in a coding this release cannot decode (another writer's) is a
+// miss, even for a client that lists the coding: ENVELOPE.md's rule.
+func TestUnsupportedCodingIsAMiss(t *testing.T) {
+	store := storage.NewMemoryStore()
+	c := newTestCache(t, store)
+	o := textOrigin(strings.Repeat("fresh from the origin ", 20))
+	h := mux(t, c, "GET /doc/{id}", policy.Policy{TTL: time.Hour}, o)
+	plant(t, store, "GET /doc/{id}", "/doc/1", policy.Policy{}, &storage.Entry{
+		Status: 200, Header: http.Header{"Content-Type": {"text/plain"}},
+		Stored: time.Now(), Fresh: time.Hour, Coding: "br", CacheEncoded: true, Body: []byte("\x1b\x00 not brotli"),
+	})
+	for _, accept := range []string{"br", ""} {
+		r := do(h, "GET", "/doc/1", "Accept-Encoding", accept)
+		if r.status != 200 || r.header.Get("Content-Encoding") != "" || !strings.HasPrefix(r.body, "fresh") {
+			t.Errorf("Accept-Encoding %q: %d %q %q, want the origin's response", accept, r.status, r.header.Get("Content-Encoding"), r.body)
+		}
+	}
+	if n := o.calls.Load(); n != 1 {
+		t.Errorf("origin calls = %d, want 1 (the miss replaced the entry)", n)
+	}
+	if r := do(h, "GET", "/doc/1"); !r.isHit() {
+		t.Errorf("after the refill: %q, want a hit", r.cacheStatus())
+	}
+}
+
+// A stored body that does not decode for a client that needs it decoded
+// is never sent: the request goes to the origin, and the entry is
+// replaced.
+func TestUndecodableBodyGoesToOrigin(t *testing.T) {
+	store := storage.NewMemoryStore()
+	var reported atomic.Int64
+	c := newTestCache(t, store, WithOnError(func(_ context.Context, err error) {
+		if errors.Is(err, storage.ErrCorrupt) {
+			reported.Add(1)
+		}
+	}))
+	o := textOrigin(strings.Repeat("fresh from the origin ", 20))
+	h := mux(t, c, "GET /doc/{id}", policy.Policy{TTL: time.Hour}, o)
+	// A gzip header, then garbage: it decodes as far as the first block.
+	plant(t, store, "GET /doc/{id}", "/doc/1", policy.Policy{}, &storage.Entry{
+		Status: 200, Header: http.Header{"Content-Type": {"text/plain"}},
+		Stored: time.Now(), Fresh: time.Hour, Coding: "gzip", CacheEncoded: true,
+		Body: []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage that is not deflate"),
+	})
+	r := do(h, "GET", "/doc/1")
+	if r.status != 200 || !strings.HasPrefix(r.body, "fresh") || r.isHit() {
+		t.Fatalf("undecodable entry: %d %q %q, want the origin's response", r.status, r.cacheStatus(), r.body)
+	}
+	if reported.Load() == 0 {
+		t.Error("the undecodable body was not reported")
+	}
+	if r := do(h, "GET", "/doc/1"); !r.isHit() || !strings.HasPrefix(r.body, "fresh") {
+		t.Errorf("after the refill: %q, want a hit", r.cacheStatus())
+	}
+	if n := o.calls.Load(); n != 1 {
+		t.Errorf("origin calls = %d, want 1", n)
+	}
+}
+
+// refusingStore refuses the first refusals dictionary publications, as a
+// Redis out of memory would.
+type refusingStore struct {
+	*storage.MemoryStore
+	mu       sync.Mutex
+	refusals int
+	adds     int
+	checks   int
+}
+
+func (s *refusingStore) AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (uint32, error) {
+	s.mu.Lock()
+	s.adds++
+	refuse := s.refusals > 0
+	if refuse {
+		s.refusals--
+	}
+	s.mu.Unlock()
+	if refuse {
+		return 0, fmt.Errorf("test: %w", storage.ErrRefused)
+	}
+	return s.MemoryStore.AddDictionary(ctx, route, id, dict)
+}
+
+func (s *refusingStore) CurrentDictionary(ctx context.Context, route string) (uint32, error) {
+	s.mu.Lock()
+	s.checks++
+	s.mu.Unlock()
+	return s.MemoryStore.CurrentDictionary(ctx, route)
+}
+
+func (s *refusingStore) counts() (adds, checks int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adds, s.checks
+}
+
+// A dictionary the store refuses is published again once it takes it,
+// without being trained again.
+func TestDictionaryPublishRetriedWithoutRetraining(t *testing.T) {
+	store := &refusingStore{MemoryStore: storage.NewMemoryStore(), refusals: 2}
+	c := newTestCache(t, store)
+	h := mux(t, c, "GET /items/{id}", dictPolicy, itemOrigin())
+	next := train(t, c, h, 1)
+	d := c.routes["GET /items/{id}"].dicts
+	if adds, _ := store.counts(); adds != 3 {
+		t.Errorf("%d publications, want 3 (two refused)", adds)
+	}
+	if n := d.builds.Load(); n != 1 {
+		t.Errorf("dictionary built %d times, want once", n)
+	}
+	target := fmt.Sprintf("/items/%d", next)
+	do(h, "GET", target)
+	if e := storedEntry(t, store, "GET /items/{id}", target, dictPolicy); e.Coding != storage.DictionaryCoding {
+		t.Errorf("entry after the publication coded %q", e.Coding)
+	}
+}
+
+// A route that is only read, not filled, still checks its dictionary, so
+// that the store renews it (Redis: its expiry) while the route is in use.
+func TestDictionaryCheckedOnHits(t *testing.T) {
+	store := &refusingStore{MemoryStore: storage.NewMemoryStore()}
+	c := newTestCache(t, store)
+	c.dictCheckInterval = 20 * time.Millisecond
+	o := itemOrigin()
+	h := mux(t, c, "GET /items/{id}", dictPolicy, o)
+	next := train(t, c, h, 1)
+	target := fmt.Sprintf("/items/%d", next)
+	do(h, "GET", target)
+	calls := o.calls.Load()
+	_, before := store.counts()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if r := do(h, "GET", target); !r.isHit() || r.body != itemDoc(next) {
+			t.Fatalf("hit: %q", r.cacheStatus())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitIdle(t, c.routes["GET /items/{id}"].dicts)
+	_, after := store.counts()
+	if after-before < 3 {
+		t.Errorf("%d dictionary checks in 300ms of hits every 20ms check interval, want several", after-before)
+	}
+	if o.calls.Load() != calls {
+		t.Errorf("hits called the origin")
+	}
+}
+
+// A panic in background work is recovered and reported; the cache goes
+// on and closes.
+func TestBackgroundPanicRecovered(t *testing.T) {
+	var reported atomic.Int64
+	c, err := New(storage.NewMemoryStore(), WithLogger(quietLogger()), WithOnError(func(_ context.Context, err error) {
+		if strings.Contains(err.Error(), "panicked") {
+			reported.Add(1)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{})
+	if !c.background(func() { defer close(ran); panic("decoder fault") }) {
+		t.Fatal("background refused before Close")
+	}
+	<-ran
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if reported.Load() != 1 {
+		t.Errorf("panic reported %d times, want once", reported.Load())
+	}
+}
