@@ -94,7 +94,7 @@ func (rt *route) bypassReason(r *http.Request) string {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return "method"
 	}
-	if r.Header.Get("Upgrade") != "" {
+	if headerValue(r.Header, "Upgrade") != "" {
 		return "bypass; detail=upgrade"
 	}
 	if !rt.policy.AllowAuthorized {

@@ -102,7 +102,7 @@ func writeBody(w http.ResponseWriter, status int, body []byte, bodyless bool, le
 // no If-None-Match (RFC 9110 section 13.2.2), against the stored entry.
 func notModified(r *http.Request, e *storage.Entry) bool {
 	if inm := r.Header["If-None-Match"]; len(inm) > 0 {
-		etag := e.Header.Get("Etag")
+		etag := headerValue(e.Header, "Etag")
 		if etag == "" {
 			return false
 		}
@@ -116,8 +116,8 @@ func notModified(r *http.Request, e *storage.Entry) bool {
 		}
 		return false
 	}
-	ims := r.Header.Get("If-Modified-Since")
-	lm := e.Header.Get("Last-Modified")
+	ims := headerValue(r.Header, "If-Modified-Since")
+	lm := headerValue(e.Header, "Last-Modified")
 	if ims == "" || lm == "" {
 		return false
 	}
@@ -130,6 +130,17 @@ func notModified(r *http.Request, e *storage.Entry) bool {
 		return false
 	}
 	return !modified.After(since)
+}
+
+// headerValue is h.Get(key) for a key already in canonical form, without
+// Get's canonicalisation of it, which is a measurable share of a hit: the
+// hit path looks up several headers of every request and entry, whose
+// names net/http and storage.Decode have put in canonical form.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 func weakMatch(a, b string) bool {
