@@ -143,9 +143,9 @@ func TestDictionaryCompressionOverTheWire(t *testing.T) {
 	if trained != 1 {
 		t.Errorf("%d dictionaries trained, want 1", trained)
 	}
-	coding, value := storedCoding(t, rc, p, 1005)
-	if coding != "zstd-dict" {
-		t.Errorf("stored coding %q, want zstd-dict", coding)
+	coding, value, version := storedCoding(t, rc, p, 1005)
+	if coding != storage.DictionaryCoding || version != storage.EnvelopeVersionDictionary {
+		t.Errorf("stored coding %q in envelope version %d, want %s in version %d", coding, version, storage.DictionaryCoding, storage.EnvelopeVersionDictionary)
 	}
 	gz := storage.Entry{Body: []byte(productDoc(1005)), Header: http.Header{"Content-Type": {"application/json"}}}
 	storage.Compress(&gz)
@@ -160,9 +160,9 @@ func TestDictionaryCompressionOverTheWire(t *testing.T) {
 	check("hit after flush", true)
 }
 
-// storedCoding returns the content coding and value size of product id's
-// stored entry.
-func storedCoding(t *testing.T, rc redis.UniversalClient, p string, id int) (string, int) {
+// storedCoding returns the content coding, value size and envelope
+// version of product id's stored entry.
+func storedCoding(t *testing.T, rc redis.UniversalClient, p string, id int) (string, int, byte) {
 	t.Helper()
 	for _, k := range scanKeys(t, rc, p+":b:*") {
 		if !strings.HasSuffix(k, "|"+strconv.Itoa(id)+"}") {
@@ -176,10 +176,74 @@ func storedCoding(t *testing.T, rc redis.UniversalClient, p string, id int) (str
 		if err := storage.Decode([]byte(vals[0]), &e); err != nil {
 			t.Fatal(err)
 		}
-		return e.Coding, len(vals[0])
+		return e.Coding, len(vals[0]), vals[0][0]
 	}
 	t.Fatalf("no bucket for product %d", id)
-	return "", 0
+	return "", 0, 0
+}
+
+// A rolling change of a route's compression, on one real Redis: an
+// instance whose route stores gzip (a release before dictionaries, or a
+// policy file that turned them off) meets entries written with a
+// dictionary, which it cannot read. They are misses it refills, never an
+// error; the dictionary instances read its gzip entries as hits.
+func TestDictionaryMixedDeploy(t *testing.T) {
+	srv := startServer(t)
+	p := prefix(t)
+	dictPol := policy.Policy{TTL: time.Hour, Compression: policy.CompressDictionary}
+	newApp := func(pol policy.Policy) (*app, *counter) {
+		o := productOrigin()
+		return startApp(t, appConfig{
+			client: srv.Client(), prefix: p, opts: []httpcache.Option{patient()},
+			routes: []route{{"GET /products/{id}", pol, o}},
+		}), o
+	}
+	dict, _ := newApp(dictPol)
+	plain, plainOrigin := newApp(policy.Policy{TTL: time.Hour})
+	url := func(a *app, id int) string { return a.URL + "/products/" + strconv.Itoa(id) }
+	deadline := time.Now().Add(20 * time.Second)
+	for id := 1; dict.Cache.Stats().DictionariesTrained == 0; id++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("no dictionary after %d fills", id)
+		}
+		get(url(dict, id), "Host", serviceHost)
+	}
+	rc := srv.Client()
+	defer rc.Close()
+
+	const first, n = 5000, 20
+	for id := first; id < first+n; id++ {
+		if r := get(url(dict, id), "Host", serviceHost); r.status != http.StatusOK || r.body != productDoc(id) {
+			t.Fatalf("dictionary fill of %d: %d %v", id, r.status, r.err)
+		}
+		if coding, _, _ := storedCoding(t, rc, p, id); coding != storage.DictionaryCoding {
+			t.Fatalf("product %d stored as %q, want %s", id, coding, storage.DictionaryCoding)
+		}
+	}
+	for _, ae := range []string{"", "gzip", "*"} {
+		for id := first; id < first+n; id++ {
+			r := get(url(plain, id), "Host", serviceHost, "Accept-Encoding", ae)
+			body := r.body
+			if r.header.Get("Content-Encoding") == "gzip" {
+				body = gunzip(t, body)
+			}
+			if r.err != nil || r.status != http.StatusOK || body != productDoc(id) || strings.Contains(r.header.Get("Content-Encoding"), "zstd") {
+				t.Fatalf("gzip instance, product %d, Accept-Encoding %q: %d %q %v", id, ae, r.status, r.header.Get("Content-Encoding"), r.err)
+			}
+		}
+	}
+	if calls := plainOrigin.calls.Load(); calls != n {
+		t.Errorf("gzip instance called its origin %d times for %d dictionary entries, want %d (each a miss once)", calls, n, n)
+	}
+	for id := first; id < first+n; id++ {
+		if coding, _, version := storedCoding(t, rc, p, id); coding != "gzip" || version != storage.EnvelopeVersion {
+			t.Fatalf("product %d refilled as %q in version %d, want gzip in version %d", id, coding, version, storage.EnvelopeVersion)
+		}
+		r := get(url(dict, id), "Host", serviceHost)
+		if !r.hit() || r.body != productDoc(id) {
+			t.Errorf("dictionary instance on the gzip entry of %d: %q", id, r.cacheStatus())
+		}
+	}
 }
 
 // gunzip decodes a gzip body.
