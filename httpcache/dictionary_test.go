@@ -54,14 +54,7 @@ func itemOrigin() *origin {
 // storedEntry reads and decodes the stored entry of target on route.
 func storedEntry(t *testing.T, s Store, pattern, target string, p policy.Policy) storage.Entry {
 	t.Helper()
-	kr, err := keying.Compile(pattern, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := http.NewServeMux()
-	var k keying.Key
-	m.HandleFunc(pattern, func(_ http.ResponseWriter, r *http.Request) { k = kr.Key(r) })
-	do(m, "GET", target)
+	k := keyOf(t, pattern, target, p)
 	raw, err := s.Get(context.Background(), k.Bucket, k.Field)
 	if err != nil {
 		t.Fatalf("no stored entry for %s: %v", target, err)

@@ -18,13 +18,7 @@ const dictRoute = "GET /items/%7Bid%7D|"
 // TestDictionaryLayout checks the key and fields of a route's dictionaries
 // in Redis.
 func TestDictionaryLayout(t *testing.T) {
-	srv := redistest.StartT(t)
-	client := srv.Client()
-	s, err := redisstore.New(client, redisstore.WithPrefix("app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, client := startStore(t, redisstore.WithPrefix("app")) // the last prefix option wins
 	ctx := t.Context()
 	key := s.DictionaryKey(dictRoute)
 	if want := "app:d:{" + dictRoute + "}"; key != want {
@@ -72,9 +66,7 @@ func TestDictionaryLayout(t *testing.T) {
 // TestDictionaryTTL checks that each of the three calls sets the route's
 // lifetime to DictionaryTTL.
 func TestDictionaryTTL(t *testing.T) {
-	srv := redistest.StartT(t)
-	client := srv.Client()
-	s := newStore(t, client)
+	s, client := startStore(t)
 	ctx := t.Context()
 	key := s.DictionaryKey(dictRoute)
 	wantTTL := func(after string) {
@@ -118,9 +110,7 @@ func TestDictionaryTTL(t *testing.T) {
 // TestDictionaryCurrentVanished checks a current id whose dictionary is
 // gone: it counts as none, and the next dictionary added becomes current.
 func TestDictionaryCurrentVanished(t *testing.T) {
-	srv := redistest.StartT(t)
-	client := srv.Client()
-	s := newStore(t, client)
+	s, client := startStore(t)
 	ctx := t.Context()
 	key := s.DictionaryKey(dictRoute)
 	for _, id := range []uint32{5, 6} {
@@ -170,9 +160,7 @@ func TestDictionaryCurrentVanished(t *testing.T) {
 
 // TestDictionaryCommands checks that each call is one script run.
 func TestDictionaryCommands(t *testing.T) {
-	srv := redistest.StartT(t)
-	client := srv.Client()
-	s := newStore(t, client)
+	s, client := startStore(t)
 	ctx := t.Context()
 	calls := func(id uint32) {
 		t.Helper()

@@ -47,6 +47,14 @@ func newStore(t *testing.T, client redis.UniversalClient, opts ...redisstore.Opt
 	return s
 }
 
+// startStore starts a Redis server for t and returns a store on it, with
+// a prefix of t's own, and a client of the server.
+func startStore(t *testing.T, opts ...redisstore.Option) (*redisstore.Store, redis.UniversalClient) {
+	t.Helper()
+	client := redistest.StartT(t).Client()
+	return newStore(t, client, opts...), client
+}
+
 func conformance(client redis.UniversalClient) func(t *testing.T, fenceTTL time.Duration) storetest.Store {
 	return func(t *testing.T, fenceTTL time.Duration) storetest.Store {
 		return newStore(t, client, redisstore.WithFenceTTL(fenceTTL))
@@ -298,9 +306,7 @@ func TestCommands(t *testing.T) {
 // its scripts (SCRIPT FLUSH, a restart, a failover): every bucket is still
 // purged, in round trips of at most 100 scripts.
 func TestPurgeScriptFlushed(t *testing.T) {
-	srv := redistest.StartT(t)
-	client := srv.Client()
-	s := newStore(t, client)
+	s, client := startStore(t)
 	ctx := t.Context()
 	const buckets = 250
 	for i := range buckets {
@@ -454,13 +460,7 @@ func TestWithFenceTTL(t *testing.T) {
 
 // TestKeys checks the layout of the keys in Redis and their lifetimes.
 func TestKeys(t *testing.T) {
-	srv := redistest.StartT(t)
-	client := srv.Client()
-	s, err := redisstore.New(client, redisstore.WithPrefix("app"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, client := startStore(t, redisstore.WithPrefix("app")) // the last prefix option wins
 	ctx := t.Context()
 
 	field := "\x00\x01bin"
@@ -535,9 +535,7 @@ func TestKeys(t *testing.T) {
 // TestMaxFieldsLowered checks that a bucket far over a lowered bound
 // shrinks by a bounded number of fields per write.
 func TestMaxFieldsLowered(t *testing.T) {
-	srv := redistest.StartT(t)
-	client := srv.Client()
-	s := newStore(t, client)
+	s, client := startStore(t)
 	ctx := t.Context()
 	for i := range 300 {
 		if err := s.Set(ctx, "b", fmt.Sprint(i), []byte("v"), storage.SetOptions{TTL: time.Minute}); err != nil {
