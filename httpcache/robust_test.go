@@ -84,9 +84,17 @@ func TestUndecodableBodyGoesToOrigin(t *testing.T) {
 		Stored: time.Now(), Fresh: time.Hour, Coding: "gzip", CacheEncoded: true,
 		Body: []byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xffgarbage that is not deflate"),
 	})
-	r := do(h, "GET", "/doc/1")
+	// An outer middleware's header survives; none of the entry's is left.
+	outer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Outer", "kept")
+		h.ServeHTTP(w, r)
+	})
+	r := do(outer, "GET", "/doc/1")
 	if r.status != 200 || !strings.HasPrefix(r.body, "fresh") || r.isHit() {
 		t.Fatalf("undecodable entry: %d %q %q, want the origin's response", r.status, r.cacheStatus(), r.body)
+	}
+	if r.header.Get("X-Outer") != "kept" || r.header.Get("Age") != "" || r.header.Get("Content-Encoding") != "" {
+		t.Errorf("headers after the undecodable entry: %v", r.header)
 	}
 	if reported.Load() == 0 {
 		t.Error("the undecodable body was not reported")

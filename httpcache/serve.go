@@ -23,10 +23,33 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry,
 }
 
 // serveEntry is serve, except that when the body must be decoded for the
-// client and does not decode, it sends nothing and returns false, so that
-// the hit path can go to the origin instead. Such an entry is reported
-// and deleted: the next request is a miss that replaces it.
+// client and does not decode, it sends nothing, leaves w's headers as they
+// were, and returns false, so that the hit path can go to the origin
+// instead. Such an entry is reported and deleted: the next request is a
+// miss that replaces it.
 func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) bool {
+	notMod := e.Status == http.StatusOK && notModified(r, e)
+	send := e.Body // the body as the client gets it
+	decode := !notMod && e.Coding != "" && !acceptsCoding(r.Header["Accept-Encoding"], e.Coding)
+	if decode {
+		// The client does not accept the stored coding: it gets the body
+		// decoded, with an exact Content-Length. Decoded before any header
+		// is set, so that a body that does not decode leaves no trace.
+		if send = rt.cache.decoded.get(e.Body); send == nil {
+			buf := bufPool.Get().(*bytes.Buffer)
+			defer putBuf(buf)
+			if err := storage.WriteBody(buf, e); err != nil {
+				rt.reportError(r.Context(), "decode stored body", err)
+				rt.dropField(context.WithoutCancel(r.Context()), rt.key.Key(r))
+				return false
+			}
+			send = buf.Bytes()
+			if rt.cache.decoded.takes(len(e.Body), len(send)) {
+				rt.cache.decoded.put(e.Body, bytes.Clone(send))
+			}
+		}
+	}
+
 	h := w.Header()
 	for name, values := range e.Header {
 		h[name] = values[:len(values):len(values)] // appends by others must copy
@@ -42,45 +65,24 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 	if e.Coding != "" {
 		addVary(h, "Accept-Encoding", own[4:5:5])
 	}
-	if e.Status == http.StatusOK && notModified(r, e) {
+	if notMod {
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		w.WriteHeader(http.StatusNotModified)
 		return true
 	}
-	bodyless := r.Method == http.MethodHead || e.Status == http.StatusNoContent || e.Status == http.StatusNotModified
-	if e.Coding == "" || acceptsCoding(r.Header["Accept-Encoding"], e.Coding) {
-		if e.Coding != "" {
-			own[2] = e.Coding
-			h["Content-Encoding"] = own[2:3:3]
-			if e.CacheEncoded {
-				weakenETag(h, own[5:6:6])
-			}
+	switch {
+	case decode:
+		delete(h, "Content-Encoding")
+	case e.Coding != "":
+		own[2] = e.Coding
+		h["Content-Encoding"] = own[2:3:3]
+		if e.CacheEncoded {
+			weakenETag(h, own[5:6:6])
 		}
-		writeBody(w, e.Status, e.Body, bodyless, own[3:4:4])
-		return true
 	}
-	// The client does not accept the stored coding: send the body decoded,
-	// with an exact Content-Length.
-	delete(h, "Content-Encoding")
-	if body := rt.cache.decoded.get(e.Body); body != nil {
-		writeBody(w, e.Status, body, bodyless, own[3:4:4])
-		return true
-	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	defer putBuf(buf)
-	if err := storage.WriteBody(buf, e); err != nil {
-		// Undecodable body: never sent. Nothing is written yet (it was
-		// decoded into buf), so the caller can still answer otherwise.
-		rt.reportError(r.Context(), "decode stored body", err)
-		rt.dropField(context.WithoutCancel(r.Context()), rt.key.Key(r))
-		clear(h)
-		return false
-	}
-	if rt.cache.decoded.takes(len(e.Body), buf.Len()) {
-		rt.cache.decoded.put(e.Body, bytes.Clone(buf.Bytes()))
-	}
-	writeBody(w, e.Status, buf.Bytes(), bodyless, own[3:4:4])
+	bodyless := r.Method == http.MethodHead || e.Status == http.StatusNoContent || e.Status == http.StatusNotModified
+	writeBody(w, e.Status, send, bodyless, own[3:4:4])
 	return true
 }
 
