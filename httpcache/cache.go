@@ -203,7 +203,7 @@ func New(store Store, opts ...Option) (*Cache, error) {
 	c.decoded = newDecodedCache(c.decodedBytes)
 	c.breaker = newBreaker(c.breakerFailures, c.breakerCooldown)
 	c.deadline.timeout = c.storeTimeout
-	c.refresh = newRefresher(c.refreshWorkers)
+	c.refresh = newRefresher(c.refreshWorkers, c.recoverTask)
 	return c, nil
 }
 
@@ -297,9 +297,8 @@ func (c *Cache) Close(ctx context.Context) error {
 }
 
 // background runs f in a goroutine that Close waits for, and reports
-// whether it did: once the cache is closed it does not. A panic in f (in
-// a compression library fed a dictionary from the store, say) is logged
-// and reported, never allowed to take the service down.
+// whether it did: once the cache is closed it does not. A panic in f is
+// recovered (see recoverTask).
 func (c *Cache) background(f func()) bool {
 	c.bgMu.Lock()
 	defer c.bgMu.Unlock()
@@ -307,17 +306,25 @@ func (c *Cache) background(f func()) bool {
 		return false
 	}
 	c.bg.Go(func() {
-		defer func() {
-			if v := recover(); v != nil {
-				c.log.Error("readthrough: background task panicked", "panic", v, "stack", string(debug.Stack()))
-				if c.onError != nil {
-					c.onError(context.Background(), fmt.Errorf("httpcache: background task panicked: %v", v))
-				}
-			}
-		}()
+		defer c.recoverTask("background task")
 		f()
 	})
 	return true
+}
+
+// recoverTask, deferred at the top of a goroutine the cache starts, turns
+// a panic there into a log line and a reported error instead of a crash.
+// Such goroutines run compression libraries on bytes read from the store
+// (dictionaries, entries); the service must outlive a fault in them.
+func (c *Cache) recoverTask(what string) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.log.Error("readthrough: "+what+" panicked", "panic", v, "stack", string(debug.Stack()))
+	if c.onError != nil {
+		c.onError(context.Background(), fmt.Errorf("httpcache: %s panicked: %v", what, v))
+	}
 }
 
 // route is one declared route: its compiled key and effective policy.

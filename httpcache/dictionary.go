@@ -140,6 +140,8 @@ type dictionaries struct {
 	// nextCheck is when the current dictionary is checked next, in Unix
 	// nanoseconds: read without d.mu on hits (see used), set with it.
 	nextCheck atomic.Int64
+	// usedGate is when a hit may next try to start the check (see used).
+	usedGate atomic.Int64
 
 	mu          sync.Mutex
 	busy        bool      // a background task runs
@@ -231,14 +233,22 @@ func (d *dictionaries) tick(now time.Time) {
 		return
 	}
 	d.busy = d.rt.cache.background(func() {
+		done := false
 		defer func() { // also after a panic, which background recovers
 			d.mu.Lock()
 			d.busy = false
+			if !done {
+				// The task panicked: back off as after a failure, and
+				// start training over rather than retry the same input.
+				d.hold = time.Now().Add(dictRetryInterval)
+				d.samples, d.sampleBytes, d.built = nil, 0, nil
+			}
 			d.mu.Unlock()
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), dictTimeout)
 		defer cancel()
 		task(ctx)
+		done = true
 	})
 }
 
@@ -246,11 +256,21 @@ func (d *dictionaries) tick(now time.Time) {
 // dictionaries. It lets the periodic check run on a route that is only
 // read, not filled, which keeps the store's copy of the dictionaries alive
 // (the Redis store renews their expiry on every dictionary call) while
-// the route is served at all. It costs an atomic load until a check is due.
+// the route is served at all. It costs an atomic load until a check is
+// due; then one hit a second (or per check interval, if shorter) at most
+// goes on to tick (which takes d.mu), however long the check is held back
+// by a running task or a failure.
 func (d *dictionaries) used(now time.Time) {
-	if now.UnixNano() >= d.nextCheck.Load() {
-		d.tick(now)
+	n := now.UnixNano()
+	if n < d.nextCheck.Load() {
+		return
 	}
+	gate := d.usedGate.Load()
+	pause := min(dictRetryInterval, d.rt.cache.dictCheckInterval)
+	if n < gate || !d.usedGate.CompareAndSwap(gate, n+int64(pause)) {
+		return
+	}
+	d.tick(now)
 }
 
 // retrySoon holds the next background task back for dictRetryInterval,

@@ -48,7 +48,7 @@ func FuzzCacheControl(f *testing.F) {
 
 // hasDirective reports whether the Cache-Control value cc plainly holds
 // the directive name: a comma-separated element whose name (before any
-// "=") is name, case-insensitively. Values with quotes are not judged (a
+// "=") is name, in ASCII case-insensitively. Values with quotes are not judged (a
 // quoted string may hold commas and the name), nor are names that only
 // contain name ("0no-store" is another, unknown, directive).
 func hasDirective(cc, name string) bool {
@@ -57,11 +57,23 @@ func hasDirective(cc, name string) bool {
 	}
 	for _, d := range strings.Split(cc, ",") {
 		n, _, _ := strings.Cut(d, "=")
-		if strings.EqualFold(strings.TrimSpace(n), name) {
+		// ASCII case only, as HTTP compares tokens (EqualFold would also
+		// fold "ſ" to "s").
+		if asciiLower(strings.TrimSpace(n)) == name {
 			return true
 		}
 	}
 	return false
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // FuzzAdminPurge: no request body makes the admin handler panic or answer

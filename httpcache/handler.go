@@ -39,23 +39,27 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var stale *storage.Entry
 	if err := rt.lookup(r.Context(), k, e, now); err == nil {
 		switch freshness(e, now) {
+		// Counted and refreshed before the body is written, which a slow
+		// client may take long to read; taken back in the rare case the
+		// body does not decode (the refresh then replaces the entry).
 		case stateFresh:
-			if rt.serveEntry(w, r, e, now, hitStatus(rt.cache.name, e, now)) {
-				rt.stats.hits.Add(1)
-				if rt.refreshDue(e, now) {
-					rt.scheduleRefresh(r, k, h.next)
-				}
-				putEntry(e)
-				return
-			}
-			// Its body did not decode: a miss (the entry is deleted).
-		case stateStale:
-			if rt.serveEntry(w, r, e, now, staleStatus(rt.cache.name, e, now)) {
-				rt.stats.staleServed.Add(1)
+			rt.stats.hits.Add(1)
+			if rt.refreshDue(e, now) {
 				rt.scheduleRefresh(r, k, h.next)
+			}
+			if rt.serveEntry(w, r, e, now, hitStatus(rt.cache.name, e, now)) {
 				putEntry(e)
 				return
 			}
+			rt.stats.hits.Add(-1) // a miss: the entry is deleted
+		case stateStale:
+			rt.stats.staleServed.Add(1)
+			rt.scheduleRefresh(r, k, h.next)
+			if rt.serveEntry(w, r, e, now, staleStatus(rt.cache.name, e, now)) {
+				putEntry(e)
+				return
+			}
+			rt.stats.staleServed.Add(-1)
 		case stateErrorOnly:
 			// Too stale to serve as it is, but still good if the origin
 			// fails; it may be shared with waiters, so it leaves the pool.
@@ -161,7 +165,10 @@ func (rt *route) readFence(ctx context.Context, k keying.Key) fence {
 
 // decodeInto decodes a store read into e. A read error other than a miss
 // is reported (unless the client went away); an undecodable entry is
-// reported and deleted; a dead one is deleted: all three are misses.
+// reported and deleted; a dead one is deleted: all three are misses. An
+// entry of an envelope version this release does not know, or in a
+// content coding it cannot decode, is a quiet miss and stays: a newer
+// release wrote it and can still read it, and the fill replaces it.
 func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err error, e *storage.Entry, now time.Time) error {
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) && ctx.Err() == nil {
@@ -169,7 +176,10 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 		}
 		return err
 	}
-	if err := storage.Decode(raw, e); err != nil {
+	switch err := storage.Decode(raw, e); {
+	case errors.Is(err, storage.ErrVersion):
+		return err
+	case err != nil:
 		rt.reportError(ctx, "decode entry", err)
 		rt.dropField(ctx, k)
 		return err

@@ -154,10 +154,14 @@ type refresher struct {
 	closed   bool
 	wg       sync.WaitGroup
 	inflight map[string]struct{}
+	// recoverTask is deferred in every refresh goroutine: a panic outside
+	// the origin (which the fill recovers itself), in compression say, is
+	// reported, not a crash.
+	recoverTask func(what string)
 }
 
-func newRefresher(workers int) *refresher {
-	return &refresher{sem: make(chan struct{}, workers), inflight: map[string]struct{}{}}
+func newRefresher(workers int, recoverTask func(what string)) *refresher {
+	return &refresher{sem: make(chan struct{}, workers), inflight: map[string]struct{}{}, recoverTask: recoverTask}
 }
 
 // start runs fn in the pool unless key is already being refreshed, the
@@ -188,6 +192,7 @@ func (rf *refresher) start(key string, fn, prepare func()) startResult {
 			<-rf.sem
 			rf.wg.Done()
 		}()
+		defer rf.recoverTask("background refresh")
 		fn()
 	}()
 	return started

@@ -221,3 +221,80 @@ func TestBackgroundPanicRecovered(t *testing.T) {
 		t.Errorf("panic reported %d times, want once", reported.Load())
 	}
 }
+
+// An entry of an envelope version this release does not know (a newer
+// release's) is a miss that is neither reported nor deleted: only the
+// fill replaces it.
+func TestUnknownVersionIsAQuietMiss(t *testing.T) {
+	store := storage.NewMemoryStore()
+	var reported atomic.Int64
+	c := newTestCache(t, store, WithOnError(func(context.Context, error) { reported.Add(1) }))
+	o := textOrigin("from the origin")
+	gate := make(chan struct{})
+	slow := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
+		<-gate
+		o.ServeHTTP(w, r)
+	}}
+	h := mux(t, c, "GET /doc/{id}", policy.Policy{TTL: time.Hour}, slow)
+	k := keyOf(t, "GET /doc/{id}", "/doc/1", policy.Policy{})
+	future := append([]byte{3}, storage.Encode(nil, &storage.Entry{Status: 200, Stored: time.Now(), Fresh: time.Hour, Body: []byte("new")})[1:]...)
+	if err := store.Set(context.Background(), k.Bucket, k.Field, future, storage.SetOptions{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result)
+	go func() { done <- do(h, "GET", "/doc/1") }()
+	// While the origin runs, the newer entry is still there.
+	waitFor(t, "the origin call", func() bool { return slow.calls.Load() == 1 })
+	if raw, err := store.Get(context.Background(), k.Bucket, k.Field); err != nil || raw[0] != 3 {
+		t.Errorf("the unknown version's entry was removed before the fill: %v", err)
+	}
+	close(gate)
+	if r := <-done; r.status != 200 || r.body != "from the origin" || r.isHit() {
+		t.Fatalf("unknown version: %d %q %q, want the origin's response", r.status, r.cacheStatus(), r.body)
+	}
+	if n := reported.Load(); n != 0 {
+		t.Errorf("%d errors reported for an unknown version, want none", n)
+	}
+	if r := do(h, "GET", "/doc/1"); !r.isHit() {
+		t.Errorf("after the fill: %q, want a hit", r.cacheStatus())
+	}
+}
+
+// panickyStore panics in AddDictionary, as a faulty store or library
+// might.
+type panickyStore struct {
+	*storage.MemoryStore
+	adds atomic.Int64
+}
+
+func (s *panickyStore) AddDictionary(context.Context, string, uint32, []byte) (uint32, error) {
+	s.adds.Add(1)
+	panic("store fault")
+}
+
+// A dictionary task that panics is recovered and backs off like a
+// failure: fills go on, and training is not retried in a tight loop.
+func TestDictionaryTaskPanicBacksOff(t *testing.T) {
+	store := &panickyStore{MemoryStore: storage.NewMemoryStore()}
+	var reported atomic.Int64
+	c := newTestCache(t, store, WithOnError(func(_ context.Context, err error) {
+		if strings.Contains(err.Error(), "panicked") {
+			reported.Add(1)
+		}
+	}))
+	o := itemOrigin()
+	h := mux(t, c, "GET /items/{id}", dictPolicy, o)
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for id := 1; time.Now().Before(deadline); id++ {
+		if r := do(h, "GET", fmt.Sprintf("/items/%d", id)); r.status != 200 || r.body != itemDoc(id) {
+			t.Fatalf("fill %d: %d", id, r.status)
+		}
+	}
+	waitIdle(t, c.routes["GET /items/{id}"].dicts)
+	if n := store.adds.Load(); n < 1 || n > 3 {
+		t.Errorf("%d publications in 1.5s of fills with a panicking store, want 1 to 3 (one per second at most)", n)
+	}
+	if reported.Load() != store.adds.Load() {
+		t.Errorf("%d panics reported, %d happened", reported.Load(), store.adds.Load())
+	}
+}

@@ -183,10 +183,12 @@ func storedCoding(t *testing.T, rc redis.UniversalClient, p string, id int) (str
 }
 
 // A rolling change of a route's compression, on one real Redis: an
-// instance whose route stores gzip (a release before dictionaries, or a
-// policy file that turned them off) meets entries written with a
-// dictionary, which it cannot read. They are misses it refills, never an
-// error; the dictionary instances read its gzip entries as hits.
+// instance whose route stores gzip (a policy file that turned dictionaries
+// off on some instances) meets entries written with a dictionary, which it
+// cannot read. They are misses it refills, never an error; the dictionary
+// instances read its gzip entries as hits. (Instances of a release before
+// dictionaries never read them at all: version 2, see
+// TestEnvelopeVersionDictionary and TestUnknownVersionIsAQuietMiss.)
 func TestDictionaryMixedDeploy(t *testing.T) {
 	srv := startServer(t)
 	p := prefix(t)

@@ -1082,8 +1082,9 @@ func TestEnvelopeVersionDictionary(t *testing.T) {
 			t.Errorf("coding %q: decoded coding %q body %q", tt.coding, got.Coding, got.Body)
 		}
 		if tt.version != EnvelopeVersion {
-			// What a version-1-only reader sees: the version 1 bytes with
-			// another first byte.
+			// The layout is version 1's: the same bytes after the first
+			// decode as version 1. (A version-1-only reader stops at the
+			// first byte: see TestDecodeVersion.)
 			v1 := append([]byte{EnvelopeVersion}, data[1:]...)
 			if err := Decode(v1, &got); err != nil {
 				t.Errorf("coding %q: same layout under version 1: %v", tt.coding, err)
