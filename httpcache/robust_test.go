@@ -298,3 +298,26 @@ func TestDictionaryTaskPanicBacksOff(t *testing.T) {
 		t.Errorf("%d panics reported, %d happened", reported.Load(), store.adds.Load())
 	}
 }
+
+// A panic in a background refresh outside the origin (which the fill
+// recovers itself) is recovered and reported, and the pool goes on.
+func TestRefreshPanicRecovered(t *testing.T) {
+	var reported atomic.Int64
+	c := newTestCache(t, storage.NewMemoryStore(), WithOnError(func(_ context.Context, err error) {
+		if strings.Contains(err.Error(), "refresh panicked") {
+			reported.Add(1)
+		}
+	}))
+	ran := make(chan struct{})
+	if res := c.refresh.start("k", func() { defer close(ran); panic("compressor fault") }, func() {}); res != started {
+		t.Fatalf("refresh not started: %v", res)
+	}
+	<-ran
+	waitFor(t, "the panic reported", func() bool { return reported.Load() == 1 })
+	// The pool slot and the key are freed right after the report.
+	again := make(chan struct{})
+	waitFor(t, "a refresh of the key after the panic", func() bool {
+		return c.refresh.start("k", func() { close(again) }, func() {}) == started
+	})
+	<-again
+}
