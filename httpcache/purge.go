@@ -180,7 +180,7 @@ type Inspection struct {
 	Bucket   string `json:"bucket"`
 	Field    string `json:"field"` // hex
 	Found    bool   `json:"found"`
-	State    string `json:"state,omitempty"` // fresh, stale, stale-if-error, dead
+	State    string `json:"state,omitempty"` // fresh, stale, stale-if-error, dead; undecodable or unknown-coding (misses)
 	Status   int    `json:"status,omitempty"`
 	AgeSec   int64  `json:"age_seconds,omitempty"`
 	TTLSec   int64  `json:"ttl_seconds,omitempty"` // remaining freshness; negative when stale
@@ -214,6 +214,9 @@ func (c *Cache) Inspect(ctx context.Context, rawURL string, header http.Header) 
 	now := time.Now()
 	in.Found = true
 	in.State = [...]string{"fresh", "stale", "stale-if-error", "dead"}[freshness(&e, now)]
+	if !storage.SupportedCoding(e.Coding) && e.Coding != storage.DictionaryCoding {
+		in.State = "unknown-coding" // a miss on the hit path, whatever its times
+	}
 	in.Status = e.Status
 	in.AgeSec = int64(max(now.Sub(e.Stored), 0) / time.Second)
 	in.TTLSec = ttlSeconds(&e, now)

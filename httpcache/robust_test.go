@@ -51,6 +51,9 @@ func TestUnsupportedCodingIsAMiss(t *testing.T) {
 		Status: 200, Header: http.Header{"Content-Type": {"text/plain"}},
 		Stored: time.Now(), Fresh: time.Hour, Coding: "br", CacheEncoded: true, Body: []byte("\x1b\x00 not brotli"),
 	})
+	if in, err := c.Inspect(context.Background(), "http://example.com/doc/1", nil); err != nil || in.State != "unknown-coding" || in.Coding != "br" {
+		t.Errorf("Inspect = %+v, %v; want state unknown-coding", in, err)
+	}
 	for _, accept := range []string{"br", ""} {
 		r := do(h, "GET", "/doc/1", "Accept-Encoding", accept)
 		if r.status != 200 || r.header.Get("Content-Encoding") != "" || !strings.HasPrefix(r.body, "fresh") {
