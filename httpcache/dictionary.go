@@ -587,13 +587,15 @@ func (d *dictionaries) maxBody() int64 {
 // errUnknownDictionary; one that does not decode, an error matching
 // [storage.ErrCorrupt].
 func (d *dictionaries) decode(ctx context.Context, e *storage.Entry) error {
-	var h zstd.Header
-	if err := h.Decode(e.Body); err != nil || h.DictionaryID == 0 {
-		return fmt.Errorf("%w: dictionary-compressed body without a dictionary id (%v)", storage.ErrCorrupt, err)
-	}
+	// A hot entry: these exact stored bytes decoded before. Looked up
+	// first, so that its hits do no other work.
 	if body := d.rt.cache.decoded.get(e.Body); body != nil {
 		e.Body, e.Coding, e.CacheEncoded = body, "", false
 		return nil
+	}
+	var h zstd.Header
+	if err := h.Decode(e.Body); err != nil || h.DictionaryID == 0 {
+		return fmt.Errorf("%w: dictionary-compressed body without a dictionary id (%v)", storage.ErrCorrupt, err)
 	}
 	kd := d.known.Load()
 	if kd == nil || kd.raw[h.DictionaryID] == nil {
