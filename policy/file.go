@@ -34,6 +34,8 @@ import (
 //	    "statuses": [200, 404],
 //	    "max_body_bytes": 1048576,
 //	    "max_fields": 1000,
+//	    "max_ttl": "24h",
+//	    "forward_headers": ["X-Request-Id"],
 //	    "honor_origin_cache_control": true,
 //	    "allow_authorized": false,
 //	    "compression": "dictionary"
@@ -132,6 +134,8 @@ type fileEntry struct {
 	Statuses                *[]int    `json:"statuses"`
 	MaxBodyBytes            *int64    `json:"max_body_bytes"`
 	MaxFields               *int      `json:"max_fields"`
+	MaxTTL                  *duration `json:"max_ttl"`
+	ForwardHeaders          *[]string `json:"forward_headers"`
 	HonorOriginCacheControl *bool     `json:"honor_origin_cache_control"`
 	AllowAuthorized         *bool     `json:"allow_authorized"`
 	Compression             *string   `json:"compression"`
@@ -164,6 +168,8 @@ func (p *Policy) decodeOverride(raw json.RawMessage) error {
 	set(&p.Statuses, e.Statuses)
 	set(&p.MaxBodyBytes, e.MaxBodyBytes)
 	set(&p.MaxFields, e.MaxFields)
+	setD(&p.MaxTTL, e.MaxTTL)
+	set(&p.ForwardHeaders, e.ForwardHeaders)
 	set(&p.HonorOriginCacheControl, e.HonorOriginCacheControl)
 	set(&p.AllowAuthorized, e.AllowAuthorized)
 	if e.Compression != nil {

@@ -17,6 +17,7 @@ const (
 	DefaultFillTimeout  = 30 * time.Second
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultMaxFields    = 1000
+	DefaultMaxTTL       = 24 * time.Hour
 )
 
 // DefaultStatuses are the response statuses stored when [Policy.Statuses] is
@@ -89,14 +90,33 @@ type Policy struct {
 	MaxBodyBytes int64
 
 	// MaxFields bounds the number of variants stored in one bucket; past it
-	// storing a variant evicts random others. Default [DefaultMaxFields].
+	// new variants are not stored (counted and logged by the cache), while
+	// the variants stored already are kept and refreshed, so that requests
+	// with junk query strings cannot push out the variants real traffic
+	// uses. Default [DefaultMaxFields].
 	MaxFields int
+
+	// MaxTTL caps the fresh lifetime and the stale windows that the
+	// origin sets with HonorOriginCacheControl (an s-maxage of 99999999999
+	// would otherwise keep an entry, and its Redis key, for three thousand
+	// years), and those of every entry read from the store. Default
+	// [DefaultMaxTTL], or the longest of TTL, StaleWhileRevalidate and
+	// StaleIfError when that is longer.
+	MaxTTL time.Duration
 
 	// HonorOriginCacheControl makes the origin's Cache-Control and
 	// Surrogate-Control s-maxage / max-age set the fresh lifetime, and its
 	// stale-while-revalidate and stale-if-error set the stale windows.
 	// no-store and private are honoured whatever this says. Default false.
 	HonorOriginCacheControl bool
+
+	// ForwardHeaders names request headers that a background refresh
+	// passes to the handler besides those in Vary: tracing ids and the
+	// like. A refresh runs on behalf of every client of an entry, so it
+	// sends the handler only what the entry is keyed on (method, path,
+	// kept query parameters, host, scheme, the Vary headers) and these;
+	// a header listed here must not change the response. Default none.
+	ForwardHeaders []string
 
 	// AllowAuthorized caches requests that carry Authorization or Cookie
 	// headers. Only set it when the response does not depend on them, or
@@ -169,6 +189,9 @@ func (p Policy) WithDefaults() Policy {
 	if p.MaxFields == 0 {
 		p.MaxFields = DefaultMaxFields
 	}
+	if p.MaxTTL == 0 {
+		p.MaxTTL = max(DefaultMaxTTL, p.TTL, p.StaleWhileRevalidate, p.StaleIfError)
+	}
 	if p.Compression == "" {
 		p.Compression = CompressGzip
 	}
@@ -204,6 +227,7 @@ func (p Policy) Validate() error {
 		{"TTL", p.TTL}, {"StaleWhileRevalidate", p.StaleWhileRevalidate},
 		{"StaleIfError", p.StaleIfError}, {"LockTTL", p.LockTTL},
 		{"LockWait", p.LockWait}, {"FillTimeout", p.FillTimeout},
+		{"MaxTTL", p.MaxTTL},
 	}
 	for _, d := range durations {
 		if d.d < 0 {
@@ -215,6 +239,13 @@ func (p Policy) Validate() error {
 	}
 	if p.LockTTL > 0 && p.LockTTL < 10*time.Millisecond {
 		bad("LockTTL", "must be at least 10ms, got %v", p.LockTTL)
+	}
+	if p.MaxTTL > 0 {
+		for _, d := range durations[:3] {
+			if d.d > p.MaxTTL {
+				bad("MaxTTL", "%v is shorter than %s (%v)", p.MaxTTL, d.name, d.d)
+			}
+		}
 	}
 	if p.RefreshAhead < 0 || p.RefreshAhead >= 1 {
 		bad("RefreshAhead", "must be in (0, 1) or 0 for off, got %v", p.RefreshAhead)
@@ -242,18 +273,22 @@ func (p Policy) Validate() error {
 	}
 	checkNames("BucketParams", p.BucketParams)
 	checkNames("QueryParams", p.QueryParams)
-	seenVary := map[string]bool{}
-	for _, h := range p.Vary {
-		if !validHeaderName(h) {
-			bad("Vary", "invalid header name %q", h)
-			continue
+	checkHeaders := func(field string, names []string) {
+		seen := map[string]bool{}
+		for _, h := range names {
+			if !validHeaderName(h) {
+				bad(field, "invalid header name %q", h)
+				continue
+			}
+			c := textproto.CanonicalMIMEHeaderKey(h)
+			if seen[c] {
+				bad(field, "duplicate header %q", h)
+			}
+			seen[c] = true
 		}
-		c := textproto.CanonicalMIMEHeaderKey(h)
-		if seenVary[c] {
-			bad("Vary", "duplicate header %q", h)
-		}
-		seenVary[c] = true
 	}
+	checkHeaders("Vary", p.Vary)
+	checkHeaders("ForwardHeaders", p.ForwardHeaders)
 	for _, s := range p.Statuses {
 		switch {
 		case s < 200 || s > 599:
