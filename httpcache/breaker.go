@@ -104,7 +104,7 @@ func (b *breaker) record(err error, now time.Time) (opened, closed bool) {
 func storeFailure(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrLockHeld),
-		errors.Is(err, storage.ErrLockLost), errors.Is(err, storage.ErrPurged), errors.Is(err, storage.ErrRefused),
+		errors.Is(err, storage.ErrLockLost), errors.Is(err, storage.ErrPurged), errors.Is(err, storage.ErrRefused), errors.Is(err, storage.ErrBucketFull),
 		errors.Is(err, storage.ErrCorrupt), errors.Is(err, storage.ErrVersion),
 		errors.Is(err, context.Canceled):
 		return false

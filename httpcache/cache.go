@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/readthrough/readthrough/keying"
@@ -334,6 +335,9 @@ type route struct {
 	policy policy.Policy
 	stats  counters
 	dicts  *dictionaries // with policy.CompressDictionary only
+
+	// bucketFullLogged is set once a full bucket of the route was logged.
+	bucketFullLogged atomic.Bool
 }
 
 // compress compresses a new entry's body into the form it is served in to

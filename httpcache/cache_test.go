@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -366,7 +365,7 @@ func TestUndecodableEntryIsAMiss(t *testing.T) {
 	h := mux(t, c, "/u", policy.Policy{}, o)
 	do(h, "GET", "/u")
 	// Overwrite every field with garbage.
-	k := c.routes["/u"].key.Key(httptest.NewRequest("GET", "/u", nil))
+	k := keyOf(t, "/u", "/u", policy.Policy{})
 	store.Set(t.Context(), k.Bucket, k.Field, []byte("\xffgarbage"), storage.SetOptions{TTL: time.Minute})
 	got := do(h, "GET", "/u")
 	if got.isHit() || got.body != "good" {

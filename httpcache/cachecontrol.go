@@ -29,7 +29,7 @@ func parseCacheControl(values []string) cacheControl {
 		for v != "" {
 			var d string
 			d, v, _ = strings.Cut(v, ",")
-			name, arg, hasArg := strings.Cut(strings.TrimSpace(d), "=")
+			name, arg, _ := strings.Cut(strings.TrimSpace(d), "=")
 			name = strings.ToLower(strings.TrimSpace(name))
 			arg = strings.Trim(strings.TrimSpace(arg), `"`)
 			secs, ok := deltaSeconds(arg)
@@ -55,7 +55,6 @@ func parseCacheControl(values []string) cacheControl {
 					cc.sie, cc.hasSIE = secs, true
 				}
 			}
-			_ = hasArg
 		}
 	}
 	return cc
@@ -86,7 +85,7 @@ type decision struct {
 	fresh, swr time.Duration
 	sie        time.Duration
 	coding     string
-	reason     string // why not, for logs and tests
+	tags       []string
 }
 
 // decodableCodings are the content codings the cache can decode for
@@ -94,28 +93,60 @@ type decision struct {
 // stored.
 var decodableCodings = []string{"gzip", "x-gzip", "deflate", "zstd"}
 
+// Bounds on the tags one response is stored with, so that an origin (or a
+// request reflected into a Surrogate-Key) cannot make one fill create any
+// number of Redis keys of any size. A response over either bound is not
+// stored: dropping some of its tags would let a purge of those tags miss
+// it.
+const (
+	// MaxTags is the most tags (Surrogate-Key words and the policy's
+	// Tags together) a stored response may carry.
+	MaxTags = 64
+	// MaxTagBytes is the longest tag a stored response may carry.
+	MaxTagBytes = 256
+)
+
 // decide applies the policy and the never-store rules to a response's
-// status and headers, before its body is known.
+// status and headers, before its body is known. h must be in canonical
+// form (see canonicalize); decide removes the Surrogate-Control and
+// Surrogate-Key headers, which are for this cache only.
 func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
+	defer func() {
+		delete(h, "Surrogate-Control")
+		delete(h, "Surrogate-Key")
+	}()
 	p := &rt.policy
 	d := decision{fresh: p.TTL, swr: p.StaleWhileRevalidate, sie: p.StaleIfError}
-	no := func(reason string) decision { return decision{reason: reason} }
+	no := decision{}
 	if !p.Stores(status) {
-		return no("status")
+		return no
 	}
 	if _, ok := h["Set-Cookie"]; ok {
-		return no("set-cookie")
+		return no
+	}
+	if _, ok := h["Set-Cookie2"]; ok {
+		return no
 	}
 	if _, ok := h["Content-Range"]; ok {
-		return no("content-range")
+		return no
+	}
+	// Trailers are sent after the body, when a held response has been
+	// stored already: a response that declares any is not stored.
+	if _, ok := h["Trailer"]; ok {
+		return no
+	}
+	for name := range h {
+		if strings.HasPrefix(name, http.TrailerPrefix) {
+			return no
+		}
 	}
 	cc := parseCacheControl(h["Cache-Control"])
 	if cc.noStore || cc.private || cc.noCache {
-		return no("cache-control")
+		return no
 	}
 	sc := parseCacheControl(h["Surrogate-Control"])
 	if sc.noStore {
-		return no("surrogate-control")
+		return no
 	}
 	for _, v := range h["Vary"] {
 		for _, f := range strings.Split(v, ",") {
@@ -124,14 +155,14 @@ func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 				continue
 			}
 			if f == "*" || !rt.varies(f) {
-				return no("vary")
+				return no
 			}
 		}
 	}
 	if ce := h["Content-Encoding"]; len(ce) > 0 {
 		c := strings.ToLower(strings.TrimSpace(strings.Join(ce, ",")))
 		if !slices.Contains(decodableCodings, c) {
-			return no("content-encoding")
+			return no
 		}
 		if c == "x-gzip" {
 			c = "gzip"
@@ -159,9 +190,15 @@ func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 		if sc.hasSIE {
 			d.sie = sc.sie
 		}
+		d.fresh, d.swr, d.sie = min(d.fresh, p.MaxTTL), min(d.swr, p.MaxTTL), min(d.sie, p.MaxTTL)
 	}
 	if d.fresh <= 0 && d.swr <= 0 && d.sie <= 0 {
-		return no("zero lifetime")
+		return no
+	}
+	d.tags = append(surrogateKeys(h), rt.requestTags(r)...)
+	if len(d.tags) > MaxTags || slices.ContainsFunc(d.tags, func(t string) bool { return t == "" || len(t) > MaxTagBytes }) {
+		rt.stats.tagsRefused.Add(1)
+		return no
 	}
 	d.store = true
 	return d

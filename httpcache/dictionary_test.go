@@ -319,7 +319,7 @@ func TestDictionaryCorruptEntryIsDeleted(t *testing.T) {
 	kr, _ := keying.Compile("GET /items/{id}", dictPolicy)
 	m := http.NewServeMux()
 	var k keying.Key
-	m.HandleFunc("GET /items/{id}", func(_ http.ResponseWriter, r *http.Request) { k = kr.Key(r) })
+	m.HandleFunc("GET /items/{id}", func(_ http.ResponseWriter, r *http.Request) { k, _ = kr.Key(r) })
 	do(m, "GET", target)
 	if err := store.Set(t.Context(), k.Bucket, k.Field, storage.Encode(nil, &e), storage.SetOptions{TTL: time.Hour}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"sync"
@@ -43,24 +44,28 @@ func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 		res, ok := f.wait(r.Context(), rt.policy.LockWait)
 		switch {
 		case ok && res.outcome == outcomeShared && res.status != "":
-			rt.stats.staleServed.Add(1)
-			rt.serve(w, r, res.entry, time.Now(), res.status)
-			return
+			if rt.serveEntry(w, r, res.entry, time.Now(), res.status) {
+				rt.stats.staleServed.Add(1)
+				return
+			}
 		case ok && res.outcome == outcomeShared:
-			rt.stats.collapsed.Add(1)
-			rt.serve(w, r, res.entry, time.Now(), rt.status("fwd=uri-miss; collapsed"))
-			return
+			if rt.serveEntry(w, r, res.entry, time.Now(), rt.status("fwd=uri-miss; collapsed")) {
+				rt.stats.collapsed.Add(1)
+				return
+			}
 		case ok && res.outcome == outcomeFailed && attempt < maxLeadAttempts:
 			continue // the leader failed: one of the waiters leads now
 		case r.Context().Err() != nil:
 			return // the client went away while waiting
 		case !ok && usableOnError(stale, time.Now()):
-			rt.stats.staleServed.Add(1)
-			rt.serve(w, r, stale, time.Now(), staleErrorStatus(rt.cache.name, stale, 0, "lock-wait"))
-			return
+			if rt.serveEntry(w, r, stale, time.Now(), staleErrorStatus(rt.cache.name, stale, 0, "lock-wait")) {
+				rt.stats.staleServed.Add(1)
+				return
+			}
 		}
-		// Waited too long, or the response is not for sharing: fetch our own.
-		rt.fetch(w, r, k, stale, next, nil, "fwd=uri-miss")
+		// Waited too long, the response is not for sharing, or this
+		// client cannot take it: fetch our own.
+		rt.originFill(w, r, k, stale, next, &sharing{rt: rt, k: k}, "fwd=uri-miss")
 		return
 	}
 }
@@ -69,8 +74,8 @@ func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 // the Locker, then runs the origin and hands the result to the waiters of
 // flight f.
 func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler, fk string, f *flight) {
-	res := flightResult{outcome: outcomeFailed}
-	defer func() { rt.cache.flights.finish(fk, f, res) }()
+	sh := &sharing{rt: rt, k: k, flight: f, fk: fk}
+	defer sh.shareLocal(flightResult{outcome: outcomeFailed}) // unless shared before
 
 	ctx := r.Context()
 	var lock *heldLock
@@ -95,10 +100,12 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 			got, fill, ok := rt.awaitRemote(ctx, k, fills)
 			unwatch()
 			if got != nil {
-				res = flightResult{outcome: outcomeShared, entry: got}
-				rt.stats.collapsed.Add(1)
-				rt.serve(w, r, got, time.Now(), rt.status("fwd=uri-miss; collapsed"))
-				return
+				sh.shareLocal(flightResult{outcome: outcomeShared, entry: got})
+				if rt.serveEntry(w, r, got, time.Now(), rt.status("fwd=uri-miss; collapsed")) {
+					rt.stats.collapsed.Add(1)
+					return
+				}
+				break // this client cannot take it: fetch our own
 			}
 			if ctx.Err() != nil {
 				return // client gone; our waiters will lead
@@ -108,10 +115,11 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 			}
 			if !ok && usableOnError(stale, time.Now()) {
 				status := staleErrorStatus(rt.cache.name, stale, 0, "lock-wait")
-				res = flightResult{outcome: outcomeShared, entry: stale, status: status}
-				rt.stats.staleServed.Add(1)
-				rt.serve(w, r, stale, time.Now(), status)
-				return
+				sh.shareLocal(flightResult{outcome: outcomeShared, entry: stale, status: status})
+				if rt.serveEntry(w, r, stale, time.Now(), status) {
+					rt.stats.staleServed.Add(1)
+					return
+				}
 			}
 			break // not cacheable, or waited too long: fetch our own
 		}
@@ -121,20 +129,26 @@ func (rt *route) lead(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 		fwd = "fwd=stale"
 	}
 	if lock == nil {
-		res = rt.fetch(w, r, k, stale, next, nil, fwd)
+		rt.originFill(w, r, k, stale, next, sh, fwd)
 		return
 	}
+	sh.lock = lock
+	defer sh.publish(ctx, storage.Fill{Failed: true}) // unless published before
 	// The fill may have finished between our miss and taking the lock; the
 	// same read fences our fill against a purge that comes after it.
 	e, fc, err := rt.loadForFill(ctx, k)
 	if err == nil && freshness(e, time.Now()) == stateFresh {
+		sh.lock = nil
 		rt.unlock(ctx, lock, k)
-		res = flightResult{outcome: outcomeShared, entry: e}
-		rt.serve(w, r, e, time.Now(), hitStatus(rt.cache.name, e, time.Now()))
-		return
+		sh.shareLocal(flightResult{outcome: outcomeShared, entry: e})
+		if rt.serveEntry(w, r, e, time.Now(), hitStatus(rt.cache.name, e, time.Now())) {
+			return
+		}
+		sh = &sharing{rt: rt, k: k} // this client cannot take it: fetch our own
+	} else {
+		sh.fence = fc
 	}
-	lock.fence = fc
-	res = rt.fetch(w, r, k, stale, next, lock, fwd)
+	rt.originFill(w, r, k, stale, next, sh, fwd)
 }
 
 // awaitRemote waits up to the policy's lock wait for another process's fill
@@ -178,61 +192,106 @@ func recheckInterval(wait time.Duration) time.Duration {
 	return min(max(wait/10, 100*time.Millisecond), time.Second)
 }
 
-// fetch runs the origin for r, streaming its response to w while recording
-// it, stores it when it is cacheable, and, when lock is held, publishes the
-// fill and releases the lock. It serves stale instead of an origin failure
-// when stale allows it. The returned result is what waiters get.
-func (rt *route) fetch(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler, lock *heldLock, fwd string) flightResult {
-	ctx := r.Context()
-	var fc fence
-	release := func() {}
-	if lock != nil {
-		fc = lock.fence
-		stop := rt.keepLock(lock, k)
-		release = sync.OnceFunc(func() {
-			stop()
-			rt.unlock(context.WithoutCancel(ctx), lock, k)
-		})
-		defer release()
-	} else if rt.cache.storeHealthy() {
-		fc = rt.readFence(ctx, k)
+// sharing is who one origin call's response is shared with: the requests
+// of this process waiting on its flight, and, while it holds the fill
+// lock, the requests of other instances waiting for its notification.
+// Each is told once: as soon as the response turns out not to be
+// shareable, or once it is stored.
+type sharing struct {
+	rt     *route
+	k      keying.Key
+	flight *flight // nil: no flight to finish
+	fk     string
+	lock   *heldLock // nil: no lock to release, no notification to send
+	fence  fence     // the bucket's purge generation read before the origin ran
+
+	stopKeep    func()
+	localOnce   sync.Once
+	publishOnce sync.Once
+}
+
+// shareLocal finishes the flight with res, waking this process's waiters.
+func (sh *sharing) shareLocal(res flightResult) {
+	if sh.flight == nil {
+		return
 	}
-	o := rt.runOrigin(w, r, stale, next, fwd, true)
-	o.fence = fc
-	res := flightResult{outcome: outcomeFailed}
+	sh.localOnce.Do(func() { sh.rt.cache.flights.finish(sh.fk, sh.flight, res) })
+}
+
+// publish releases the fill lock and then announces f to the waiters of
+// every instance. Unlocking comes first: a caller that takes the lock
+// after the unlock re-reads the store, while one that found the lock
+// held is already watching when the notification goes out. The other
+// order lets a caller arriving in between wait for a notification that
+// has already gone.
+func (sh *sharing) publish(ctx context.Context, f storage.Fill) {
+	if sh.lock == nil {
+		return
+	}
+	sh.publishOnce.Do(func() {
+		if sh.stopKeep != nil {
+			sh.stopKeep()
+		}
+		sh.rt.unlock(context.WithoutCancel(ctx), sh.lock, sh.k)
+		sh.rt.publish(ctx, sh.k, f)
+	})
+}
+
+// keepLock keeps the lock, if one is held, while the origin runs.
+func (sh *sharing) keepLock() {
+	if sh.lock != nil && sh.stopKeep == nil {
+		sh.stopKeep = sh.rt.keepLock(sh.lock, sh.k)
+	}
+}
+
+// originFill runs the origin for r with a recorder in front of w, shares
+// its response with the requests of sh, stores it when it is cacheable,
+// and then sends it to w. It serves stale instead of an origin failure
+// when stale allows it.
+func (rt *route) originFill(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler, sh *sharing, fwd string) {
+	ctx := r.Context()
+	if sh.lock != nil {
+		sh.keepLock()
+	} else if rt.cache.storeHealthy() {
+		sh.fence = rt.readFence(ctx, k)
+	}
+	o := rt.runOrigin(w, r, stale, next, fwd, sh)
+	defer o.rec.release()
 	switch {
 	case o.servedStale:
-		res = flightResult{outcome: outcomeShared, entry: stale, status: o.staleStatus}
+		sh.shareLocal(flightResult{outcome: outcomeShared, entry: stale, status: o.staleStatus})
 	case o.entry != nil:
 		// Even when the store write fails, the whole response is good for
-		// this process's waiters.
-		res = flightResult{outcome: outcomeShared, entry: o.entry}
+		// this process's waiters, who need not wait for the store.
+		sh.shareLocal(flightResult{outcome: outcomeShared, entry: o.entry})
 		if rt.cache.storeHealthy() {
-			rt.store(context.WithoutCancel(ctx), k, &o)
+			rt.store(context.WithoutCancel(ctx), k, o, sh.fence)
 		}
 	case o.whole:
-		res.outcome = outcomeNotShared
+		sh.shareLocal(flightResult{outcome: outcomeNotShared})
+	default:
+		sh.shareLocal(flightResult{outcome: outcomeFailed})
 	}
-	if lock != nil {
-		// Unlock before publishing: a caller that takes the lock after the
-		// unlock re-reads the store, while one that found the lock held
-		// is already watching when the notification goes out. The other
-		// order lets a caller arriving in between wait for a notification
-		// that has already gone.
-		release()
-		rt.publish(ctx, k, storage.Fill{Stored: o.stored, Failed: res.outcome == outcomeFailed})
-	}
+	sh.publish(ctx, storage.Fill{Stored: o.stored, Failed: !o.whole && !o.servedStale})
 	if o.panicVal != nil && !o.servedStale {
 		panic(o.panicVal)
 	}
-	return res
+	o.rec.deliver(rt.fwdStatus(fwd, o.rec.status, o.stored))
+}
+
+// fwdStatus is the Cache-Status of a response from the origin.
+func (rt *route) fwdStatus(fwd string, status int, stored bool) string {
+	s := rt.status(fwd + "; fwd-status=" + itoa(status))
+	if stored {
+		s += "; stored"
+	}
+	return s
 }
 
 // heldLock is a fill lock this request holds; its loss is reported once.
 type heldLock struct {
 	storage.Lock
-	lost  atomic.Bool
-	fence fence // read after taking the lock
+	lost atomic.Bool
 }
 
 // keepLock extends lock every half of its TTL while a slow origin runs. A
@@ -282,9 +341,9 @@ func (rt *route) lockLost(lock *heldLock, k keying.Key, op string, err error) {
 
 // originResult is what one origin call produced.
 type originResult struct {
+	rec         *recorder      // the response, held until delivered
 	entry       *storage.Entry // the response as an entry, when cacheable and whole
 	tags        []string
-	fence       fence
 	whole       bool   // the handler produced a whole response (cacheable or not)
 	stored      bool   // set by store
 	servedStale bool   // the stale entry went to the client instead
@@ -292,20 +351,11 @@ type originResult struct {
 	panicVal    any
 }
 
-// runOrigin calls the origin for r with a recorder in front of w (w may be
-// nil for a background refresh). The origin runs on a copy of r detached
-// from the client's cancellation when detach is set, bounded by the
-// policy's fill timeout, with conditional and range headers removed so the
-// whole representation comes back; HEAD becomes GET so the entry can serve
-// both. When the origin fails and stale is still usable, stale is served to
-// w instead of the failure.
-func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storage.Entry, next http.Handler, fwd string, detach bool) originResult {
-	ctx := r.Context()
-	if detach {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), rt.policy.FillTimeout)
-		defer cancel()
-	}
+// originRequest returns the request the origin is called with for r: a
+// copy detached from the client's cancellation, bounded by ctx, with
+// conditional and range headers removed so the whole representation comes
+// back, and HEAD turned into GET so the entry can serve both.
+func originRequest(ctx context.Context, r *http.Request) *http.Request {
 	or := r.Clone(ctx)
 	if or.Method == http.MethodHead {
 		or.Method = http.MethodGet
@@ -313,17 +363,31 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 	for _, h := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
 		delete(or.Header, h)
 	}
+	return or
+}
+
+// runOrigin calls the origin for r with a recorder in front of w (w may be
+// nil for a background refresh), on a copy of r detached from the
+// client's cancellation and bounded by the policy's fill timeout (see
+// originRequest). A response that turns out not to be storable is
+// streamed to w and sh's waiters are released at once; a storable one is
+// held in the recorder for the caller to store and deliver. When the
+// origin fails before anything reached w and stale is still usable, stale
+// is served to w instead of the failure.
+func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storage.Entry, next http.Handler, fwd string, sh *sharing) *originResult {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), rt.policy.FillTimeout)
+	defer cancel()
+	or := originRequest(ctx, r)
 
 	rec := newRecorder(w, rt.policy.MaxBodyBytes)
-	defer rec.release()
+	o := &originResult{rec: rec}
 	rec.headOnly = r.Method == http.MethodHead
 	// Headers set by outer middleware before the origin ran belong to this
 	// response only; they are not stored for others.
 	outer := rec.header.Clone()
 	rec.holdErrors = w != nil && usableOnError(stale, time.Now())
 	var dec decision
-	var tags []string
-	rec.onHeader = func(status int, h http.Header) {
+	rec.decide = func(status int, h http.Header) bool {
 		dec = rt.decide(or, status, h)
 		if dec.store {
 			// Downstream caches must key on what this cache keys on.
@@ -331,43 +395,50 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 				addVary(h, name, make([]string, 1))
 			}
 		}
-		tags = surrogateKeys(h)
+		return dec.store
+	}
+	rec.onSend = func(h http.Header) {
 		delete(h, "Surrogate-Control")
 		delete(h, "Surrogate-Key")
-		stored := ""
-		if dec.store {
-			stored = "; stored"
-		}
-		h["Cache-Status"] = []string{rt.status(fwd + "; fwd-status=" + itoa(status) + stored)}
+		h["Cache-Status"] = []string{rt.fwdStatus(fwd, rec.status, false)}
+	}
+	rec.onUnshared = func() {
+		sh.shareLocal(flightResult{outcome: outcomeNotShared})
+		sh.publish(ctx, storage.Fill{})
 	}
 
 	start := time.Now()
-	o := originResult{panicVal: callOrigin(rt, next, rec, or)}
+	o.panicVal = callOrigin(rt, next, rec, or)
 	end := time.Now()
-	if o.panicVal == nil && rec.status == 0 {
+	if o.panicVal == nil && rec.status == 0 && !rec.tainted {
 		rec.WriteHeader(http.StatusOK) // the handler wrote nothing: an empty 200
 	}
 	failed := o.panicVal != nil || rec.status >= 500 || ctx.Err() != nil && !rec.complete()
-	if failed && (rec.held || rec.status == 0) && w != nil && usableOnError(stale, end) {
+	nothingSent := rec.held || rec.holding || rec.status == 0 && !rec.tainted
+	if failed && nothingSent && w != nil && usableOnError(stale, end) {
+		rec.holding = false
 		h := w.Header()
 		clear(h)
 		for name, v := range outer {
 			h[name] = v
 		}
-		rt.stats.staleServed.Add(1)
 		o.staleStatus = staleErrorStatus(rt.cache.name, stale, rec.status, "stale-if-error")
-		rt.serve(w, r, stale, end, o.staleStatus)
+		if rt.serveEntry(w, r, stale, end, o.staleStatus) {
+			rt.stats.staleServed.Add(1)
+		} else {
+			http.Error(w, "origin failed and the cached entry is unreadable", http.StatusBadGateway)
+		}
 		o.servedStale = true
 		return o
 	}
 	if rec.held {
 		rec.releaseHeld() // the stale entry expired meanwhile: the failure goes out
 	}
-	o.whole = o.panicVal == nil
-	if !o.whole || !dec.store || !rec.complete() || (ctx.Err() != nil && rec.status >= 500) {
+	o.whole = o.panicVal == nil && !rec.tainted
+	if !o.whole || !rec.complete() || (ctx.Err() != nil && rec.status >= 500) {
 		return o
 	}
-	header := storage.StorableHeader(rec.header)
+	header := storage.StorableHeader(rec.snapshot)
 	for name, v := range outer {
 		if equalValues(header[name], v) {
 			delete(header, name)
@@ -386,12 +457,13 @@ func (rt *route) runOrigin(w http.ResponseWriter, r *http.Request, stale *storag
 	}
 	rt.compress(e)
 	o.entry = e
-	o.tags = append(tags, rt.requestTags(r)...)
+	o.tags = dec.tags
 	return o
 }
 
-// store writes o's entry; it reports whether it did, and records that in o.
-func (rt *route) store(ctx context.Context, k keying.Key, o *originResult) bool {
+// store writes o's entry, fenced by fc; it reports whether it did, and
+// records that in o.
+func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fence) bool {
 	value := storage.Encode(nil, rt.storedForm(ctx, o.entry))
 	sctx, cancel := rt.cache.storeCtx(ctx)
 	defer cancel()
@@ -399,17 +471,26 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult) bool 
 		TTL:        o.entry.Lifetime(),
 		MaxFields:  rt.policy.MaxFields,
 		Tags:       o.tags,
-		Fenced:     o.fence.ok,
-		Generation: o.fence.generation,
+		Fenced:     fc.ok,
+		Generation: fc.generation,
 	})
 	rt.cache.observe(err)
-	if errors.Is(err, storage.ErrPurged) {
+	switch {
+	case errors.Is(err, storage.ErrPurged):
 		// A purge came while the origin ran: its response may be older than
 		// the purge, so it is not stored.
 		rt.stats.purgeRaces.Add(1)
 		return false
-	}
-	if err != nil {
+	case errors.Is(err, storage.ErrBucketFull):
+		// Variants past the bound are not stored, so that junk variants
+		// cannot push out the ones real traffic uses.
+		rt.stats.variantsRefused.Add(1)
+		if !rt.bucketFullLogged.Swap(true) {
+			rt.cache.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: bucket full: new variants of this route are not stored until its variants expire (policy MaxFields)",
+				slog.String("route", rt.key.Pattern()), slog.String("bucket", k.Bucket), slog.Int("max_fields", rt.policy.MaxFields))
+		}
+		return false
+	case err != nil:
 		rt.reportError(ctx, "store set", err)
 		return false
 	}

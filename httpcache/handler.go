@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -20,21 +21,24 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := h.route
-	if reason := rt.bypassReason(r); reason != "" {
-		rt.stats.bypass.Add(1)
-		w.Header().Set("Cache-Status", rt.cache.name+"; fwd="+reason)
-		h.next.ServeHTTP(w, r)
+	if reason, ok := rt.bypassReason(r); ok {
+		rt.bypass(w, r, reason, h.next)
 		return
 	}
 	now := time.Now()
 	if !rt.cache.breaker.allow(now) {
 		// The store is failing: skip it entirely rather than pay a timeout.
-		rt.stats.bypass.Add(1)
-		w.Header().Set("Cache-Status", rt.cache.name+"; fwd=bypass; detail=store-unavailable")
-		h.next.ServeHTTP(w, r)
+		rt.bypass(w, r, bypassStore, h.next)
 		return
 	}
-	k := rt.key.Key(r)
+	k, err := rt.key.Key(r)
+	if err != nil {
+		rt.bypass(w, r, bypassQuery, h.next)
+		return
+	}
+	if k.Digested {
+		rt.stats.longKeys.Add(1)
+	}
 	e := entryPool.Get().(*storage.Entry)
 	var stale *storage.Entry
 	if err := rt.lookup(r.Context(), k, e, now); err == nil {
@@ -73,6 +77,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.fill(w, r, k, stale, h.next)
 }
 
+// bypass sends r straight to the origin, counted under reason.
+func (rt *route) bypass(w http.ResponseWriter, r *http.Request, reason bypass, next http.Handler) {
+	rt.stats.bypass[reason].Add(1)
+	w.Header().Set("Cache-Status", rt.cache.name+"; "+bypassStatus[reason])
+	next.ServeHTTP(w, r)
+}
+
 // entryPool recycles the entries fresh and stale hits decode into: their
 // header map is reused by the next decode.
 var entryPool = sync.Pool{New: func() any { return new(storage.Entry) }}
@@ -92,27 +103,50 @@ func (rt *route) lookup(ctx context.Context, k keying.Key, e *storage.Entry, now
 	return rt.decodeInto(ctx, k, raw, err, e, now)
 }
 
-// bypassReason returns the Cache-Status fwd value of a request that must go
-// straight to the origin, or "" when the cache handles it.
-func (rt *route) bypassReason(r *http.Request) string {
+// bypassReason returns why r must go straight to the origin, if it must.
+func (rt *route) bypassReason(r *http.Request) (bypass, bool) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return "method"
+		return bypassMethod, true
+	}
+	if !rt.key.Routed(r) {
+		rt.routeMismatch(r)
+		return bypassRoute, true
 	}
 	if headerValue(r.Header, "Upgrade") != "" {
-		return "bypass; detail=upgrade"
+		return bypassUpgrade, true
+	}
+	// A body on a GET or HEAD is not keyed, yet the handler may read it.
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return bypassBody, true
 	}
 	if !rt.policy.AllowAuthorized {
 		if _, ok := r.Header["Authorization"]; ok {
-			return "bypass; detail=authorization"
+			return bypassAuthorization, true
 		}
 		if _, ok := r.Header["Cookie"]; ok {
-			return "bypass; detail=cookie"
+			return bypassCookie, true
 		}
 	}
 	if cc, ok := r.Header["Cache-Control"]; ok && parseCacheControl(cc).noStore {
-		return "request; detail=no-store"
+		return bypassNoStore, true
 	}
-	return ""
+	return 0, false
+}
+
+// routeMismatch logs, at most once a second per route, a request routed
+// by another pattern than the route was declared with.
+func (rt *route) routeMismatch(r *http.Request) {
+	c := rt.cache
+	suppressed, ok := c.logLimit.allow("route mismatch "+rt.key.Pattern(), time.Now())
+	if !ok {
+		return
+	}
+	msg := "readthrough: request routed by another pattern than the cached route was declared with; it bypasses the cache. Declare the route with the whole pattern the router reports (under a chi sub-router or Mount, the parents' parts too)"
+	if r.Pattern == "" {
+		msg = "readthrough: request reached a cached route without a router setting http.Request.Pattern; it bypasses the cache. Route it with http.ServeMux or chi, or set r.Pattern before the cache"
+	}
+	c.log.LogAttrs(r.Context(), slog.LevelError, msg,
+		slog.String("declared", rt.key.Pattern()), slog.String("routed", r.Pattern), slog.Int64("suppressed", suppressed))
 }
 
 // load reads and decodes the entry of k. Undecodable entries are misses:
@@ -180,10 +214,27 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 	case errors.Is(err, storage.ErrVersion):
 		return err
 	case err != nil:
+		rt.stats.entriesRejected.Add(1)
 		rt.reportError(ctx, "decode entry", err)
 		rt.dropField(ctx, k)
 		return err
 	}
+	// The store is not trusted with time either: no window outlasts the
+	// route's MaxTTL, and a stored time in the future is now when it is
+	// within the clock skew between instances, and a refused entry past
+	// it (clamped at every read, such an entry would never age).
+	if e.Stored.After(now) {
+		if e.Stored.Sub(now) > maxClockSkew {
+			rt.stats.entriesRejected.Add(1)
+			rt.reportError(ctx, "decode entry", fmt.Errorf("%w: stored %v in the future", storage.ErrCorrupt, e.Stored.Sub(now)))
+			rt.dropField(ctx, k)
+			return storage.ErrCorrupt
+		}
+		e.Stored = now
+	}
+	e.Fresh = min(e.Fresh, rt.policy.MaxTTL)
+	e.StaleWhileRevalidate = min(e.StaleWhileRevalidate, rt.policy.MaxTTL)
+	e.StaleIfError = min(e.StaleIfError, rt.policy.MaxTTL)
 	if freshness(e, now) == stateDead {
 		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
 		return storage.ErrNotFound
@@ -229,6 +280,10 @@ func (rt *route) dropField(ctx context.Context, k keying.Key) {
 		rt.reportError(ctx, "store delete", err)
 	}
 }
+
+// maxClockSkew is how far in the future an entry's stored time may be:
+// the clocks of the instances sharing a store differ by that much at most.
+const maxClockSkew = time.Minute
 
 type entryState int
 

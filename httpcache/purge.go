@@ -168,7 +168,11 @@ func (c *Cache) resolve(rawURL string, header http.Header) (*route, keying.Key, 
 	})
 	for _, rt := range routes {
 		if rt.key.Match(r) {
-			return rt, rt.key.Key(r), nil
+			k, err := rt.key.Key(r)
+			if err != nil {
+				return nil, keying.Key{}, fmt.Errorf("%w: URL: %w", ErrInvalid, err)
+			}
+			return rt, k, nil
 		}
 	}
 	return nil, keying.Key{}, fmt.Errorf("%w: %s", ErrNoRoute, rawURL)

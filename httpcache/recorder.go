@@ -1,34 +1,63 @@
 package httpcache
 
 import (
+	"bufio"
 	"bytes"
+	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"sync"
 )
 
 var _ http.Flusher = (*recorder)(nil)
 
-// recorder streams the origin's response to the client while keeping a
-// copy, capped at the policy's maximum body size, for the store.
+// recorder stands between the origin handler and the client during a fill.
 //
-// When holdErrors is set (a stale entry may be served if the origin fails),
-// a 5xx response is held back from the client entirely so the stale entry
-// can be served in its place.
+// A response the cache may store is held in full (it is bounded by the
+// policy's maximum body size) and sent to the client only once the handler
+// has returned and the fill has been shared and stored: the requests
+// waiting for the fill, here and on other instances, never wait for the
+// filling client to read it, and the Cache-Status it gets says whether
+// the response was stored. The headers held are those the handler had set
+// when it wrote the status: what it sets afterwards would not have reached
+// the client without the cache, so it is neither sent nor stored.
+//
+// A response that turns out not to be storable (its status or headers say
+// so, its body passes the limit, the handler flushes it, or writes around
+// the recorder) is streamed: what was held goes out, the rest passes
+// through, and onUnshared lets the fill release its waiters at once.
+//
+// When holdErrors is set (a stale entry may be served if the origin
+// fails), a 5xx response is held back from the client entirely so the
+// stale entry can be served in its place.
 type recorder struct {
-	w        http.ResponseWriter // the client; nil for a background refresh
-	header   http.Header
-	limit    int64
-	onHeader func(status int, h http.Header) // last chance to edit headers before they go out
+	w      http.ResponseWriter // the client; nil for a background refresh
+	header http.Header
+	limit  int64
+
+	// decide is called once, with the final status and the header map in
+	// canonical form, before anything of the response is sent; it may edit
+	// the header and reports whether the response may be stored.
+	decide func(status int, h http.Header) bool
+	// onSend sets the response's Cache-Status in h right before a
+	// streamed response's headers go out.
+	onSend func(h http.Header)
+	// onUnshared is called once when the response turns out not to be
+	// storable.
+	onUnshared func()
 
 	holdErrors bool
 	headOnly   bool // the client asked HEAD: record the body, do not send it
 
 	status    int
-	written   int64 // body bytes the handler wrote
+	holding   bool        // the response is held for the store
+	snapshot  http.Header // the headers as at WriteHeader, while holding
+	written   int64       // body bytes the handler wrote
 	buf       *bytes.Buffer
 	overLimit bool
 	flushed   bool
+	tainted   bool // the handler wrote around the recorder or hijacked the connection
 	held      bool // status is a held-back 5xx
 	clientErr error
 }
@@ -75,16 +104,50 @@ func (rec *recorder) WriteHeader(status int) {
 		return
 	}
 	rec.status = status
+	// Decided on the header as it goes out, with every name in canonical
+	// form: a handler's w.Header()["cache-control"] counts as much as
+	// Cache-Control does to the client.
+	canonicalize(rec.header)
 	if rec.holdErrors && status >= 500 {
 		rec.held = true
 		return
 	}
-	if rec.onHeader != nil {
-		rec.onHeader(status, rec.header)
+	if !rec.tainted && rec.decide != nil && rec.decide(status, rec.header) {
+		rec.holding = true
+		rec.snapshot = rec.header.Clone()
+		return
 	}
-	if rec.w != nil {
-		rec.w.WriteHeader(status)
+	rec.stream()
+}
+
+// stream sends the response's headers, and what was held of its body, to
+// the client, and lets the rest pass through; the response is then not
+// stored.
+func (rec *recorder) stream() {
+	if rec.holding {
+		rec.holding = false
+		h := rec.header
+		clear(h)
+		for name, v := range rec.snapshot {
+			h[name] = v
+		}
+		rec.snapshot = nil
 	}
+	if rec.onUnshared != nil {
+		rec.onUnshared()
+		rec.onUnshared = nil
+	}
+	if rec.onSend != nil {
+		rec.onSend(rec.header)
+	}
+	if rec.w == nil {
+		return
+	}
+	rec.w.WriteHeader(rec.status)
+	if rec.buf.Len() > 0 && !rec.headOnly {
+		_, rec.clientErr = rec.w.Write(rec.buf.Bytes())
+	}
+	rec.buf.Reset()
 }
 
 func (rec *recorder) Write(p []byte) (int, error) {
@@ -92,30 +155,36 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		rec.WriteHeader(http.StatusOK)
 	}
 	rec.written += int64(len(p))
-	if !rec.overLimit {
-		if int64(rec.buf.Len()+len(p)) > rec.limit {
+	switch {
+	case rec.held:
+		// Kept to be sent if the stale entry cannot be served after all.
+		if !rec.overLimit && int64(rec.buf.Len()+len(p)) > rec.limit {
 			rec.overLimit = true
 			rec.buf.Reset()
-		} else {
+		}
+		if !rec.overLimit {
 			rec.buf.Write(p)
 		}
+		return len(p), nil
+	case rec.holding:
+		if int64(rec.buf.Len()+len(p)) <= rec.limit {
+			rec.buf.Write(p)
+			return len(p), nil
+		}
+		rec.overLimit = true
+		rec.stream()
 	}
-	if rec.held || rec.w == nil || rec.headOnly {
+	if rec.w == nil || rec.headOnly {
 		return len(p), nil
 	}
 	if rec.clientErr == nil {
 		_, rec.clientErr = rec.w.Write(p)
 	}
-	// A client that went away does not stop a response that is still being
-	// recorded for others; once it no longer is, let the handler know.
-	if rec.clientErr != nil && !rec.recording() {
+	if rec.clientErr != nil {
 		return 0, rec.clientErr
 	}
 	return len(p), nil
 }
-
-// recording reports whether the body is still being kept for the store.
-func (rec *recorder) recording() bool { return !rec.overLimit && !rec.flushed }
 
 // Flush marks the response as streamed (streams are not stored) and
 // forwards the flush to the client.
@@ -124,24 +193,77 @@ func (rec *recorder) Flush() {
 		rec.WriteHeader(http.StatusOK)
 	}
 	rec.flushed = true
-	if rec.held || rec.w == nil {
+	if rec.held {
+		return
+	}
+	if rec.holding {
+		rec.stream()
+	}
+	if rec.w == nil {
 		return
 	}
 	_ = http.NewResponseController(rec.w).Flush()
 }
 
-// Unwrap returns the client's writer so [http.ResponseController] reaches
-// its deadlines and flushing.
-func (rec *recorder) Unwrap() http.ResponseWriter { return rec.w }
+// taint records that the handler wrote to the client around the recorder
+// or took over the connection: what the client got is unknown, so nothing
+// is stored, and what was held goes out first.
+func (rec *recorder) taint() {
+	if rec.tainted {
+		return
+	}
+	rec.tainted = true
+	if rec.holding {
+		rec.stream()
+	} else if rec.onUnshared != nil {
+		rec.onUnshared()
+		rec.onUnshared = nil
+	}
+}
+
+// Unwrap returns the client's writer, behind a guard that notices writes
+// and hijacks made through it, so that [http.ResponseController] reaches
+// the client's deadlines, full duplex and hijacking.
+func (rec *recorder) Unwrap() http.ResponseWriter {
+	if rec.w == nil {
+		return nil
+	}
+	return unwrapped{rec}
+}
+
+// unwrapped is the client's writer as the handler reaches it through
+// [recorder.Unwrap].
+type unwrapped struct{ rec *recorder }
+
+func (u unwrapped) Header() http.Header { return u.rec.w.Header() }
+
+func (u unwrapped) Write(p []byte) (int, error) {
+	u.rec.taint()
+	return u.rec.w.Write(p)
+}
+
+func (u unwrapped) WriteHeader(status int) {
+	u.rec.taint()
+	u.rec.w.WriteHeader(status)
+}
+
+// Hijack hands the connection over; the response is then whatever the
+// handler writes to it, which the cache never sees: nothing is stored.
+func (u unwrapped) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	u.rec.taint()
+	return http.NewResponseController(u.rec.w).Hijack()
+}
+
+func (u unwrapped) Unwrap() http.ResponseWriter { return u.rec.w }
 
 // complete reports whether the handler produced a whole response that may
-// be stored: a final status, nothing flushed, within the size limit, and a
-// body as long as any Content-Length it declared.
+// be stored: held back for the store, nothing flushed, within the size
+// limit, and a body as long as any Content-Length it declared.
 func (rec *recorder) complete() bool {
-	if rec.status == 0 || !rec.recording() {
+	if !rec.holding || rec.tainted {
 		return false
 	}
-	if cl := rec.header.Get("Content-Length"); cl != "" {
+	if cl := headerValue(rec.snapshot, "Content-Length"); cl != "" {
 		n, err := strconv.ParseInt(cl, 10, 64)
 		if err != nil || n != rec.written {
 			return false
@@ -150,14 +272,65 @@ func (rec *recorder) complete() bool {
 	return true
 }
 
+// deliver sends a held response to the client, with the headers held and
+// cacheStatus; a response that was never held has been sent already.
+func (rec *recorder) deliver(cacheStatus string) {
+	if !rec.holding {
+		return
+	}
+	rec.holding = false
+	if rec.w == nil {
+		return
+	}
+	h := rec.header
+	clear(h)
+	for name, v := range rec.snapshot {
+		h[name] = v
+	}
+	h["Cache-Status"] = []string{cacheStatus}
+	if _, ok := h["Content-Length"]; !ok && bodyAllowed(rec.status) {
+		h["Content-Length"] = []string{strconv.FormatInt(rec.written, 10)}
+	}
+	rec.w.WriteHeader(rec.status)
+	if !rec.headOnly {
+		rec.w.Write(rec.buf.Bytes()) //nolint:errcheck // the client went away; nothing to do
+	}
+}
+
+// bodyAllowed reports whether a response with status may carry a body
+// (RFC 9110 section 6.4.1).
+func bodyAllowed(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified && status >= 200
+}
+
 // releaseHeld sends a held-back 5xx response to the client after all.
 func (rec *recorder) releaseHeld() {
 	rec.held = false
-	if rec.onHeader != nil {
-		rec.onHeader(rec.status, rec.header)
+	if rec.onSend != nil {
+		rec.onSend(rec.header)
+	}
+	if rec.onUnshared != nil {
+		rec.onUnshared()
+		rec.onUnshared = nil
 	}
 	rec.w.WriteHeader(rec.status)
 	if !rec.overLimit && !rec.headOnly {
 		rec.w.Write(rec.buf.Bytes()) //nolint:errcheck // best effort
+	}
+}
+
+// canonicalize moves the values of every header name not in canonical
+// form to its canonical name, so that decisions and lookups by canonical
+// name see every value the client will be sent.
+func canonicalize(h http.Header) {
+	for name, v := range h {
+		c := textproto.CanonicalMIMEHeaderKey(name)
+		if c == name {
+			continue
+		}
+		delete(h, name)
+		if len(v) > 0 {
+			h[c] = append(h[c][:len(h[c]):len(h[c])], v...)
+		}
 	}
 }

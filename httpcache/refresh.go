@@ -2,10 +2,13 @@ package httpcache
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,19 +42,17 @@ func xfetch(now, expiry time.Time, delta time.Duration, beta, u float64) bool {
 	return !now.Add(early).Before(expiry)
 }
 
-// scheduleRefresh refreshes k in the background on a copy of r detached
-// from the client: no cancellation, no body. Only one refresh per key runs
-// in a process, and across processes the fill lock decides; when the
-// worker pool is full the refresh is dropped and counted.
+// scheduleRefresh refreshes k in the background, on the request
+// refreshRequest derives from r. Only one refresh per key runs in a
+// process, and across processes the fill lock decides; when the worker
+// pool is full the refresh is dropped and counted.
 func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handler) {
 	fk := k.Bucket + "\x00" + k.Field
 	var req *http.Request
 	started := rt.cache.refresh.start(fk, func() {
 		rt.refreshNow(req, k, next)
 	}, func() {
-		req = r.Clone(context.WithoutCancel(r.Context()))
-		req.Body = http.NoBody
-		req.ContentLength = 0
+		req = rt.refreshRequest(r)
 	})
 	switch started {
 	case startFull:
@@ -61,11 +62,68 @@ func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handle
 	}
 }
 
+// refreshRequest returns the request a background refresh triggered by r
+// sends the handler. No client waits for a refresh, and its response
+// replaces the entry every client of the key is served, so it carries
+// only what the entry is keyed on: the method (GET), the path and path
+// values, the kept query parameters, the host, the scheme, and the
+// request headers the route varies on, whose values are the same for
+// every request that hits the entry; plus the headers the policy forwards
+// (ForwardHeaders, for tracing ids and the like). Nothing else of the
+// triggering client reaches the handler: no other header (a
+// X-Forwarded-Host it sent would otherwise end up in everyone's entry), no
+// body, no remote address, no client certificate. The request keeps the
+// context values of r (a router's parameters, say), detached from its
+// cancellation.
+func (rt *route) refreshRequest(r *http.Request) *http.Request {
+	req := r.Clone(context.WithoutCancel(r.Context()))
+	req.Method = http.MethodGet
+	req.Header = make(http.Header, len(rt.key.Vary())+len(rt.policy.ForwardHeaders))
+	for _, name := range rt.key.Vary() {
+		if v := r.Header[name]; v != nil {
+			req.Header[name] = slices.Clone(v)
+		}
+	}
+	for _, name := range rt.policy.ForwardHeaders {
+		name = textproto.CanonicalMIMEHeaderKey(name)
+		if v := r.Header[name]; v != nil {
+			req.Header[name] = slices.Clone(v)
+		}
+	}
+	req.URL.RawQuery = rt.key.KeptQuery(r).Encode()
+	req.URL.ForceQuery = false
+	req.URL.Fragment, req.URL.RawFragment = "", ""
+	req.RequestURI = ""
+	if req.URL.RawQuery != "" {
+		req.RequestURI = keying.RequestPath(r) + "?" + req.URL.RawQuery
+	} else {
+		req.RequestURI = keying.RequestPath(r)
+	}
+	req.Body = http.NoBody
+	req.GetBody = nil
+	req.ContentLength = 0
+	req.TransferEncoding = nil
+	req.Close = false
+	req.Trailer = nil
+	req.Form, req.PostForm, req.MultipartForm = nil, nil, nil
+	req.RemoteAddr = ""
+	if r.TLS != nil {
+		// The scheme is keyed; the client's certificates and the server
+		// name it asked for are not.
+		req.TLS = &tls.ConnectionState{
+			Version:            r.TLS.Version,
+			HandshakeComplete:  r.TLS.HandshakeComplete,
+			CipherSuite:        r.TLS.CipherSuite,
+			NegotiatedProtocol: r.TLS.NegotiatedProtocol,
+		}
+	}
+	return req
+}
+
 // refreshNow runs one background refresh.
 func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 	ctx := r.Context()
-	var lock *heldLock
-	release := func() {} // unlocks before the notification goes out (see fetch)
+	sh := &sharing{rt: rt, k: k}
 	if l := rt.cache.locker; l != nil {
 		lctx, cancel := rt.cache.storeCtx(ctx)
 		lk, err := l.TryLock(lctx, k.Bucket, k.Field, rt.policy.LockTTL)
@@ -79,7 +137,7 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			rt.reportError(ctx, "take refresh lock", err)
 			return
 		}
-		lock = &heldLock{Lock: lk}
+		lock := &heldLock{Lock: lk}
 		// Another instance may have refreshed it just before we locked.
 		e, fc, err := rt.loadForFill(ctx, k)
 		if err == nil && !rt.refreshDue(e, time.Now()) && freshness(e, time.Now()) == stateFresh {
@@ -87,22 +145,14 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			rt.stats.refreshSkipped.Add(1)
 			return
 		}
-		lock.fence = fc
-		stop := rt.keepLock(lock, k)
-		release = sync.OnceFunc(func() {
-			stop()
-			rt.unlock(ctx, lock, k)
-		})
-		defer release()
-	}
-	var fc fence
-	if lock != nil {
-		fc = lock.fence
+		sh.lock, sh.fence = lock, fc
+		defer sh.publish(ctx, storage.Fill{Failed: true}) // unless published before
+		sh.keepLock()
 	} else {
-		fc = rt.readFence(ctx, k)
+		sh.fence = rt.readFence(ctx, k)
 	}
-	o := rt.runOrigin(nil, r, nil, next, "", true)
-	o.fence = fc
+	o := rt.runOrigin(nil, r, nil, next, "", sh)
+	defer o.rec.release()
 	if o.entry == nil {
 		rt.stats.refreshFailed.Add(1)
 		status := "panic"
@@ -110,21 +160,15 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			status = "not cacheable"
 		}
 		rt.cache.log.Warn("readthrough: background refresh kept the old entry", "route", rt.key.Pattern(), "field", k.FieldHex(), "reason", status)
-		if lock != nil {
-			release()
-			rt.publish(ctx, k, storage.Fill{Failed: true})
-		}
+		sh.publish(ctx, storage.Fill{Failed: true})
 		return
 	}
-	if rt.store(ctx, k, &o) {
+	if rt.store(ctx, k, o, sh.fence) {
 		rt.stats.refreshed.Add(1)
 	} else {
 		rt.stats.refreshFailed.Add(1)
 	}
-	if lock != nil {
-		release()
-		rt.publish(ctx, k, storage.Fill{Stored: o.stored})
-	}
+	sh.publish(ctx, storage.Fill{Stored: o.stored})
 }
 
 // publish announces the end of a fill to the waiters of every instance.

@@ -25,7 +25,7 @@ func keyOf(t *testing.T, pattern, target string, p policy.Policy) keying.Key {
 	}
 	m := http.NewServeMux()
 	var k keying.Key
-	m.HandleFunc(pattern, func(_ http.ResponseWriter, r *http.Request) { k = kr.Key(r) })
+	m.HandleFunc(pattern, func(_ http.ResponseWriter, r *http.Request) { k, _ = kr.Key(r) })
 	do(m, "GET", target)
 	return k
 }

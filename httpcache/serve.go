@@ -3,6 +3,7 @@ package httpcache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,22 +12,18 @@ import (
 	"github.com/readthrough/readthrough/storage"
 )
 
-// serve writes the stored entry e as the response to r, answering
+// serveEntry writes the stored entry e as the response to r, answering
 // conditional requests with 304 and choosing between the stored bytes and
 // their decoded form by the client's Accept-Encoding. It never mutates e,
-// which may be shared by collapsed requests. An entry whose body does not
-// decode is answered with 502 (see serveEntry).
-func (rt *route) serve(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) {
-	if !rt.serveEntry(w, r, e, now, cacheStatus) {
-		http.Error(w, "cached entry unreadable", http.StatusBadGateway)
-	}
-}
-
-// serveEntry is serve, except that when the body must be decoded for the
-// client and does not decode, it sends nothing, leaves w's headers as they
-// were, and returns false, so that the hit path can go to the origin
-// instead. Such an entry is reported and deleted: the next request is a
-// miss that replaces it.
+// which may be shared by collapsed requests.
+//
+// When the body must be decoded for the client and cannot be, it sends
+// nothing, leaves w's headers as they were, and returns false, so that the
+// caller can go to the origin instead: a body that does not decode is
+// reported and its entry deleted (the next request is a miss that replaces
+// it); one that decodes past the route's MaxBodyBytes (a decompression
+// bomb: 100 KB of gzip can hold 100 MB of zeros) is never decoded further,
+// and its entry is kept for the clients that take it as it is.
 func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) bool {
 	notMod := e.Status == http.StatusOK && notModified(r, e)
 	send := e.Body // the body as the client gets it
@@ -38,9 +35,16 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 		if send = rt.cache.decoded.get(e.Body); send == nil {
 			buf := bufPool.Get().(*bytes.Buffer)
 			defer putBuf(buf)
-			if err := storage.WriteBody(buf, e); err != nil {
+			err := storage.WriteBody(&limitedWriter{buf: buf, limit: rt.policy.MaxBodyBytes}, e)
+			switch {
+			case errors.Is(err, errDecodedTooLarge):
+				rt.stats.oversizeDecodes.Add(1)
+				return false
+			case err != nil:
 				rt.reportError(r.Context(), "decode stored body", err)
-				rt.dropField(context.WithoutCancel(r.Context()), rt.key.Key(r))
+				if k, kerr := rt.key.Key(r); kerr == nil {
+					rt.dropField(context.WithoutCancel(r.Context()), k)
+				}
 				return false
 			}
 			send = buf.Bytes()
@@ -74,16 +78,38 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 	switch {
 	case decode:
 		delete(h, "Content-Encoding")
+		if !e.CacheEncoded {
+			// The origin's ETag names its encoded bytes; these differ.
+			weakenETag(h, own[5:6:6])
+		}
 	case e.Coding != "":
 		own[2] = e.Coding
 		h["Content-Encoding"] = own[2:3:3]
 		if e.CacheEncoded {
+			// The cache encoded them: not the origin's bytes either.
 			weakenETag(h, own[5:6:6])
 		}
 	}
 	bodyless := r.Method == http.MethodHead || e.Status == http.StatusNoContent || e.Status == http.StatusNotModified
 	writeBody(w, e.Status, send, bodyless, own[3:4:4])
 	return true
+}
+
+// errDecodedTooLarge is a stored body that decodes past the route's
+// MaxBodyBytes.
+var errDecodedTooLarge = errors.New("httpcache: stored body decodes past the route's MaxBodyBytes")
+
+// limitedWriter is a buffer that refuses to grow past limit bytes.
+type limitedWriter struct {
+	buf   *bytes.Buffer
+	limit int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(l.buf.Len()+len(p)) > l.limit {
+		return 0, errDecodedTooLarge
+	}
+	return l.buf.Write(p)
 }
 
 // writeBody sends status and body, with a Content-Length (held in

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -91,6 +92,8 @@ type appConfig struct {
 	tls    bool // serve HTTPS with HTTP/2 enabled
 	// outer, when set, wraps the whole mux (outside the cache).
 	outer func(http.Handler) http.Handler
+	// listener, when set, wraps the server's listener.
+	listener func(net.Listener) net.Listener
 }
 
 // quiet is the logger of test apps: warnings go to the test log only when
@@ -130,6 +133,9 @@ func startApp(t testing.TB, cfg appConfig) *app {
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // origin panics under test are expected
+	if cfg.listener != nil {
+		srv.Listener = cfg.listener(srv.Listener)
+	}
 	if cfg.tls {
 		srv.EnableHTTP2 = true
 		srv.StartTLS()

@@ -171,7 +171,11 @@ func TestBulkPurges(t *testing.T) {
 			target := strings.Replace(strings.TrimPrefix(r.pattern, "GET "), "{id}", fmt.Sprint(id), 1)
 			req := httptest.NewRequest("GET", "http://"+serviceHost+target, nil)
 			req.SetPathValue("id", fmt.Sprint(id))
-			entries = append(entries, bulkEntry{route: r.pattern, id: id, key: kr.Key(req), target: target})
+			k, err := kr.Key(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries = append(entries, bulkEntry{route: r.pattern, id: id, key: k, target: target})
 		}
 	}
 	// Tag "even" on the even ids of /b.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -11,20 +12,10 @@ import (
 
 // formatVersion is the first byte of the canonical field encoding; change it
 // whenever the encoding changes, so old and new fields never meet.
-const formatVersion = 1
-
-// Query flags in the canonical encoding.
-const (
-	rawName  = 1 << 0 // the name did not unescape and is kept as sent
-	rawValue = 1 << 1 // the value did not unescape and is kept as sent
-)
-
-// Names of the request path entries of a subtree pattern's field. They hold
-// a '/', so no path parameter has them.
-const (
-	pathName    = "/path"
-	rawPathName = "/rawpath"
-)
+//
+// Version 2 added the scheme and the request path, keys the host as sent
+// and the query as [net/url.ParseQuery] parses it.
+const formatVersion = 2
 
 // scratch holds the buffers one Key call needs; they are pooled so that a
 // cache hit allocates only the two key strings.
@@ -37,7 +28,6 @@ type scratch struct {
 // qpair is one query parameter: its name is dec[n0:n1], its value dec[v0:v1].
 type qpair struct {
 	n0, n1, v0, v1 int
-	flags          byte
 }
 
 // maxPooled bounds the buffers kept in the pool, so that one huge request
@@ -54,8 +44,10 @@ func (s *scratch) put() {
 }
 
 // appendCanonical appends the canonical field encoding of r (see the package
-// documentation) to b.
-func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) []byte {
+// documentation) to b. It reports false, with b in an unspecified state,
+// when the query is one that [net/url.ParseQuery] rejects: the handler would
+// then see something other than the parameters keyed here.
+func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) ([]byte, bool) {
 	b = append(b, formatVersion)
 
 	method := r.Method
@@ -63,42 +55,28 @@ func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) []byte {
 		method = http.MethodGet
 	}
 	b = appendStr(b, method)
-
-	host := r.Host
-	if host == "" && r.URL != nil {
-		host = r.URL.Host
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
 	}
-	b = binary.AppendUvarint(b, uint64(len(host)))
-	b = appendLower(b, host)
+	b = appendStr(b, scheme)
+	b = appendStr(b, r.Host)
+	b = appendStr(b, RequestPath(r))
 
-	n := len(rt.fieldParams)
-	if rt.subtree {
-		n += 2
-	}
-	b = binary.AppendUvarint(b, uint64(n))
+	b = binary.AppendUvarint(b, uint64(len(rt.fieldParams)))
 	for _, name := range rt.fieldParams {
 		b = appendStr(b, name)
 		b = appendStr(b, r.PathValue(name))
-	}
-	if rt.subtree {
-		// Names with a '/' cannot be parameter names.
-		var path, rawPath string
-		if r.URL != nil {
-			path, rawPath = r.URL.Path, r.URL.RawPath
-		}
-		b = appendStr(b, pathName)
-		b = appendStr(b, path)
-		b = appendStr(b, rawPathName)
-		b = appendStr(b, rawPath)
 	}
 
 	if rt.ignoreQuery || r.URL == nil {
 		b = binary.AppendUvarint(b, 0)
 	} else {
-		s.parseQuery(r.URL.RawQuery, rt.allow)
+		if !s.parseQuery(r.URL.RawQuery, rt.allow) {
+			return b, false
+		}
 		b = binary.AppendUvarint(b, uint64(len(s.pairs)))
 		for _, p := range s.pairs {
-			b = append(b, p.flags)
 			b = binary.AppendUvarint(b, uint64(p.n1-p.n0))
 			b = append(b, s.dec[p.n0:p.n1]...)
 			b = binary.AppendUvarint(b, uint64(p.v1-p.v0))
@@ -120,18 +98,86 @@ func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) []byte {
 			b = appendStr(b, v)
 		}
 	}
-	return b
+	return b, true
+}
+
+// RequestPath returns the path of r as the client sent it: the path of
+// r.RequestURI, which a server sets to the request line's target. It is
+// what a handler sees before any rewriting (http.StripPrefix, say): two
+// requests whose paths differ never share a field, whatever the router
+// made of them. For requests not read by a server (RequestURI empty) it is
+// r.URL's escaped path.
+func RequestPath(r *http.Request) string {
+	u := r.RequestURI
+	switch {
+	case u == "":
+		if r.URL == nil {
+			return ""
+		}
+		return r.URL.EscapedPath()
+	case u[0] == '/':
+	case strings.Contains(u, "://"):
+		// absolute-form: scheme://authority/path?query
+		_, u, _ = strings.Cut(u, "://")
+		if i := strings.IndexAny(u, "/?"); i >= 0 && u[i] == '/' {
+			u = u[i:]
+		} else {
+			u = ""
+		}
+	default:
+		return u // "*" or authority-form: kept whole
+	}
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		u = u[:i]
+	}
+	return u
+}
+
+// verifyAbove is the number of query pieces above which a query is also
+// parsed with [net/url.ParseQuery], whose limit on the number of pieces
+// (10,000 by default) a GODEBUG setting changes; below it the limit is
+// known not to apply (see queryLimitProbe).
+var verifyAbove = sync.OnceValue(queryLimitProbe)
+
+// probePieces is how many query pieces queryLimitProbe checks net/url
+// accepts.
+const probePieces = 64
+
+// queryLimitProbe returns probePieces if [net/url.ParseQuery] accepts a
+// query of that many pieces in this process, else 0: every query is then
+// checked against net/url itself.
+func queryLimitProbe() int {
+	if _, err := url.ParseQuery(strings.Repeat("a&", probePieces-1) + "a"); err != nil {
+		return 0
+	}
+	return probePieces
 }
 
 // parseQuery fills s.pairs with the query parameters of raw that allow keeps
-// (all of them when allow is nil), sorted by name, then unflagged before
-// flagged; the sort is stable, so repeated names keep their order.
-func (s *scratch) parseQuery(raw string, allow map[string]struct{}) {
+// (all of them when allow is nil), sorted by name; the sort is stable, so
+// repeated names keep their order. It parses exactly as
+// [net/url.ParseQuery] does and reports false where that returns an error
+// (a piece with ';', a malformed escape, more pieces than its limit): the
+// handler's [net/url.URL.Query] then drops pieces or everything, and
+// [http.Request.ParseForm] reports the error, so no key would match what
+// the handler sees.
+func (s *scratch) parseQuery(raw string, allow map[string]struct{}) bool {
 	s.pairs = s.pairs[:0]
 	s.dec = s.dec[:0]
+	if raw == "" {
+		return true
+	}
+	if n := strings.Count(raw, "&") + 1; n > verifyAbove() {
+		if _, err := url.ParseQuery(raw); err != nil {
+			return false
+		}
+	}
 	for raw != "" {
 		var piece string
 		piece, raw, _ = strings.Cut(raw, "&")
+		if strings.IndexByte(piece, ';') >= 0 {
+			return false
+		}
 		if piece == "" {
 			continue
 		}
@@ -139,34 +185,32 @@ func (s *scratch) parseQuery(raw string, allow map[string]struct{}) {
 		p := qpair{n0: len(s.dec)}
 		var ok bool
 		if s.dec, ok = appendQueryUnescape(s.dec, name); !ok {
-			s.dec = append(s.dec, name...)
-			p.flags |= rawName
+			return false
 		}
 		p.n1 = len(s.dec)
+		keep := true
 		if allow != nil {
-			if _, in := allow[string(s.dec[p.n0:p.n1])]; !in || !ok {
-				s.dec = s.dec[:p.n0]
-				continue
-			}
+			_, keep = allow[string(s.dec[p.n0:p.n1])]
 		}
 		p.v0 = len(s.dec)
 		if s.dec, ok = appendQueryUnescape(s.dec, value); !ok {
-			s.dec = append(s.dec, value...)
-			p.flags |= rawValue
+			return false
 		}
 		p.v1 = len(s.dec)
+		if !keep {
+			s.dec = s.dec[:p.n0]
+			continue
+		}
 		s.pairs = append(s.pairs, p)
 	}
 	s.sortPairs()
+	return true
 }
 
-// sortPairs sorts s.pairs stably by name, then unflagged before flagged.
+// sortPairs sorts s.pairs stably by name.
 func (s *scratch) sortPairs() {
 	less := func(a, b qpair) int {
-		if c := bytes.Compare(s.dec[a.n0:a.n1], s.dec[b.n0:b.n1]); c != 0 {
-			return c
-		}
-		return int(a.flags&rawName) - int(b.flags&rawName)
+		return bytes.Compare(s.dec[a.n0:a.n1], s.dec[b.n0:b.n1])
 	}
 	ps := s.pairs
 	if len(ps) > 12 {
@@ -235,18 +279,4 @@ func unhex(c byte) byte {
 func appendStr(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
-}
-
-// appendLower appends s with ASCII letters lowercased. Other bytes are kept
-// as they are (unlike [strings.ToLower], which maps every invalid UTF-8 byte
-// to U+FFFD and so would make different hosts equal).
-func appendLower(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b = append(b, c)
-	}
-	return b
 }

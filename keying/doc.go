@@ -26,48 +26,67 @@
 //
 // # Bucket format
 //
-// A bucket is esc(pattern) + "|" + esc(v1) + "|" + esc(v2) ... for the bucket
-// parameter values in pattern order. esc percent-encodes '%', '{', '}', '|',
-// the control bytes below 0x20 and 0x7f, and nothing else, so the encoding is
-// injective, the parts are separated unambiguously and a bucket never holds a
-// brace: it can sit inside a Redis Cluster hash tag. Every bucket of a route
+// A bucket is esc(pattern) + "|" + v1 + "|" + v2 ... for the bucket
+// parameter values in pattern order, where each vi is esc(value), or, for a
+// value longer than [MaxBucketValue] bytes, "%#" followed by the lowercase
+// hexadecimal first 16 bytes of its SHA-256 digest, so that no request can
+// make a bucket name (and the Redis key, lock name and fill notification
+// built from it) longer than the pattern plus 130 bytes per parameter. esc
+// percent-encodes '%', '{', '}', '|', the control bytes below 0x20 and 0x7f,
+// and nothing else, so the encoding is injective (esc never writes "%#"),
+// the parts are separated unambiguously and a bucket never holds a brace:
+// it can sit inside a Redis Cluster hash tag. Every bucket of a route
 // starts with [Route.BucketPrefix], and no other route's buckets do.
 //
 // # Field format
 //
 // The field is the first 16 bytes of the SHA-256 digest of this byte string
-// (version 1), where str is a uvarint byte length followed by the bytes and n
+// (version 2), where str is a uvarint byte length followed by the bytes and n
 // is a uvarint count:
 //
-//	0x01                         format version
+//	0x02                         format version
 //	str  method class            "GET" for GET and HEAD, else the method as sent
-//	str  host                    r.Host (r.URL.Host if empty), ASCII-lowercased
+//	str  scheme                  "https" when r.TLS is set, else "http"
+//	str  host                    r.Host, exactly as sent (case, port, trailing dot)
+//	str  path                    the request path as sent: the path of r.RequestURI
+//	                             (r.URL.EscapedPath() when RequestURI is empty)
 //	n × (str name, str value)    the path parameters that are not bucket parameters, in pattern order,
-//	                             then the shadow readings and the request path (see below)
-//	n × (byte flags, str name, str value)
-//	                             the kept query parameters, sorted by name, repeated names in request order
+//	                             then the shadow readings (see below)
+//	n × (str name, str value)    the kept query parameters, sorted by name, repeated names in request order
 //	n × (str name, byte present, [n × str value])
 //	                             the Vary headers, by canonical name, sorted; values in order
 //
-// Query parameters are parsed from the raw query by splitting on '&' only
-// (';' is an ordinary byte), ignoring empty pieces, and unescaping name and
-// value as [net/url.QueryUnescape] does. A name or value that does not unescape is
-// kept as sent and flagged (bit 0 of flags for the name, bit 1 for the value),
-// so "a%zz" as sent never equals the decoded "a%zz" of "a%25zz". A piece
-// without '=' has the empty value: "a" and "a=" are the same variant, as they
-// are to [net/url.Values.Get]. Sorting is by the name's bytes, then unflagged
-// before flagged. The allow list in [policy.Policy.QueryParams] matches
-// decoded names; a name that does not unescape is never allowed.
+// Everything in the field is what the handler sees: the host, scheme and
+// path before any rewriting, the path values its router set, the query as
+// [net/url.URL.Query] returns it and the request headers as sent. The
+// request path makes two requests whose paths differ distinct variants
+// even when the router gives them the same parameters (a path rewritten by
+// [http.StripPrefix], a trailing slash a router ignores, an escaped byte).
+//
+// Query parameters are parsed from the raw query exactly as
+// [net/url.ParseQuery] parses them: split on '&', empty pieces ignored,
+// name and value unescaped as [net/url.QueryUnescape] does, a piece
+// without '=' having the empty value ("a" and "a=" are the same variant).
+// A query that ParseQuery rejects (a piece with ';', a malformed escape,
+// more pieces than its limit) has no key: [Route.Key] returns [ErrQuery]
+// and the request must bypass the cache. The allow list in
+// [policy.Policy.QueryParams] matches decoded names.
 //
 // Two pattern forms mean different things to the two routers, and keying
 // cannot tell which router a pattern is for. For "{$}" (a ServeMux end
 // anchor, a parameter named "$" to chi) and "{rest...}" (the parameter
 // "rest" to ServeMux, "rest..." to chi), the field also holds PathValue("$")
-// or PathValue("rest..."), which is empty under ServeMux. A pattern whose
-// path ends in '/' matches a whole subtree under ServeMux, and the rest of
-// the path is no parameter: its field also holds r.URL.Path and
-// r.URL.RawPath, under the names "/path" and "/rawpath".
+// or PathValue("rest..."), which is empty under ServeMux.
 //
 // A Vary header that is absent has present = 0 and no values; a header sent
 // with an empty value has present = 1 and one empty value.
+//
+// # Router nesting
+//
+// The key is built from the pattern a route was declared with, so it must
+// be the whole pattern the request was routed by: a route declared inside
+// a chi sub-router or Mount with only its local part would not key the
+// parameters of its parents. [Route.Routed] compares the declared pattern
+// with [http.Request.Pattern]; the cache bypasses a request for which it
+// reports false.
 package keying

@@ -44,17 +44,31 @@ func (q reqSpec) build() *http.Request {
 // routed is what a handler saw: the key and the bucket parameter values.
 type routed struct {
 	key    Key
+	err    error // from Key
+	routed bool  // Routed
 	bucket map[string]string // bucket parameter values from PathValue
 	req    *http.Request
 }
 
 // serve routes q through router with pattern declared and returns what the
-// handler computed. The test fails if the route does not match.
+// handler computed. The test fails if the route does not match or Key
+// fails.
 func serve(t testing.TB, router string, rt *Route, q reqSpec) routed {
+	t.Helper()
+	got := serveErr(t, router, rt, q)
+	if got.err != nil {
+		t.Fatalf("%s: Key(%s %s): %v", router, q.method, q.target, got.err)
+	}
+	return got
+}
+
+// serveErr is serve without the check of Key's error.
+func serveErr(t testing.TB, router string, rt *Route, q reqSpec) routed {
 	t.Helper()
 	var got *routed
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		out := routed{key: rt.Key(r), bucket: map[string]string{}, req: r}
+		k, err := rt.Key(r)
+		out := routed{key: k, err: err, routed: rt.Routed(r), bucket: map[string]string{}, req: r}
 		for _, name := range rt.bucketParams {
 			out.bucket[name] = r.PathValue(name)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,9 @@ const fieldLen = 16
 // documentation). Field is 16 raw bytes; use [Key.FieldHex] to show it.
 type Key struct {
 	Bucket, Field string
+	// Digested reports that a bucket parameter value was longer than
+	// [MaxBucketValue] and is in Bucket as its digest.
+	Digested bool
 }
 
 // FieldHex returns the field in lowercase hexadecimal, for logs and the admin
@@ -42,8 +46,8 @@ type Route struct {
 	// fieldParams are the path parameters that go into the field, in
 	// pattern order, followed by the pattern's shadow names.
 	fieldParams []string
-	// subtree adds the request path to the field (see parsedPattern).
-	subtree     bool
+	// chiPattern is pattern as chi renders it in r.Pattern.
+	chiPattern  string
 	ignoreQuery bool
 	// allow is the query allow list; nil keeps every query parameter.
 	allow map[string]struct{}
@@ -91,8 +95,8 @@ func Compile(pattern string, p policy.Policy) (*Route, error) {
 
 	rt := &Route{
 		pattern:     pattern,
+		chiPattern:  chiRoutePattern(pattern),
 		prefix:      string(appendEscaped(nil, pattern)) + "|",
-		subtree:     pp.subtree,
 		ignoreQuery: p.IgnoreQuery,
 	}
 	for _, name := range pp.names {
@@ -136,31 +140,82 @@ func (rt *Route) Pattern() string { return rt.pattern }
 // it selects a whole route for purging.
 func (rt *Route) BucketPrefix() string { return rt.prefix }
 
+// ErrQuery is returned by [Route.Key] for a query that [net/url.ParseQuery]
+// rejects: a piece holding ';', a malformed percent-escape, or more pieces
+// than its limit (10,000 unless a GODEBUG setting says otherwise). The
+// handler's [net/url.URL.Query] then drops some pieces or all of them, and
+// [http.Request.ParseForm] returns the error, so no key can stand for what
+// the handler sees: such requests must bypass the cache.
+var ErrQuery = errors.New("keying: query that net/url does not parse cleanly")
+
 // Key returns the key of r, a request routed to rt's pattern. Path parameter
 // values are read with [http.Request.PathValue]. See the package
 // documentation for what goes into the bucket and the field.
 //
-// Key never fails: a parameter the router did not set counts as empty, and
-// any method is accepted (GET and HEAD share their variants; an empty method
-// counts as GET, as in [http.Request]).
-func (rt *Route) Key(r *http.Request) Key {
+// Key fails only with [ErrQuery]. A parameter the router did not set counts
+// as empty, and any method is accepted (GET and HEAD share their variants;
+// an empty method counts as GET, as in [http.Request]).
+func (rt *Route) Key(r *http.Request) (Key, error) {
 	s := scratchPool.Get().(*scratch)
-	bucket := rt.prefix
+	defer s.put()
+	k := Key{Bucket: rt.prefix}
 	if len(rt.bucketParams) > 0 {
 		b := append(s.buf[:0], rt.prefix...)
 		for i, name := range rt.bucketParams {
 			if i > 0 {
 				b = append(b, '|')
 			}
-			b = appendEscaped(b, r.PathValue(name))
+			v := r.PathValue(name)
+			k.Digested = k.Digested || len(v) > MaxBucketValue
+			b = appendBucketValue(b, v)
 		}
-		bucket = string(b)
+		k.Bucket = string(b)
 		s.buf = b
 	}
-	s.buf = rt.appendCanonical(s.buf[:0], s, r)
+	var ok bool
+	if s.buf, ok = rt.appendCanonical(s.buf[:0], s, r); !ok {
+		return Key{}, ErrQuery
+	}
 	sum := sha256.Sum256(s.buf)
-	s.put()
-	return Key{Bucket: bucket, Field: string(sum[:fieldLen])}
+	k.Field = string(sum[:fieldLen])
+	return k, nil
+}
+
+// Routed reports whether r was routed to rt's pattern: whether
+// [http.Request.Pattern], which [http.ServeMux] and chi set on every
+// request they route, names the pattern rt was compiled from. A route
+// declared inside a chi sub-router, a Mount or a Route group sees less
+// than the whole routed pattern (chi's r.Pattern is the whole one,
+// "/tenants/{tenant}/items/{id}" for "/items/{id}" declared under
+// "/tenants/{tenant}"): the parameters outside it are invisible to rt's
+// key, so such a request must not be keyed by rt. chi's rendering of a
+// pattern (a trailing '/' removed, "/*/" collapsed) counts as the pattern.
+// An unrouted request (Pattern empty) is not routed to rt.
+func (rt *Route) Routed(r *http.Request) bool {
+	return r.Pattern == rt.pattern || (r.Pattern != "" && r.Pattern == rt.chiPattern)
+}
+
+// Vary returns the request header names the field holds, canonical and
+// sorted. The caller must not modify the slice.
+func (rt *Route) Vary() []string { return rt.vary }
+
+// KeptQuery returns the query parameters of r that the field holds, as
+// [net/url.URL.Query] parses them: every parameter, those of the policy's
+// allow list, or none with IgnoreQuery. A background refresh sends the
+// handler these and no others.
+func (rt *Route) KeptQuery(r *http.Request) url.Values {
+	if rt.ignoreQuery || r.URL == nil {
+		return url.Values{}
+	}
+	q := r.URL.Query()
+	if rt.allow != nil {
+		for name := range q {
+			if _, ok := rt.allow[name]; !ok {
+				delete(q, name)
+			}
+		}
+	}
+	return q
 }
 
 // BucketFor returns the bucket of rt for the given bucket parameter values,
@@ -193,7 +248,7 @@ func (rt *Route) BucketFor(values map[string]string) (string, error) {
 		if i > 0 {
 			b = append(b, '|')
 		}
-		b = appendEscaped(b, values[name])
+		b = appendBucketValue(b, values[name])
 	}
 	return string(b), nil
 }
@@ -207,6 +262,25 @@ func describeBucketParams(names []string) string {
 		q[i] = fmt.Sprintf("%q", n)
 	}
 	return "bucket parameters: " + strings.Join(q, ", ")
+}
+
+// MaxBucketValue is the longest bucket parameter value kept as it is in a
+// bucket name; a longer one is replaced by its digest (see the package
+// documentation), so that a request with a huge path segment cannot create
+// a huge Redis key, lock name or fill notification.
+const MaxBucketValue = 128
+
+// appendBucketValue appends the bucket form of a bucket parameter value:
+// escaped, or "%#" and the hexadecimal first 16 bytes of the SHA-256 of v
+// when v is longer than [MaxBucketValue]. The escaping never writes '%'
+// followed by '#', so the two forms never meet.
+func appendBucketValue(dst []byte, v string) []byte {
+	if len(v) <= MaxBucketValue {
+		return appendEscaped(dst, v)
+	}
+	sum := sha256.Sum256([]byte(v))
+	dst = append(dst, '%', '#')
+	return hex.AppendEncode(dst, sum[:fieldLen])
 }
 
 // appendEscaped appends s to dst with '%', '{', '}', '|', the bytes below
@@ -223,4 +297,18 @@ func appendEscaped(dst []byte, s string) []byte {
 		}
 	}
 	return append(dst, s[start:]...)
+}
+
+// chiRoutePattern renders pattern as chi's RoutePattern renders a routed
+// pattern, which is what chi puts in r.Pattern: "/*/" collapsed to "/",
+// then a trailing "//" or "/" removed (but "/" itself kept).
+func chiRoutePattern(pattern string) string {
+	for strings.Contains(pattern, "/*/") {
+		pattern = strings.ReplaceAll(pattern, "/*/", "/")
+	}
+	if pattern != "/" {
+		pattern = strings.TrimSuffix(pattern, "//")
+		pattern = strings.TrimSuffix(pattern, "/")
+	}
+	return pattern
 }

@@ -3,11 +3,14 @@ package keying
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/readthrough/readthrough/policy"
 )
@@ -340,10 +343,6 @@ func TestKeyVariants(t *testing.T) {
 		{name: "empty pieces ignored", giveA: reqSpec{target: "/items/1?&&a=1&&"}, giveB: reqSpec{target: "/items/1?a=1"}, wantSame: true},
 		{name: "empty query", giveA: reqSpec{target: "/items/1?"}, giveB: reqSpec{target: "/items/1"}, wantSame: true},
 		{name: "name case matters", giveA: reqSpec{target: "/items/1?A=1"}, giveB: reqSpec{target: "/items/1?a=1"}},
-		{name: "bad escape kept raw", giveA: reqSpec{target: "/items/1?a=%zz"}, giveB: reqSpec{target: "/items/1?a=%25zz"}},
-		{name: "bad escape in name kept raw", giveA: reqSpec{target: "/items/1?a%zz=1"}, giveB: reqSpec{target: "/items/1?a%25zz=1"}},
-		{name: "truncated escape", giveA: reqSpec{target: "/items/1?a=%2"}, giveB: reqSpec{target: "/items/1?a=%252"}},
-		{name: "semicolon is not a separator", giveA: reqSpec{target: "/items/1?a=1;b=2"}, giveB: reqSpec{target: "/items/1?a=1&b=2"}},
 		{name: "different value", giveA: reqSpec{target: "/items/1?a=1"}, giveB: reqSpec{target: "/items/1?a=2"}},
 
 		// Allow list.
@@ -352,7 +351,6 @@ func TestKeyVariants(t *testing.T) {
 		{name: "allow list matches decoded names", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?p%61ge=2"}, giveB: reqSpec{target: "/items/1?page=2"}, wantSame: true},
 		{name: "allow list is case sensitive", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?PAGE=2"}, giveB: reqSpec{target: "/items/1"}, wantSame: true},
 		{name: "allow list keeps repeats", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?a=1&a=2"}, giveB: reqSpec{target: "/items/1?a=1"}},
-		{name: "allow list drops bad names", givePolicy: allowPolicy, giveA: reqSpec{target: "/items/1?a%zz=1"}, giveB: reqSpec{target: "/items/1"}, wantSame: true},
 
 		// IgnoreQuery.
 		{name: "ignore query", givePolicy: policy.Policy{IgnoreQuery: true}, giveA: reqSpec{target: "/items/1?a=1"}, giveB: reqSpec{target: "/items/1?a=2&b"}, wantSame: true},
@@ -393,7 +391,9 @@ func TestKeyVariants(t *testing.T) {
 		{name: "stdlib POST is not GET", givePattern: "/items/{id}", giveA: reqSpec{method: "POST", target: "/items/1"}, giveB: reqSpec{target: "/items/1"}},
 
 		// Host.
-		{name: "host case", giveA: reqSpec{target: "/items/1", host: "Example.COM"}, giveB: reqSpec{target: "/items/1", host: "example.com"}, wantSame: true},
+		// The host as sent: a handler may reflect it.
+		{name: "host case", giveA: reqSpec{target: "/items/1", host: "Example.COM"}, giveB: reqSpec{target: "/items/1", host: "example.com"}},
+		{name: "host trailing dot", giveA: reqSpec{target: "/items/1", host: "example.com."}, giveB: reqSpec{target: "/items/1", host: "example.com"}},
 		{name: "other host", giveA: reqSpec{target: "/items/1", host: "example.org"}, giveB: reqSpec{target: "/items/1", host: "example.com"}},
 		{name: "host port", giveA: reqSpec{target: "/items/1", host: "example.com:8080"}, giveB: reqSpec{target: "/items/1", host: "example.com"}},
 
@@ -404,8 +404,9 @@ func TestKeyVariants(t *testing.T) {
 			giveA: reqSpec{target: "/users/1/posts/7"}, giveB: reqSpec{target: "/users/1/posts/8"}},
 		{name: "chi wildcard in field", router: chiR, givePattern: "/u/{id}/files/*", givePolicy: policy.Policy{BucketParams: []string{"id"}},
 			giveA: reqSpec{target: "/u/1/files/a/b"}, giveB: reqSpec{target: "/u/1/files/a"}},
+		// ServeMux gives both the same path value; the paths as sent differ.
 		{name: "stdlib rest in field", givePattern: "/u/{id}/files/{path...}", givePolicy: policy.Policy{BucketParams: []string{"id"}},
-			giveA: reqSpec{target: "/u/1/files/a/b"}, giveB: reqSpec{target: "/u/1/files/a%2Fb"}, wantSame: true},
+			giveA: reqSpec{target: "/u/1/files/a/b"}, giveB: reqSpec{target: "/u/1/files/a%2Fb"}},
 		{name: "unicode NFC vs NFD", givePattern: "/u/{id}/{name}", givePolicy: policy.Policy{BucketParams: []string{"id"}},
 			giveA: reqSpec{target: "/u/1/%C3%A9"}, giveB: reqSpec{target: "/u/1/e%CC%81"}},
 		{name: "subtree pattern keeps the path", givePattern: "GET /static/",
@@ -416,8 +417,15 @@ func TestKeyVariants(t *testing.T) {
 			giveA: reqSpec{target: "/static/a%2Fb"}, giveB: reqSpec{target: "/static/a/b"}},
 		{name: "root pattern", givePattern: "/",
 			giveA: reqSpec{target: "/"}, giveB: reqSpec{target: "/x"}},
-		{name: "bucket params are not in the field", givePattern: "/users/{id}",
-			giveA: reqSpec{target: "/users/1"}, giveB: reqSpec{target: "/users/2"}, wantSame: true},
+		// The request path is in the field, so bucket values show there too.
+		{name: "path is in the field", givePattern: "/users/{id}",
+			giveA: reqSpec{target: "/users/1"}, giveB: reqSpec{target: "/users/2"}},
+		{name: "escaped path byte", givePattern: "/users/{id}",
+			giveA: reqSpec{target: "/users/%61"}, giveB: reqSpec{target: "/users/a"}},
+		{name: "absolute-form target", givePattern: "/users/{id}",
+			giveA: reqSpec{target: "http://example.com/users/1"}, giveB: reqSpec{target: "/users/1"}, wantSame: true},
+		{name: "scheme", givePattern: "/users/{id}",
+			giveA: reqSpec{target: "https://example.com/users/1"}, giveB: reqSpec{target: "/users/1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -455,7 +463,6 @@ func TestKeyCollisions(t *testing.T) {
 		{name: "encoded equals", giveA: reqSpec{target: "/x?a=b%3Dc"}, giveB: reqSpec{target: "/x?a%3Db=c"}},
 		{name: "whole pair encoded", giveA: reqSpec{target: "/x?a=1&b=2"}, giveB: reqSpec{target: "/x?a=1%26b%3D2"}},
 		{name: "empty name", giveA: reqSpec{target: "/x?=a"}, giveB: reqSpec{target: "/x?a"}},
-		{name: "raw vs decoded percent", giveA: reqSpec{target: "/x?a=%zz"}, giveB: reqSpec{target: "/x?a=%25zz"}},
 		{name: "nul bytes", giveA: reqSpec{target: "/x?a=%00b&c"}, giveB: reqSpec{target: "/x?a&%00b=c"}},
 		{
 			name: "path values with separators", givePattern: "/x/{k}/{a}/{b}", givePolicy: fieldParams,
@@ -600,17 +607,203 @@ func TestKeyWithoutRouter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			k := rt.Key(tt.give)
-			if k.Bucket != rt.BucketPrefix() || len(k.Field) != 16 {
-				t.Errorf("Key = %q %s", k.Bucket, k.FieldHex())
+			k, err := rt.Key(tt.give)
+			if err != nil || k.Bucket != rt.BucketPrefix() || len(k.Field) != 16 {
+				t.Errorf("Key = %q %s, %v", k.Bucket, k.FieldHex(), err)
+			}
+			if rt.Routed(tt.give) {
+				t.Error("Routed = true for a request no router saw")
 			}
 		})
 	}
-	// An empty method is GET, and the URL host stands in for an empty Host.
-	a := rt.Key(&http.Request{URL: &url.URL{Host: "H"}})
-	b := rt.Key(&http.Request{Method: "GET", Host: "h", URL: &url.URL{}})
+	// An empty method is GET; the host is r.Host alone, as the handler
+	// sees it.
+	a, _ := rt.Key(&http.Request{URL: &url.URL{}, Host: "h"})
+	b, _ := rt.Key(&http.Request{Method: "GET", Host: "h", URL: &url.URL{}})
 	if a != b {
-		t.Errorf("empty method and URL host: %s, want %s", a.FieldHex(), b.FieldHex())
+		t.Errorf("empty method: %s, want %s", a.FieldHex(), b.FieldHex())
+	}
+	c, _ := rt.Key(&http.Request{Method: "GET", URL: &url.URL{Host: "h"}})
+	if c == b {
+		t.Error("the URL's host stood in for an empty Host")
+	}
+}
+
+// TestKeyQueryErrors checks that a query net/url does not parse cleanly
+// has no key: the handler would see fewer parameters, or none, than a key
+// could hold, or an error from ParseForm.
+func TestKeyQueryErrors(t *testing.T) {
+	allow := policy.Policy{QueryParams: []string{"a"}}
+	tests := []struct {
+		name       string
+		givePolicy policy.Policy
+		give       string
+		wantErr    bool
+	}{
+		{name: "clean", give: "/items/1?a=1&b=2"},
+		{name: "bad escape in value", give: "/items/1?a=%zz", wantErr: true},
+		{name: "bad escape in name", give: "/items/1?a%zz=1", wantErr: true},
+		{name: "truncated escape", give: "/items/1?a=%2", wantErr: true},
+		{name: "semicolon", give: "/items/1?a=1;b=2", wantErr: true},
+		{name: "encoded semicolon is fine", give: "/items/1?a=1%3Bb=2"},
+		{name: "bad escape in a parameter the allow list drops", givePolicy: allow, give: "/items/1?a=1&x=%zz", wantErr: true},
+		{name: "ignore query ignores it all", givePolicy: policy.Policy{IgnoreQuery: true}, give: "/items/1?a=%zz;"},
+		{name: "as many pieces as net/url takes", give: "/items/1?page=2" + strings.Repeat("&", 9999)},
+		{name: "more pieces than net/url takes", give: "/items/1?page=2" + strings.Repeat("&", 10001), wantErr: true},
+		{name: "many real parameters", give: "/items/1?" + strings.Repeat("a=1&", 500) + "b=2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := mustCompile(t, "GET /items/{id}", tt.givePolicy)
+			got := serveErr(t, stdlib, rt, reqSpec{target: tt.give})
+			if (got.err != nil) != tt.wantErr {
+				t.Fatalf("Key error = %v, want error %v", got.err, tt.wantErr)
+			}
+			if got.err != nil && !errors.Is(got.err, ErrQuery) {
+				t.Errorf("Key error = %v, want ErrQuery", got.err)
+			}
+			if !tt.wantErr && !tt.givePolicy.IgnoreQuery {
+				// What the handler sees is what is keyed: the same
+				// parameters in canonical form give the same field.
+				canon := serve(t, stdlib, rt, reqSpec{target: "/items/1?" + rt.KeptQuery(got.req).Encode()})
+				if canon.key.Field != got.key.Field {
+					t.Errorf("field of %q differs from the field of its parameters as net/url parses them", tt.give)
+				}
+			}
+		})
+	}
+}
+
+// TestRouted checks the comparison of the declared pattern with the one
+// the router reports, through real routers, nested ones included.
+func TestRouted(t *testing.T) {
+	tests := []struct {
+		name     string
+		declared string
+		mount    func(h http.Handler) http.Handler
+		target   string
+		want     bool
+	}{
+		{name: "servemux", declared: "GET /items/{id}", target: "/items/1", want: true,
+			mount: func(h http.Handler) http.Handler { m := http.NewServeMux(); m.Handle("GET /items/{id}", h); return m }},
+		{name: "servemux other pattern", declared: "/items/{id}", target: "/items/1",
+			mount: func(h http.Handler) http.Handler { m := http.NewServeMux(); m.Handle("GET /items/{id}", h); return m }},
+		{name: "chi", declared: "/items/{id}", target: "/items/1", want: true,
+			mount: func(h http.Handler) http.Handler { r := chi.NewRouter(); r.Handle("/items/{id}", h); return r }},
+		{name: "chi trailing slash", declared: "/items/", target: "/items/", want: true,
+			mount: func(h http.Handler) http.Handler { r := chi.NewRouter(); r.Handle("/items/", h); return r }},
+		{name: "chi wildcard", declared: "/files/*", target: "/files/a/b", want: true,
+			mount: func(h http.Handler) http.Handler { r := chi.NewRouter(); r.Handle("/files/*", h); return r }},
+		{name: "chi sub-router with its local pattern", declared: "/items/{id}", target: "/tenants/acme/items/1",
+			mount: func(h http.Handler) http.Handler {
+				r := chi.NewRouter()
+				r.Route("/tenants/{tenant}", func(r chi.Router) { r.Handle("/items/{id}", h) })
+				return r
+			}},
+		{name: "chi sub-router with the whole pattern", declared: "/tenants/{tenant}/items/{id}", target: "/tenants/acme/items/1", want: true,
+			mount: func(h http.Handler) http.Handler {
+				r := chi.NewRouter()
+				r.Route("/tenants/{tenant}", func(r chi.Router) { r.Handle("/items/{id}", h) })
+				return r
+			}},
+		{name: "chi mount", declared: "/items/{id}", target: "/v1/items/1",
+			mount: func(h http.Handler) http.Handler {
+				sub := chi.NewRouter()
+				sub.Handle("/items/{id}", h)
+				r := chi.NewRouter()
+				r.Mount("/v1", sub)
+				return r
+			}},
+		{name: "chi middleware before routing", declared: "/items/{id}", target: "/items/1",
+			mount: func(h http.Handler) http.Handler {
+				r := chi.NewRouter()
+				r.Use(func(next http.Handler) http.Handler { return h })
+				r.Handle("/items/{id}", http.NotFoundHandler())
+				return r
+			}},
+		{name: "no router", declared: "/items/{id}", target: "/items/1",
+			mount: func(h http.Handler) http.Handler { return h }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := mustCompile(t, tt.declared, policy.Policy{})
+			var got *bool
+			h := tt.mount(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ok := rt.Routed(r)
+				got = &ok
+			}))
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tt.target, nil))
+			if got == nil {
+				t.Fatal("the handler did not run")
+			}
+			if *got != tt.want {
+				t.Errorf("Routed = %v, want %v", *got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStripPrefix checks that a path rewritten by http.StripPrefix is keyed
+// as the client sent it: one inner mux mounted under two prefixes routes
+// both to the same pattern with the same parameters, and the handler still
+// sees different requests (r.RequestURI).
+func TestStripPrefix(t *testing.T) {
+	rt := mustCompile(t, "GET /items/{id}", policy.Policy{})
+	var keys []Key
+	inner := http.NewServeMux()
+	inner.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !rt.Routed(r) {
+			t.Errorf("Routed = false under StripPrefix (Pattern %q)", r.Pattern)
+		}
+		k, err := rt.Key(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	})
+	outer := http.NewServeMux()
+	outer.Handle("/v1/", http.StripPrefix("/v1", inner))
+	outer.Handle("/v2/", http.StripPrefix("/v2", inner))
+	for _, target := range []string{"/v1/items/1", "/v2/items/1"} {
+		outer.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", target, nil))
+	}
+	if len(keys) != 2 {
+		t.Fatalf("handler ran %d times, want 2", len(keys))
+	}
+	if keys[0].Field == keys[1].Field {
+		t.Error("/v1/items/1 and /v2/items/1 share a field")
+	}
+	if keys[0].Bucket != keys[1].Bucket {
+		t.Errorf("buckets %q and %q differ; the bucket is the route's and its parameters'", keys[0].Bucket, keys[1].Bucket)
+	}
+}
+
+// TestLongBucketValues checks that a long bucket parameter value is kept
+// as a digest: bounded, distinct from every short value, the same in Key
+// and BucketFor.
+func TestLongBucketValues(t *testing.T) {
+	rt := mustCompile(t, "GET /users/{id}/posts", policy.Policy{})
+	long := strings.Repeat("x", 900_000)
+	got := serve(t, stdlib, rt, reqSpec{target: "/users/" + long + "/posts"})
+	if n := len(got.key.Bucket); n > len(rt.BucketPrefix())+2+32 {
+		t.Errorf("bucket of a 900 KB value is %d bytes", n)
+	}
+	if b := mustBucket(t, rt, map[string]string{"id": long}); b != got.key.Bucket {
+		t.Errorf("BucketFor = %q, Key gave %q", b, got.key.Bucket)
+	}
+	edge := strings.Repeat("y", MaxBucketValue)
+	if b := mustBucket(t, rt, map[string]string{"id": edge}); b != rt.BucketPrefix()+edge {
+		t.Errorf("a value of MaxBucketValue bytes is not kept as it is: %q", b)
+	}
+	other := mustBucket(t, rt, map[string]string{"id": long + "y"})
+	if other == got.key.Bucket {
+		t.Error("two long values share a bucket")
+	}
+	// The digest form cannot be sent as a short value: its "%#" is
+	// escaped.
+	digest := strings.TrimPrefix(got.key.Bucket, rt.BucketPrefix())
+	if b := mustBucket(t, rt, map[string]string{"id": digest}); b == got.key.Bucket {
+		t.Errorf("the short value %q has the bucket of a long one", digest)
 	}
 }
 

@@ -28,10 +28,6 @@ type parsedPattern struct {
 	// Reading both readings keeps the key correct under either router; the
 	// reading that does not apply is always empty.
 	shadows []string
-	// subtree is set when the path ends in '/': to ServeMux such a pattern
-	// matches every path below it, and the rest of the path is no
-	// parameter, so the key must hold the request path.
-	subtree bool
 }
 
 // patternError reports a malformed pattern.
@@ -119,7 +115,6 @@ func parsePattern(pattern string) (parsedPattern, error) {
 			return pp, err
 		}
 	}
-	pp.subtree = strings.HasSuffix(pattern, "/")
 	for _, s := range pp.shadows {
 		if seen[s] {
 			return pp, patternError(pattern, 0, "parameter name %q is ambiguous", s)

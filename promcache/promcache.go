@@ -11,10 +11,12 @@ import (
 
 // Collector reports the counters of one [httpcache.Cache], per route, as
 // Prometheus counters named readthrough_<counter>_total with a "route"
-// label. Register it with prometheus.MustRegister.
+// label (readthrough_bypassed_total also has a "reason" label). Register
+// it with prometheus.MustRegister.
 type Collector struct {
-	cache *httpcache.Cache
-	descs []metric
+	cache    *httpcache.Cache
+	descs    []metric
+	bypassed *prometheus.Desc
 }
 
 type metric struct {
@@ -29,6 +31,8 @@ func NewCollector(cache *httpcache.Cache, namespace string) *Collector {
 		namespace = "readthrough"
 	}
 	c := &Collector{cache: cache}
+	c.bypassed = prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "bypassed_total"),
+		"Requests sent straight to the origin, by reason (see httpcache.Stats.BypassedBy).", []string{"route", "reason"}, nil)
 	add := func(name, help string, value func(httpcache.Stats) int64) {
 		c.descs = append(c.descs, metric{
 			desc:  prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name+"_total"), help, []string{"route"}, nil),
@@ -39,7 +43,6 @@ func NewCollector(cache *httpcache.Cache, namespace string) *Collector {
 	add("misses", "Requests that found no usable entry.", func(s httpcache.Stats) int64 { return s.Misses })
 	add("stale_served", "Stale entries served (revalidating, origin errors, fill waits).", func(s httpcache.Stats) int64 { return s.StaleServed })
 	add("collapsed", "Misses answered by another request's fill.", func(s httpcache.Stats) int64 { return s.Collapsed })
-	add("bypassed", "Requests sent straight to the origin.", func(s httpcache.Stats) int64 { return s.Bypassed })
 	add("stored", "Entries written to the store.", func(s httpcache.Stats) int64 { return s.Stored })
 	add("stored_bytes", "Encoded bytes written to the store.", func(s httpcache.Stats) int64 { return s.BytesStored })
 	add("store_errors", "Store, codec and lock errors absorbed by going to the origin.", func(s httpcache.Stats) int64 { return s.StoreErrors })
@@ -49,6 +52,11 @@ func NewCollector(cache *httpcache.Cache, namespace string) *Collector {
 	add("refreshes_dropped", "Background refreshes dropped because the pool was full.", func(s httpcache.Stats) int64 { return s.RefreshDropped })
 	add("refreshes_skipped", "Background refreshes skipped because another instance held the lock.", func(s httpcache.Stats) int64 { return s.RefreshSkipped })
 	add("purge_races", "Fills not stored because a purge came while the origin ran.", func(s httpcache.Stats) int64 { return s.PurgeRaces })
+	add("variants_refused", "New variants not stored because their bucket held MaxFields.", func(s httpcache.Stats) int64 { return s.VariantsRefused })
+	add("tags_refused", "Responses not stored because of their tags (more than MaxTags, or one longer than MaxTagBytes).", func(s httpcache.Stats) int64 { return s.TagsRefused })
+	add("entries_rejected", "Entries read from the store that did not decode or broke the storage rules (misses).", func(s httpcache.Stats) int64 { return s.EntriesRejected })
+	add("oversize_decodes", "Hits whose body decoded past MaxBodyBytes for a client that did not accept its coding.", func(s httpcache.Stats) int64 { return s.OversizeDecodes })
+	add("long_keys", "Requests with a bucket parameter value kept as its digest for its length.", func(s httpcache.Stats) int64 { return s.LongKeys })
 	add("dictionaries_trained", "Compression dictionaries this instance trained and published.", func(s httpcache.Stats) int64 { return s.DictionariesTrained })
 	add("dictionaries_loaded", "Compression dictionaries installed in this instance, trained here or read from the store (a count of installs, not of dictionaries held).", func(s httpcache.Stats) int64 { return s.DictionariesLoaded })
 	add("dictionary_misses", "Reads of entries whose compression dictionary could not be loaded (misses).", func(s httpcache.Stats) int64 { return s.DictionaryMisses })
@@ -60,6 +68,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.descs {
 		ch <- m.desc
 	}
+	ch <- c.bypassed
 }
 
 // Collect implements [prometheus.Collector].
@@ -68,6 +77,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.descs {
 		for route, s := range routes {
 			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.value(s)), route)
+		}
+	}
+	for route, s := range routes {
+		for reason, n := range s.BypassedBy {
+			ch <- prometheus.MustNewConstMetric(c.bypassed, prometheus.CounterValue, float64(n), route, reason)
 		}
 	}
 }

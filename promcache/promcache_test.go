@@ -23,12 +23,16 @@ func TestCollectorExposesRouteCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.Close(context.Background())
-	h := cache.Handler("GET /x", policy.Policy{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.NewServeMux()
+	h.Handle("GET /x", cache.Handler("GET /x", policy.Policy{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "x")
-	}))
+	})))
 	for range 3 {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
 	}
+	bypassed := httptest.NewRequest("GET", "/x", nil)
+	bypassed.Header.Set("Authorization", "Bearer x")
+	h.ServeHTTP(httptest.NewRecorder(), bypassed)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(promcache.NewCollector(cache, ""))
 	w := httptest.NewRecorder()
@@ -38,6 +42,8 @@ func TestCollectorExposesRouteCounters(t *testing.T) {
 		`readthrough_hits_total{route="GET /x"} 2`,
 		`readthrough_misses_total{route="GET /x"} 1`,
 		`readthrough_stored_total{route="GET /x"} 1`,
+		`readthrough_bypassed_total{reason="authorization",route="GET /x"} 1`,
+		`readthrough_bypassed_total{reason="method",route="GET /x"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)

@@ -28,6 +28,9 @@ var (
 	// the write, e.g. Redis out of memory under the noeviction policy. The
 	// store is reachable and reads still work, so it is no outage.
 	ErrRefused = errors.New("storage: write refused by the server")
+	// ErrBucketFull is returned by Set when the bucket already holds
+	// SetOptions.MaxFields variants and the field is not one of them.
+	ErrBucketFull = errors.New("storage: bucket full")
 )
 
 // SetOptions are the per-write settings of a stored field.
