@@ -45,6 +45,11 @@ const minTokenLen = 16
 //	GET  .../inspect?url=https://svc/users/15[&header=Accept-Language:fr]
 //	                  the URL's route, bucket and field, and its entry's state
 //
+// The purge body is strict JSON: one object, keys exactly as above
+// (lowercase, each at most once, none other), values of the types shown
+// (null is none of them), "params" names given once, nothing after the
+// object.
+//
 // Answers are JSON; bad requests get 400 with {"error": reason}, a missing
 // or wrong token 401, a wrong method 405. It returns an error when no token
 // is configured and Insecure is not set, or a token is too short.
@@ -143,12 +148,176 @@ func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
 }
 
 // purgeRequest is the body of POST .../purge; exactly one scope is set.
+// It is read by [decodePurge], never by encoding/json's struct decoding.
 type purgeRequest struct {
-	Route  string             `json:"route"`
-	Params *map[string]string `json:"params"`
-	URL    string             `json:"url"`
-	Tag    string             `json:"tag"`
-	All    bool               `json:"all"`
+	Route  string
+	Params map[string]string // non-nil when "params" was given, even as {}
+	URL    string
+	Tag    string
+	All    bool
+}
+
+// decodePurge reads a purge body strictly. encoding/json's struct decoding
+// matches keys case-insensitively and lets a later duplicate win, so
+// {"all": false, "ALL": true} would purge everything although its first
+// key, the one a reviewer or a filter reads, says not to. Here the body
+// must be one JSON object whose keys are exactly "route", "params", "url",
+// "tag" and "all" (lowercase, each at most once, compared after
+// unescaping), with string values, a boolean "all" and "params" an object
+// of strings without duplicate names; null is no value of any of them.
+// Nothing may follow the object. The error is the reason given to the
+// caller.
+func decodePurge(body []byte) (purgeRequest, error) {
+	var req purgeRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := expectDelim(dec, '{'); err != nil {
+		return req, err
+	}
+	seen := make(map[string]bool, 5)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return req, malformed(err)
+		}
+		key, _ := tok.(string) // inside an object, More and Token give a key here
+		if seen[key] {
+			return req, fmt.Errorf("duplicate key %q", key)
+		}
+		seen[key] = true
+		switch key {
+		case "route":
+			req.Route, err = stringValue(dec, key)
+		case "params":
+			req.Params, err = paramsValue(dec)
+		case "url":
+			req.URL, err = stringValue(dec, key)
+		case "tag":
+			req.Tag, err = stringValue(dec, key)
+		case "all":
+			req.All, err = boolValue(dec, key)
+		default:
+			err = fmt.Errorf("unknown field %q; the keys are route, params, url, tag and all, in lowercase", key)
+		}
+		if err != nil {
+			return req, err
+		}
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return req, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, errors.New("malformed JSON: trailing data after the object")
+	}
+	return req, nil
+}
+
+// malformed describes a syntax error; an end of input inside the object
+// is reported as unexpected rather than as a bare EOF.
+func malformed(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("malformed JSON: %w", err)
+}
+
+// expectDelim reads one token and checks that it is the delimiter d.
+func expectDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return malformed(err)
+	}
+	if got, ok := tok.(json.Delim); !ok || got != d {
+		if d == '{' {
+			return fmt.Errorf("malformed JSON: want a JSON object, got %s", describe(tok))
+		}
+		return fmt.Errorf("malformed JSON: want %q, got %s", d, describe(tok))
+	}
+	return nil
+}
+
+// stringValue reads the value of key, which must be a JSON string.
+func stringValue(dec *json.Decoder, key string) (string, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", malformed(err)
+	}
+	s, ok := tok.(string)
+	if !ok {
+		return "", fmt.Errorf("%q must be a string, not %s", key, describe(tok))
+	}
+	return s, nil
+}
+
+// boolValue reads the value of key, which must be true or false.
+func boolValue(dec *json.Decoder, key string) (bool, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return false, malformed(err)
+	}
+	b, ok := tok.(bool)
+	if !ok {
+		return false, fmt.Errorf("%q must be true or false, not %s", key, describe(tok))
+	}
+	return b, nil
+}
+
+// paramsValue reads "params": an object whose values are strings, each
+// name given once.
+func paramsValue(dec *json.Decoder) (map[string]string, error) {
+	const want = `"params" must be an object of strings`
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("%s, not %s", want, describe(tok))
+	}
+	params := map[string]string{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed(err)
+		}
+		name, _ := tok.(string)
+		if tok, err = dec.Token(); err != nil {
+			return nil, malformed(err)
+		}
+		value, ok := tok.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s; %q is %s", want, name, describe(tok))
+		}
+		if _, dup := params[name]; dup {
+			return nil, fmt.Errorf(`"params": duplicate key %q`, name)
+		}
+		params[name] = value
+	}
+	if err := expectDelim(dec, '}'); err != nil {
+		return nil, err
+	}
+	return params, nil
+}
+
+// describe names the kind of a JSON token for an error message.
+func describe(tok json.Token) string {
+	switch t := tok.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case float64, json.Number:
+		return "a number"
+	case string:
+		return "a string"
+	case json.Delim:
+		if t == '{' {
+			return "an object"
+		}
+		if t == '[' {
+			return "an array"
+		}
+		return fmt.Sprintf("%q", string(t))
+	}
+	return fmt.Sprintf("%T", tok)
 }
 
 type purgeResponse struct {
@@ -167,15 +336,9 @@ func (a *admin) purge(w http.ResponseWriter, r *http.Request, who string) {
 		badRequest(w, fmt.Sprintf("body exceeds %d bytes", a.maxBody))
 		return
 	}
-	var req purgeRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		badRequest(w, "malformed JSON: "+err.Error())
-		return
-	}
-	if dec.More() {
-		badRequest(w, "malformed JSON: trailing data after the object")
+	req, err := decodePurge(body)
+	if err != nil {
+		badRequest(w, err.Error())
 		return
 	}
 	scopes := 0
@@ -198,7 +361,7 @@ func (a *admin) purge(w http.ResponseWriter, r *http.Request, who string) {
 	switch {
 	case req.Route != "" && req.Params != nil:
 		res.Scope, res.Target = "bucket", req.Route
-		res.Removed, err = a.cache.PurgeBucket(ctx, req.Route, *req.Params)
+		res.Removed, err = a.cache.PurgeBucket(ctx, req.Route, req.Params)
 	case req.Route != "":
 		res.Scope, res.Target = "route", req.Route
 		res.Removed, err = a.cache.PurgeRoute(ctx, req.Route)

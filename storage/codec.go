@@ -105,9 +105,10 @@ const (
 // Stored is written as Unix milliseconds, OriginTime in microseconds and
 // the three windows in milliseconds, all truncated; negative durations are
 // written as 0. Encode does not validate e: an entry whose Status is
-// outside 100-999 or whose Coding is not a token encodes, but [Decode]
-// rejects it. Encode panics if Body or a header is 4 GiB or longer, which
-// msgpack cannot express.
+// outside 200-599 or is 206, or whose Coding is not a token, encodes, but
+// [Decode] rejects it; headers that [StorableHeader] drops are written,
+// but [Decode] drops them. Encode panics if Body or a header is 4 GiB or
+// longer, which msgpack cannot express.
 //
 // Encode computes the envelope's exact size first and grows dst at most
 // once; it allocates nothing else for entries with up to 16 header names.
@@ -384,17 +385,28 @@ func appendArrayLen(b []byte, n int) []byte {
 // positions are the tables' own strings. Header names are put in
 // canonical form. Stored is returned in UTC.
 //
+// The store is not trusted: its values may come from an older release,
+// an operator or anyone with access to Redis. So Decode applies the
+// rules a stored entry was written under. It drops every header that
+// [StorableHeader] drops (hop-by-hop headers and the names Connection
+// lists, trailers and the names Trailer lists, Set-Cookie, Date, Age,
+// Content-Length, Content-Encoding, Cache-Status, Surrogate-Key,
+// Surrogate-Control), whatever the case of its name, and it refuses a
+// status outside 200-599, and 206 Partial Content, which is never stored.
+//
 // Any malformed input returns an error matching [ErrCorrupt]: truncated
 // or trailing bytes, wrong msgpack types, lengths beyond the input, fewer
 // than ten elements, an odd number of header elements, a name or value
 // table position past the end of its table, a date outside 0 to
-// 253402300799 seconds, a status outside 100-999 (net/http panics on
-// writing one), a negative duration or one that overflows
-// [time.Duration], a coding that is not an RFC 9110 token. A first byte
-// other than [EnvelopeVersion] and [EnvelopeVersionDictionary] returns an
-// error matching [ErrVersion]. On error e is
-// left unchanged. Decode never panics and allocates nothing in proportion
-// to a length it has not checked against len(data).
+// 253402300799 seconds, a status outside 200-599 or of 206 (the error
+// names it), a negative duration or one that overflows [time.Duration], a
+// coding that is not an RFC 9110 token. A first byte other than
+// [EnvelopeVersion] and [EnvelopeVersionDictionary] returns an error
+// matching [ErrVersion]. On error e is left unchanged. Decode never
+// panics and allocates nothing in proportion to a length it has not
+// checked against len(data). Dropping headers costs nothing for a name
+// given as a position in the name table and one map lookup for a name
+// given as a string; only an entry that holds such a header pays more.
 func Decode(data []byte, e *Entry) error {
 	if len(data) == 0 {
 		return fmt.Errorf("%w: empty", ErrCorrupt)
@@ -413,8 +425,11 @@ func Decode(data []byte, e *Entry) error {
 	}
 
 	status, ok := r.uint()
-	if !ok || status < 100 || status > 999 {
+	if !ok {
 		return r.fail("status")
+	}
+	if !storedStatus(status) {
+		return fmt.Errorf("%w: status %d is never stored (want 200-599, not 206)", ErrCorrupt, status)
 	}
 
 	// The headers are only checked here; they are turned into strings
@@ -479,6 +494,13 @@ func Decode(data []byte, e *Entry) error {
 	e.CacheEncoded = flags&flagCacheEncoded != 0
 	e.Body = body[:len(body):len(body)]
 	return nil
+}
+
+// storedStatus reports whether an entry may have the status s: a final
+// status that net/http can write (200-599), and not 206 Partial Content,
+// which is never stored (policy.Policy.Validate refuses it).
+func storedStatus(s uint64) bool {
+	return s >= 200 && s <= 599 && s != http.StatusPartialContent
 }
 
 // headerScan is what scanHeaders learns about the headers array.
@@ -640,13 +662,18 @@ func decodeHeader(h http.Header, raw []byte, pairs int, hs *headerScan) http.Hea
 		}
 		h[name] = vals[run:end:end]
 	}
-	off, nextDate := 0, copied
+	// drop is set by a name that is never stored, such as Set-Cookie or
+	// Connection (which may list others): those are removed at the end.
+	// A position in the name table costs an array lookup, a name given
+	// as a string a map lookup.
+	off, nextDate, drop := 0, copied, false
 	for i := range pairs {
 		var k string
 		date := false
 		if c := raw[off]; c <= mpPosFixintMax {
 			k = headerNames[c]
 			date = c == nameLastModified || c == nameExpires
+			drop = drop || !tableNameStorable[c]
 			off++
 		} else {
 			start, end, _ := strBounds(s, off)
@@ -656,6 +683,7 @@ func decodeHeader(h http.Header, raw []byte, pairs int, hs *headerScan) http.Hea
 				k = textproto.CanonicalMIMEHeaderKey(k)
 			}
 			date = isDateName(k)
+			drop = drop || !storable(k)
 		}
 		if i == 0 || k != name {
 			flush(i)
@@ -680,6 +708,9 @@ func decodeHeader(h http.Header, raw []byte, pairs int, hs *headerScan) http.Hea
 		}
 	}
 	flush(pairs)
+	if drop {
+		dropUnstorable(h)
+	}
 	return h
 }
 

@@ -2,14 +2,19 @@ package storage
 
 import (
 	"bytes"
+	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
 
-// FuzzDecode feeds Decode arbitrary bytes. It must never panic, and an
-// entry it accepts must survive Encode and Decode again unchanged, with
-// Encode reproducing its own output byte for byte.
+// FuzzDecode feeds Decode arbitrary bytes. It must never panic; an entry
+// it accepts must obey the rules for stored entries (a status of 200-599
+// other than 206, and only headers that StorableHeader keeps, whatever
+// the bytes hold), and must survive Encode and Decode again unchanged,
+// with Encode reproducing its own output byte for byte.
 func FuzzDecode(f *testing.F) {
 	seeds := []*Entry{
 		{Status: 200},
@@ -34,6 +39,24 @@ func FuzzDecode(f *testing.F) {
 			"X-Custom":      {"nosniff", "*"},
 		},
 	})
+	// Entries that another writer could have put in the store: statuses
+	// and headers that are never stored, which Decode refuses or drops.
+	seeds = append(seeds,
+		&Entry{Status: 101},
+		&Entry{Status: 206},
+		&Entry{Status: 999},
+		&Entry{Status: 200, Header: http.Header{
+			"Set-Cookie":        {"a=b"},
+			"Transfer-Encoding": {"chunked"},
+			"Connection":        {"X-Hop, Etag"},
+			"Etag":              {`"v"`},
+			"X-Hop":             {"1"},
+			"Trailer":           {"X-Sum"},
+			"X-Sum":             {"2"},
+			"Surrogate-Key":     {"k"},
+			"X-Kept":            {"3"},
+		}},
+	)
 	for _, e := range seeds {
 		f.Add(Encode(nil, e))
 	}
@@ -44,6 +67,8 @@ func FuzzDecode(f *testing.F) {
 		"94 04 0c a4 76617279 0d",
 		"96 05 00 02 01 05 cf 0000003afff4417f",
 		"94 a4 56617279 0d 02 a3 616263",
+		"94 aa 7365742d636f6f6b6965 a3 613d62 00 00",                        // set-cookie: a=b, Content-Type
+		"96 a4 54652d41 a1 78 aa 636f6e6e656374696f6e a4 74652d61 19 a1 6b", // Te-A, connection: te-a, Surrogate-Key
 	} {
 		f.Add(with(1, unhex(h)))
 	}
@@ -56,6 +81,17 @@ func FuzzDecode(f *testing.F) {
 		var e Entry
 		if err := Decode(data, &e); err != nil {
 			return
+		}
+		if e.Status < 200 || e.Status > 599 || e.Status == http.StatusPartialContent {
+			t.Fatalf("Decode accepted status %d\ndata % x", e.Status, data)
+		}
+		if kept := StorableHeader(e.Header); !maps.EqualFunc(kept, e.Header, slices.Equal) {
+			t.Fatalf("Decode kept headers that are never stored: %q, StorableHeader keeps %q\ndata % x", e.Header, kept, data)
+		}
+		for name := range e.Header {
+			if unstored[name] || strings.HasPrefix(name, http.TrailerPrefix) {
+				t.Fatalf("Decode kept %s\ndata % x", name, data)
+			}
 		}
 		first := Encode(nil, &e)
 		var again Entry

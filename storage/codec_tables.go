@@ -142,6 +142,19 @@ var (
 	headerValueIndex = tableIndex(headerValues[:])
 )
 
+// tableNameStorable says, by position, whether a name of the name table
+// may be stored ([storable]). All may but Surrogate-Key and
+// Surrogate-Control, which were stored when they entered the table and
+// keep their positions because the table is append-only. Decode looks
+// up a name given as a position here, so that only names given as
+// strings cost a map lookup.
+var tableNameStorable = func() (ok [len(headerNames)]bool) {
+	for i, n := range headerNames {
+		ok[i] = storable(n)
+	}
+	return ok
+}()
+
 func tableIndex(t []string) map[string]byte {
 	m := make(map[string]byte, len(t))
 	for i, s := range t {

@@ -138,7 +138,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 					"Content-Type":  {"text/html"},
 					"Vary":          {"Accept-Encoding", "Accept-Language"},
 					"Cache-Control": {"public, max-age=60"},
-					"Surrogate-Key": {"user-15 users"},
+					"X-Tenant":      {"t-15"},
 				},
 				Stored:               time.Date(2025, 6, 1, 12, 30, 45, 123e6, time.UTC),
 				Fresh:                5 * time.Minute,
@@ -222,12 +222,12 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 			give: &Entry{Status: 200, Header: http.Header{}, Coding: "br", Body: []byte{}},
 		},
 		{
-			name: "status bounds",
-			give: &Entry{Status: 999, Header: http.Header{}},
+			name: "lowest stored status",
+			give: &Entry{Status: 200, Header: http.Header{}},
 		},
 		{
-			name: "status 100",
-			give: &Entry{Status: 100, Header: http.Header{}},
+			name: "highest stored status",
+			give: &Entry{Status: 599, Header: http.Header{}},
 		},
 		{
 			name: "table names, table values and dates",
@@ -486,8 +486,11 @@ func TestHeaderTables(t *testing.T) {
 		if int(headerNameIndex[n]) != i {
 			t.Errorf("headerNames[%d] = %q appears twice", i, n)
 		}
-		if unstored[n] {
-			t.Errorf("headerNames[%d] = %q is never stored", i, n)
+		// The table names that are never stored are those that were
+		// stored when they entered the table, which is append-only.
+		wantStorable := n != "Surrogate-Key" && n != "Surrogate-Control"
+		if storable(n) != wantStorable || tableNameStorable[i] != wantStorable {
+			t.Errorf("headerNames[%d] = %q: storable %t, tableNameStorable %t, want %t", i, n, storable(n), tableNameStorable[i], wantStorable)
 		}
 		if isDateName(n) != (i == nameLastModified || i == nameExpires) {
 			t.Errorf("isDateName(%q) = %t", n, isDateName(n))
@@ -917,6 +920,10 @@ func TestDecodeCorrupt(t *testing.T) {
 		{"status 0", with(status, mp(0))},
 		{"status 99", with(status, mp(99))},
 		{"status 1000", with(status, mp(1000))},
+		{"status 101", with(status, mp(101))},
+		{"status 206", with(status, mp(206))},
+		{"status 600", with(status, mp(600))},
+		{"status 999 as uint64", with(status, unhex("cf 00000000000003e7"))},
 		{"status max uint64", with(status, unhex("cf ffffffffffffffff"))},
 		{"status float", with(status, mp(200.0))},
 		{"status nil", with(status, []byte{0xc0})},
@@ -1009,6 +1016,177 @@ func TestDecodeCorrupt(t *testing.T) {
 				t.Fatalf("Decode = %v, want nil", err)
 			}
 		})
+	}
+}
+
+// TestDecodeStatus: an entry in the store may have been written by
+// anything with access to Redis, so Decode applies the rule for stored
+// statuses (final, 200-599, and never 206 Partial Content) rather than
+// serve a 101 or a 999 to clients.
+func TestDecodeStatus(t *testing.T) {
+	tests := []struct {
+		give   int
+		wantOK bool
+	}{
+		{give: 200, wantOK: true},
+		{give: 203, wantOK: true},
+		{give: 204, wantOK: true},
+		{give: 304, wantOK: true},
+		{give: 404, wantOK: true},
+		{give: 503, wantOK: true},
+		{give: 599, wantOK: true},
+		{give: 100},
+		{give: 101},
+		{give: 103},
+		{give: 199},
+		{give: 206},
+		{give: 600},
+		{give: 999},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.give), func(t *testing.T) {
+			data := Encode(nil, typicalEntry([]byte("x")))
+			data = slices.Concat(data[:2], appendUint(nil, uint64(tt.give)), data[2+uintSize(200):])
+			e := *typicalEntry([]byte("before"))
+			err := Decode(data, &e)
+			if tt.wantOK {
+				if err != nil || e.Status != tt.give {
+					t.Fatalf("Decode = %v, status %d; want status %d", err, e.Status, tt.give)
+				}
+				return
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Decode = %v, want ErrCorrupt", err)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprint(tt.give)) {
+				t.Errorf("error %q does not name status %d", err, tt.give)
+			}
+			if e.Status != 200 || string(e.Body) != "before" {
+				t.Errorf("a refused status changed the entry: %d %q", e.Status, e.Body)
+			}
+		})
+	}
+}
+
+// TestDecodeDropsUnstorableHeaders: Decode drops every header that
+// StorableHeader would not have stored, however the envelope spells it,
+// so that an entry written by an older release, an operator or an
+// attacker cannot make the cache send Set-Cookie, framing headers or
+// trailers to every client.
+func TestDecodeDropsUnstorableHeaders(t *testing.T) {
+	const headers = 1
+	tests := []struct {
+		name string
+		give []any // the headers element: names and values, as strings or table positions
+		want http.Header
+	}{
+		{
+			name: "Set-Cookie",
+			give: []any{"Content-Type", "text/plain", "Set-Cookie", "session=victim"},
+			want: http.Header{"Content-Type": {"text/plain"}},
+		},
+		{
+			name: "set-cookie in lower case",
+			give: []any{"set-cookie", "session=victim", "x-kept", "1"},
+			want: http.Header{"X-Kept": {"1"}},
+		},
+		{
+			name: "Set-Cookie in mixed case, unsorted, several values",
+			give: []any{"X-Kept", "1", "SET-COOKIE", "a=b", 0, 0, "Set-cookie", "c=d", "Set-Cookie2", "e=f"},
+			want: http.Header{"X-Kept": {"1"}, "Content-Type": {"application/json"}},
+		},
+		{
+			name: "Transfer-Encoding",
+			give: []any{"Transfer-Encoding", "chunked", "Content-Type", "text/plain"},
+			want: http.Header{"Content-Type": {"text/plain"}},
+		},
+		{
+			name: "Connection and the names it lists",
+			give: []any{"Connection", "X-Foo", "X-Bar", "2", "X-Foo", "1"},
+			want: http.Header{"X-Bar": {"2"}},
+		},
+		{
+			name: "Connection listed after the names, in lower case, with other tokens",
+			give: []any{"X-Foo", "1", "Etag", `"v"`, "connection", "close, x-foo,, Etag", "Connection", " keep-alive "},
+			want: http.Header{},
+		},
+		{
+			name: "Connection listing a table name",
+			give: []any{"Connection", "Content-Type", 0, 0, "X-Kept", "1"},
+			want: http.Header{"X-Kept": {"1"}},
+		},
+		{
+			name: "Trailer and the names it lists",
+			give: []any{"Trailer", "X-Checksum, X-Count", "X-Checksum", "abc", "X-Count", "2", "X-Kept", "1"},
+			want: http.Header{"X-Kept": {"1"}},
+		},
+		{
+			name: "TrailerPrefix names",
+			give: []any{http.TrailerPrefix + "X-Late", "1", "X-Kept", "1"},
+			want: http.Header{"X-Kept": {"1"}},
+		},
+		{
+			name: "per-response headers",
+			give: []any{"Date", "Tue, 21 Oct 2025 07:28:00 GMT", "Age", "100000", "Content-Length", "5",
+				"Content-Encoding", "gzip", "Cache-Status", "evil; hit", "Expires", "0"},
+			want: http.Header{"Expires": {"0"}},
+		},
+		{
+			name: "hop-by-hop headers",
+			give: []any{"Keep-Alive", "timeout=5", "Proxy-Connection", "keep-alive", "Proxy-Authenticate", "Basic",
+				"Proxy-Authorization", "Basic eA==", "Te", "trailers", "Upgrade", "websocket", "Vary", 12},
+			want: http.Header{"Vary": {"Accept-Encoding"}},
+		},
+		{
+			name: "Surrogate headers as table positions",
+			give: []any{0, 1, 25, "user-15", 26, "max-age=60"},
+			want: http.Header{"Content-Type": {"application/json; charset=utf-8"}},
+		},
+		{
+			name: "Surrogate headers as strings",
+			give: []any{"surrogate-key", "user-15", "Surrogate-Control", "no-store", "X-Kept", "1"},
+			want: http.Header{"X-Kept": {"1"}},
+		},
+		{
+			name: "Content-Range is a storable header",
+			give: []any{37, "bytes 0-1/2", 11, 16},
+			want: http.Header{"Content-Range": {"bytes 0-1/2"}, "Accept-Ranges": {"bytes"}},
+		},
+		{
+			name: "only unstorable headers",
+			give: []any{"Set-Cookie", "a=b"},
+			want: http.Header{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := with(headers, mp(tt.give))
+			for _, reuse := range []bool{false, true} {
+				var e Entry
+				if reuse {
+					e.Header = http.Header{"Set-Cookie": {"left over"}, "X-Old": {"1"}}
+				}
+				if err := Decode(data, &e); err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				if !maps.EqualFunc(e.Header, tt.want, slices.Equal) {
+					t.Errorf("reuse %t: Header = %q, want %q", reuse, e.Header, tt.want)
+				}
+			}
+		})
+	}
+
+	// Every name StorableHeader drops by name, given as a string.
+	for name := range unstored {
+		for _, spelling := range []string{name, strings.ToLower(name), strings.ToUpper(name)} {
+			var e Entry
+			if err := Decode(with(headers, mp([]any{spelling, "v", "X-Kept", "1"})), &e); err != nil {
+				t.Fatalf("%s: %v", spelling, err)
+			}
+			if want := (http.Header{"X-Kept": {"1"}}); !maps.EqualFunc(e.Header, want, slices.Equal) {
+				t.Errorf("%s: Header = %q, want %q", spelling, e.Header, want)
+			}
+		}
 	}
 }
 

@@ -12,8 +12,10 @@ type Entry struct {
 	// Status is the response status code.
 	Status int
 	// Header holds the response headers worth keeping, canonical names.
-	// It never holds hop-by-hop headers, Set-Cookie, Date, Age,
-	// Content-Length or Content-Encoding (the coding is in Coding).
+	// It never holds hop-by-hop headers, trailers, Set-Cookie, Date, Age,
+	// Content-Length, Content-Encoding (the coding is in Coding),
+	// Cache-Status, Surrogate-Key or Surrogate-Control: [StorableHeader]
+	// drops them before an entry is stored and [Decode] after it is read.
 	Header http.Header
 	// Stored is when the response was produced.
 	Stored time.Time

@@ -26,12 +26,21 @@ func TestStorableHeader(t *testing.T) {
 				"Last-Modified":     {"Wed, 21 Oct 2025 07:28:00 GMT"},
 				"Cache-Control":     {"public, max-age=60"},
 				"Vary":              {"Accept-Encoding", "Accept-Language"},
-				"Surrogate-Key":     {"user-15"},
-				"Surrogate-Control": {"max-age=3600"},
 				"X-Cache":           {"HIT from upstream"},
 				"X-Cache-Hits":      {"3"},
 				"Link":              {"</a>; rel=preload", "</b>; rel=preload"},
+				"Content-Range":     {"bytes 0-1/2"}, // the cache refuses such responses; the header rule does not
+				"Cdn-Cache-Control": {"max-age=60"},
 			},
+		},
+		{
+			name: "surrogate headers dropped",
+			give: http.Header{
+				"Surrogate-Key":     {"user-15"},
+				"surrogate-control": {"max-age=3600"},
+				"Content-Type":      {"text/plain"},
+			},
+			want: http.Header{"Content-Type": {"text/plain"}},
 		},
 		{
 			name: "hop-by-hop dropped",
@@ -55,6 +64,17 @@ func TestStorableHeader(t *testing.T) {
 				"Connection":   {"close, X-Hop", " x-other-hop ,,"},
 				"X-Hop":        {"1"},
 				"X-Other-Hop":  {"2"},
+				"X-End-To-End": {"3"},
+			},
+			want: http.Header{"X-End-To-End": {"3"}},
+		},
+		{
+			name: "Connection and Trailer under non-canonical keys",
+			give: http.Header{
+				"connection":   {"X-Hop"},
+				"TRAILER":      {"x-checksum"},
+				"X-Hop":        {"1"},
+				"X-Checksum":   {"abc"},
 				"X-End-To-End": {"3"},
 			},
 			want: http.Header{"X-End-To-End": {"3"}},

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -112,8 +113,40 @@ func Env(name, def string) string {
 }
 
 // DefaultAdminToken is the examples' admin bearer token when ADMIN_TOKEN is
-// unset. It is only acceptable because the examples listen on loopback.
+// unset. It is public, so it is only acceptable on a loopback address:
+// [Main] refuses to start with it when ADMIN_ADDR is any other address.
 const DefaultAdminToken = "example-admin-token-change-me"
+
+// checkAdminToken returns an error when the admin API would listen on
+// addr, which is not a loopback address, with the public default token:
+// token (the value of ADMIN_TOKEN) is empty or [DefaultAdminToken].
+func checkAdminToken(addr, token string) error {
+	if token != "" && token != DefaultAdminToken {
+		return nil
+	}
+	if isLoopback(addr) {
+		return nil
+	}
+	return fmt.Errorf("examplekit: the admin API would listen on %q, which is not a loopback address, "+
+		"with the public default token %q: set ADMIN_TOKEN to a secret of 16 characters or more, "+
+		"or ADMIN_ADDR to a loopback address such as 127.0.0.1:9090", addr, DefaultAdminToken)
+}
+
+// isLoopback reports whether the listen address addr (host:port) only
+// listens on loopback: its host is "localhost" or an IP address in
+// 127.0.0.0/8 or ::1. An empty host, as in ":9090", listens on every
+// interface, and a host name other than localhost may resolve to anything.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
 
 // Admin returns the admin API of cache under /admin/ and Prometheus metrics
 // under /metrics, the way a service mounts them on an internal port.
@@ -165,17 +198,14 @@ func ignoreClosed(err error) error {
 
 // Main runs an example's run func until SIGINT or SIGTERM, listening on
 // ADDR (default addr) and ADMIN_ADDR (default adminAddr), and exits 1 on
-// failure.
+// failure. It refuses to start when ADMIN_ADDR is not a loopback address
+// and ADMIN_TOKEN is unset or [DefaultAdminToken].
 func Main(addr, adminAddr string, run func(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := func() error {
-		ln, err := net.Listen("tcp", Env("ADDR", addr))
-		if err != nil {
-			return err
-		}
-		adminLn, err := net.Listen("tcp", Env("ADMIN_ADDR", adminAddr))
+		ln, adminLn, err := listen(Env("ADDR", addr), Env("ADMIN_ADDR", adminAddr), os.Getenv("ADMIN_TOKEN"))
 		if err != nil {
 			return err
 		}
@@ -186,4 +216,23 @@ func Main(addr, adminAddr string, run func(ctx context.Context, ln, adminLn net.
 		stop()
 		os.Exit(1)
 	}
+}
+
+// listen opens the service's and the admin API's listeners, after
+// checking that the admin API does not serve the default token beyond
+// loopback; on error it leaves nothing listening.
+func listen(addr, adminAddr, adminToken string) (ln, adminLn net.Listener, err error) {
+	if err := checkAdminToken(adminAddr, adminToken); err != nil {
+		return nil, nil, err
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	adminLn, err = net.Listen("tcp", adminAddr)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return ln, adminLn, nil
 }
