@@ -89,7 +89,8 @@ type Policy struct {
 	MaxBodyBytes int64
 
 	// MaxFields bounds the number of variants stored in one bucket; past it
-	// storing a variant evicts random others. Default [DefaultMaxFields].
+	// new variants are not stored (counted and logged by the cache);
+	// existing ones are kept and refreshed. Default [DefaultMaxFields].
 	MaxFields int
 
 	// HonorOriginCacheControl makes the origin's Cache-Control and

@@ -247,11 +247,6 @@ func (s *Store) GetForFill(ctx context.Context, bucket, field string) ([]byte, s
 	return []byte(v), gen, nil
 }
 
-// maxEvict bounds the fields one Set evicts, to keep the script short. A
-// bucket only exceeds its bound by more than one when the bound was lowered;
-// it then shrinks by up to maxEvict fields per write.
-const maxEvict = 100
-
 // setScript stores one field and maintains its bucket in one atomic step.
 //
 //	KEYS[1]  the bucket key
@@ -259,62 +254,57 @@ const maxEvict = 100
 //	ARGV[2]  the value
 //	ARGV[3]  the lifetime the bucket needs, in milliseconds; 0 leaves it
 //	ARGV[4]  the most fields the bucket may hold; 0 is no bound
-//	ARGV[5]  the most fields to evict in this call
-//	ARGV[6]  1 for a fenced write, 0 otherwise
-//	ARGV[7]  the purge generation a fenced write expects
+//	ARGV[5]  1 for a fenced write, 0 otherwise
+//	ARGV[6]  the purge generation a fenced write expects
 //
 // A fenced write first compares the bucket's generation (the field "\0g",
-// "" when absent) with ARGV[7] and writes nothing when they differ. The
-// generation field is not an entry: it does not count toward the bound and
-// is never evicted. Victims are random fields other than the one written
-// and the generation (HRANDFIELD with a count returns distinct fields, so
-// excess+2 of them hold at least excess others). The TTL only grows: PTTL
-// is -1 for a key without one, so such a key gets one. It returns the
-// number of fields evicted, or -1 when the fence refused the write.
+// "" when absent) with ARGV[6] and writes nothing when they differ. Then,
+// with a bound, a bucket that already holds that many fields or more
+// refuses a field it does not hold: nothing is written, and its TTL is
+// left as it is. The generation field is not an entry and does not count.
+// A field the bucket holds is always overwritten, and no field is ever
+// removed. The TTL only grows: PTTL is -1 for a key without one, so such
+// a key gets one. It returns 0 when the value was stored, -1 when the
+// fence refused the write and -2 when the bound did.
 var setScript = redis.NewScript(`
 local gen = '\0g'
-if ARGV[6] == '1' and (redis.call('HGET', KEYS[1], gen) or '') ~= ARGV[7] then
+if ARGV[5] == '1' and (redis.call('HGET', KEYS[1], gen) or '') ~= ARGV[6] then
   return -1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local evicted = 0
 local bound = tonumber(ARGV[4])
-if bound > 0 then
-  local excess = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], gen) - bound
-  if excess > tonumber(ARGV[5]) then
-    excess = tonumber(ARGV[5])
-  end
-  if excess > 0 then
-    local victims = redis.call('HRANDFIELD', KEYS[1], excess + 2)
-    for _, f in ipairs(victims) do
-      if evicted >= excess then
-        break
-      end
-      if f ~= ARGV[1] and f ~= gen then
-        redis.call('HDEL', KEYS[1], f)
-        evicted = evicted + 1
-      end
-    end
-  end
+if bound > 0
+  and redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], gen) >= bound
+  and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  return -2
 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])
 if ttl > 0 and redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-return evicted
+return 0
 `)
+
+// Set codes of setScript.
+const (
+	setStored = 0
+	setPurged = -1
+	setFull   = -2
+)
 
 // Set stores value as field of bucket in one round trip: it grows the
 // bucket's lifetime to at least opt.TTL (never shortens it; zero leaves it
-// as it is), and when the bucket then holds more than opt.MaxFields fields
-// it evicts random other fields (the purge generation is not counted and
-// never evicted). With opt.Fenced the same script first compares the
-// bucket's purge generation with opt.Generation and, when they differ,
-// stores nothing and returns an error matching [storage.ErrPurged]. When
-// opt.Tags is not empty and the value was stored, a second round trip
-// records the bucket under each tag; if that one fails, Set returns an
-// error although the value was stored. Setting [storage.GenerationField]
-// is an error.
+// as it is). With opt.Fenced the same script first compares the bucket's
+// purge generation with opt.Generation and, when they differ, stores
+// nothing and returns an error matching [storage.ErrPurged]. Then, when
+// opt.MaxFields is positive, the bucket already holds that many fields or
+// more (the purge generation does not count) and field is not one of
+// them, it stores nothing (no value, lifetime or tags) and returns an
+// error matching [storage.ErrBucketFull]; overwriting a field the bucket
+// holds is always allowed, and no field is ever evicted. When opt.Tags is
+// not empty and the value was stored, a second round trip records the
+// bucket under each tag; if that one fails, Set returns an error although
+// the value was stored. Setting [storage.GenerationField] is an error.
 func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt storage.SetOptions) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
@@ -328,16 +318,22 @@ func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt
 	if opt.Fenced {
 		fenced = 1
 	}
-	evicted, err := setScript.Run(ctx, s.rdb, []string{key},
-		field, value, ttl, max(opt.MaxFields, 0), maxEvict, fenced, opt.Generation).Int64()
+	code, err := setScript.Run(ctx, s.rdb, []string{key},
+		field, value, ttl, max(opt.MaxFields, 0), fenced, opt.Generation).Int64()
 	if err != nil {
 		if refused(err) {
 			return fmt.Errorf("redisstore: set: %w: %w", storage.ErrRefused, err)
 		}
 		return fmt.Errorf("redisstore: set: %w", err)
 	}
-	if evicted < 0 {
+	switch code {
+	case setStored:
+	case setPurged:
 		return storage.ErrPurged
+	case setFull:
+		return storage.ErrBucketFull
+	default:
+		return fmt.Errorf("redisstore: set: script returned %d", code)
 	}
 	if len(opt.Tags) == 0 {
 		return nil

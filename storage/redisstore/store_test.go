@@ -532,8 +532,9 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-// TestMaxFieldsLowered checks that a bucket far over a lowered bound
-// shrinks by a bounded number of fields per write.
+// TestMaxFieldsLowered checks in Redis that a bucket far over a lowered
+// bound keeps every field, refuses a new one without touching the hash,
+// its TTL or the tag sets, and still lets its fields be refreshed.
 func TestMaxFieldsLowered(t *testing.T) {
 	s, client := startStore(t)
 	ctx := t.Context()
@@ -543,23 +544,30 @@ func TestMaxFieldsLowered(t *testing.T) {
 		}
 	}
 	key := s.BucketKey("b")
-	bounded := storage.SetOptions{TTL: time.Minute, MaxFields: 10}
-	if err := s.Set(ctx, "b", "new", []byte("v"), bounded); err != nil {
-		t.Fatal(err)
+	bounded := storage.SetOptions{TTL: time.Hour, MaxFields: 10, Tags: []string{"t"}}
+	if err := s.Set(ctx, "b", "new", []byte("v"), bounded); !errors.Is(err, storage.ErrBucketFull) {
+		t.Fatalf("Set of a new field = %v, want ErrBucketFull", err)
 	}
-	if n, _ := client.HLen(ctx, key).Result(); n != 201 {
-		t.Errorf("HLEN after one write = %d, want 201 (at most 100 evictions per write)", n)
+	if n, _ := client.HLen(ctx, key).Result(); n != 300 {
+		t.Errorf("HLEN after a refused write = %d, want 300", n)
 	}
-	for range 3 {
-		if err := s.Set(ctx, "b", "new", []byte("v"), bounded); err != nil {
-			t.Fatal(err)
-		}
+	if d, _ := client.PTTL(ctx, key).Result(); d > time.Minute {
+		t.Errorf("PTTL after a refused write = %v, want at most a minute", d)
 	}
-	if n, _ := client.HLen(ctx, key).Result(); n != 10 {
-		t.Errorf("HLEN = %d, want 10", n)
+	if n, _ := client.Exists(ctx, prefixFor(t)+":t:t").Result(); n != 0 {
+		t.Errorf("a refused write recorded its tag")
 	}
-	if _, err := s.Get(ctx, "b", "new"); err != nil {
-		t.Errorf("the newest field was evicted: %v", err)
+	if err := s.Set(ctx, "b", "7", []byte("refreshed"), bounded); err != nil {
+		t.Fatalf("refresh of a field of a bucket over its bound: %v", err)
+	}
+	if n, _ := client.HLen(ctx, key).Result(); n != 300 {
+		t.Errorf("HLEN after a refresh = %d, want 300", n)
+	}
+	if d, _ := client.PTTL(ctx, key).Result(); d <= 59*time.Minute {
+		t.Errorf("PTTL after a refresh = %v, want an hour", d)
+	}
+	if v, err := s.Get(ctx, "b", "7"); err != nil || string(v) != "refreshed" {
+		t.Errorf("Get of the refreshed field = %q, %v", v, err)
 	}
 }
 
