@@ -109,7 +109,21 @@ func (d fenceTTLOption) apply(o *options) {
 func WithFenceTTL(d time.Duration) Option { return fenceTTLOption(d) }
 
 // New returns a store on client. The client stays the caller's: Close does
-// not close it. New returns an error for a nil client or an invalid prefix.
+// not close it. New returns an error for a nil client, an invalid prefix,
+// or a client whose settings would let a slow or dead Redis hold requests
+// past the cache's per-call deadlines: a *redis.Client (including one from
+// [redis.NewFailoverClient]), *redis.ClusterClient or *redis.Ring must set
+// ContextTimeoutEnabled: true, so that those deadlines reach the socket,
+// and DialerRetries: 1, so that dialing a Redis that is down fails at once
+// instead of being tried 5 times 100ms apart. The recommended settings:
+//
+//	redis.NewClient(&redis.Options{
+//		Addr:                  addr,
+//		ContextTimeoutEnabled: true, // required
+//		DialerRetries:         1,    // required
+//		MaxRetries:            -1,   // no retries: an error sends the request to the origin
+//		DialTimeout:           200 * time.Millisecond,
+//	})
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
@@ -388,21 +402,44 @@ func refused(err error) bool {
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "OOM ")
 }
 
-// checkClient rejects clients that ignore context deadlines: the cache
-// bounds every Redis call by a short deadline so that a slow or dead Redis
-// costs requests milliseconds, and go-redis honours those deadlines only
-// with ContextTimeoutEnabled. Without it a paused Redis would hold each
-// request for the client's ReadTimeout (3s by default).
+// checkClient rejects clients that would let a slow or dead Redis cost
+// requests more than the cache's per-call deadlines, on the client types
+// whose options it can read (*redis.Client, which includes Sentinel
+// clients made by [redis.NewFailoverClient], *redis.ClusterClient and
+// *redis.Ring):
+//
+//   - ContextTimeoutEnabled must be true. The cache bounds every Redis call
+//     by a short deadline so that a slow or dead Redis costs requests
+//     milliseconds, and go-redis honours those deadlines on the socket only
+//     with ContextTimeoutEnabled. Without it a paused Redis would hold each
+//     request for the client's ReadTimeout (3s by default).
+//   - DialerRetries must be 1: one dial attempt per new connection. go-redis
+//     dials up to DialerRetries times (5 by default, and any value of 0 or
+//     less means 5), pausing DialerRetryTimeout (100ms) between attempts. With
+//     Redis down, each call that needs a connection then sleeps out its
+//     whole deadline in those pauses instead of failing at once on the
+//     refused connection, so requests pay the deadline before going to the
+//     origin. The cache needs no retries: an error sends the request to
+//     the origin, the circuit breaker decides when to try Redis again, and
+//     the next call dials afresh.
 func checkClient(client redis.UniversalClient) error {
-	enabled := true
+	var (
+		contextTimeout = true
+		dialerRetries  = 1
+	)
 	switch c := client.(type) {
 	case *redis.Client:
-		enabled = c.Options().ContextTimeoutEnabled
+		contextTimeout, dialerRetries = c.Options().ContextTimeoutEnabled, c.Options().DialerRetries
 	case *redis.ClusterClient:
-		enabled = c.Options().ContextTimeoutEnabled
+		contextTimeout, dialerRetries = c.Options().ContextTimeoutEnabled, c.Options().DialerRetries
+	case *redis.Ring:
+		contextTimeout, dialerRetries = c.Options().ContextTimeoutEnabled, c.Options().DialerRetries
 	}
-	if !enabled {
+	if !contextTimeout {
 		return errors.New("redisstore: the go-redis client must set ContextTimeoutEnabled: true, or the cache's per-call deadlines are ignored and a slow Redis stalls requests")
+	}
+	if dialerRetries != 1 {
+		return fmt.Errorf("redisstore: the go-redis client must set DialerRetries: 1 (it has %d; 0 or less means 5), or while Redis is down every call retries its dial with DialerRetryTimeout pauses and holds its request for the cache's whole per-call deadline instead of failing fast to the origin", dialerRetries)
 	}
 	return nil
 }
