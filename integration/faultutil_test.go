@@ -43,9 +43,11 @@ import (
 //     breaker decides when to try Redis again.
 //   - PoolTimeout 100ms: when every pooled connection is stuck on a paused
 //     server, a call must not queue for ReadTimeout plus a second.
-//   - DialerRetries 1: go-redis dials 5 times, 100ms apart, by default;
-//     the fill subscription, which reconnects without a deadline, would
-//     spend that long per attempt while Redis is down.
+//   - DialerRetries 1 (redisstore.New requires it): go-redis dials 5
+//     times, 100ms apart, by default, so while Redis is down each call
+//     would sleep out the cache's deadline in those pauses, and the fill
+//     subscription, which reconnects without a deadline, would spend that
+//     long per attempt.
 func outageClient(srv *redistest.Server) redis.UniversalClient {
 	return srv.Client(func(o *redis.Options) {
 		o.ContextTimeoutEnabled = true

@@ -244,13 +244,16 @@ func (b *memBucket) field(f string) ([]byte, bool) {
 }
 
 // Set stores a copy of value as field of bucket. It grows the bucket's
-// lifetime to at least opt.TTL (never shortens it), evicts other fields when
-// the bucket holds more than opt.MaxFields (the purge generation is not a
-// field: it neither counts nor is evicted), and records the bucket under
-// each of opt.Tags. With opt.Fenced it first compares the bucket's purge
-// generation with opt.Generation and, when they differ, stores nothing and
-// returns an error matching [ErrPurged]. Setting [GenerationField] is an
-// error.
+// lifetime to at least opt.TTL (never shortens it) and records the bucket
+// under each of opt.Tags. With opt.Fenced it first compares the bucket's
+// purge generation with opt.Generation and, when they differ, stores
+// nothing and returns an error matching [ErrPurged]. Then, when
+// opt.MaxFields is positive, the bucket already holds that many fields or
+// more (the purge generation is not a field and does not count) and field
+// is not one of them, it stores nothing (no value, lifetime or tags) and
+// returns an error matching [ErrBucketFull]; overwriting a field the
+// bucket holds is always allowed, and no field is ever evicted. Setting
+// [GenerationField] is an error.
 func (m *MemoryStore) Set(_ context.Context, bucket, field string, value []byte, opt SetOptions) error {
 	if strings.ContainsAny(bucket, "{}") {
 		return fmt.Errorf("storage: bucket %q contains a brace", bucket)
@@ -265,6 +268,11 @@ func (m *MemoryStore) Set(_ context.Context, bucket, field string, value []byte,
 	if opt.Fenced && b.generation() != opt.Generation {
 		return ErrPurged
 	}
+	if opt.MaxFields > 0 && b != nil && len(b.fields) >= opt.MaxFields {
+		if _, ok := b.fields[field]; !ok {
+			return ErrBucketFull
+		}
+	}
 	m.noteWrite(now)
 	if b == nil {
 		b = &memBucket{fields: make(map[string][]byte)}
@@ -272,18 +280,6 @@ func (m *MemoryStore) Set(_ context.Context, bucket, field string, value []byte,
 	}
 	b.fields[field] = append([]byte(nil), value...)
 	b.expires = grow(b.expires, now, opt.TTL)
-	if opt.MaxFields > 0 {
-		// Map iteration order is unspecified, which makes this an
-		// arbitrary choice of victims, like the Redis store's random one.
-		for f := range b.fields {
-			if len(b.fields) <= opt.MaxFields {
-				break
-			}
-			if f != field {
-				delete(b.fields, f)
-			}
-		}
-	}
 	for _, name := range opt.Tags {
 		t := m.tag(name, now)
 		if t == nil {

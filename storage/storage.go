@@ -29,7 +29,10 @@ var (
 	// store is reachable and reads still work, so it is no outage.
 	ErrRefused = errors.New("storage: write refused by the server")
 	// ErrBucketFull is returned by Set when the bucket already holds
-	// SetOptions.MaxFields variants and the field is not one of them.
+	// SetOptions.MaxFields variants and the field is not one of them: the
+	// new variant is not stored, so variants that clients use are never
+	// pushed out by junk ones (a flood of crafted query strings). The
+	// store is healthy; the request is served from the origin uncached.
 	ErrBucketFull = errors.New("storage: bucket full")
 )
 
@@ -38,7 +41,14 @@ type SetOptions struct {
 	// TTL is the Redis lifetime the bucket needs for this field; a store
 	// only ever grows a bucket's lifetime, never shortens it.
 	TTL time.Duration
-	// MaxFields bounds the number of fields in the bucket; 0 means no bound.
+	// MaxFields bounds the number of fields (variants) in the bucket; 0
+	// means no bound. [GenerationField] never counts. When the bucket
+	// already holds MaxFields fields or more and field is not one of them,
+	// Set stores nothing (no value, no lifetime, no tags) and returns an
+	// error matching [ErrBucketFull]. Overwriting a field the bucket holds
+	// is always allowed, and nothing is ever evicted: a bucket over a
+	// lowered bound keeps its fields until they are deleted, purged or
+	// expire with the bucket. The fence (Fenced) is checked first.
 	MaxFields int
 	// Tags are surrogate keys the bucket is recorded under.
 	Tags []string

@@ -39,8 +39,11 @@ func Redis(log *slog.Logger) (redis.UniversalClient, func(), error) {
 			return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
 		// Deadlines from the cache must reach the socket, and a dead Redis
-		// must fail fast rather than be retried with backoff.
+		// must fail fast rather than be retried with backoff: no command
+		// retries, and one dial attempt (redisstore.New requires both
+		// ContextTimeoutEnabled and DialerRetries 1).
 		opt.ContextTimeoutEnabled = true
+		opt.DialerRetries = 1
 		opt.MaxRetries = -1
 		opt.DialTimeout = 200 * time.Millisecond
 		log.Info("using Redis", "addr", opt.Addr)
@@ -55,7 +58,7 @@ func Redis(log *slog.Logger) (redis.UniversalClient, func(), error) {
 	// miniredis never expires buckets or abandoned fill locks.
 	m.ClockTTL(true)
 	log.Info("using an embedded miniredis (set REDIS_URL to use a real Redis)", "addr", m.Addr())
-	c := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
+	c := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: m.Addr()})
 	return c, func() { c.Close(); m.Close() }, nil
 }
 

@@ -126,9 +126,10 @@ func (c *Cluster) Addrs() []string {
 func (c *Cluster) Nodes() []*Server { return c.nodes }
 
 // Client returns a new cluster client of the cluster. [Cluster.Close] closes
-// it if the test has not.
+// it if the test has not. It sets ContextTimeoutEnabled and DialerRetries
+// 1, which redisstore.New requires.
 func (c *Cluster) Client() *redis.ClusterClient {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{ContextTimeoutEnabled: true, Addrs: c.Addrs()})
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{ContextTimeoutEnabled: true, DialerRetries: 1, Addrs: c.Addrs()})
 	c.clients.add(rdb)
 	return rdb
 }

@@ -171,9 +171,11 @@ func (s *Server) Addr() string { return s.addr }
 func (s *Server) Dir() string { return s.dir }
 
 // Client returns a new client of the server, with opts applied to its
-// options. [Server.Close] closes it if the test has not.
+// options. [Server.Close] closes it if the test has not. Its options start
+// with ContextTimeoutEnabled and DialerRetries 1, which redisstore.New
+// requires.
 func (s *Server) Client(opts ...func(*redis.Options)) *redis.Client {
-	o := &redis.Options{ContextTimeoutEnabled: true, Addr: s.addr}
+	o := &redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: s.addr}
 	for _, opt := range opts {
 		opt(o)
 	}

@@ -28,8 +28,9 @@
 // [Store.Get] is one HGET and nothing else, so a hit costs one round trip.
 // [Store.GetForFill], used on the miss path, is one HMGET of the field and
 // the bucket's purge generation. [Store.Set] is one Lua script on the bucket
-// key (the purge fence of a fenced write, HSET, the field bound, the TTL
-// that only grows), followed, when the write has tags, by one
+// key (the purge fence of a fenced write, the field bound, which refuses a
+// new field of a full bucket and evicts nothing, HSET, the TTL that only
+// grows), followed, when the write has tags and the value was stored, by one
 // pipelined round trip that records the bucket in each tag's set. Tag sets
 // live in other cluster slots than the bucket, so they cannot be part of the
 // script: tags are best effort and add only (a bucket stays in a tag's set

@@ -109,7 +109,21 @@ func (d fenceTTLOption) apply(o *options) {
 func WithFenceTTL(d time.Duration) Option { return fenceTTLOption(d) }
 
 // New returns a store on client. The client stays the caller's: Close does
-// not close it. New returns an error for a nil client or an invalid prefix.
+// not close it. New returns an error for a nil client, an invalid prefix,
+// or a client whose settings would let a slow or dead Redis hold requests
+// past the cache's per-call deadlines: a *redis.Client (including one from
+// [redis.NewFailoverClient]), *redis.ClusterClient or *redis.Ring must set
+// ContextTimeoutEnabled: true, so that those deadlines reach the socket,
+// and DialerRetries: 1, so that dialing a Redis that is down fails at once
+// instead of being tried 5 times 100ms apart. The recommended settings:
+//
+//	redis.NewClient(&redis.Options{
+//		Addr:                  addr,
+//		ContextTimeoutEnabled: true, // required
+//		DialerRetries:         1,    // required
+//		MaxRetries:            -1,   // no retries: an error sends the request to the origin
+//		DialTimeout:           200 * time.Millisecond,
+//	})
 func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
@@ -247,11 +261,6 @@ func (s *Store) GetForFill(ctx context.Context, bucket, field string) ([]byte, s
 	return []byte(v), gen, nil
 }
 
-// maxEvict bounds the fields one Set evicts, to keep the script short. A
-// bucket only exceeds its bound by more than one when the bound was lowered;
-// it then shrinks by up to maxEvict fields per write.
-const maxEvict = 100
-
 // setScript stores one field and maintains its bucket in one atomic step.
 //
 //	KEYS[1]  the bucket key
@@ -259,62 +268,57 @@ const maxEvict = 100
 //	ARGV[2]  the value
 //	ARGV[3]  the lifetime the bucket needs, in milliseconds; 0 leaves it
 //	ARGV[4]  the most fields the bucket may hold; 0 is no bound
-//	ARGV[5]  the most fields to evict in this call
-//	ARGV[6]  1 for a fenced write, 0 otherwise
-//	ARGV[7]  the purge generation a fenced write expects
+//	ARGV[5]  1 for a fenced write, 0 otherwise
+//	ARGV[6]  the purge generation a fenced write expects
 //
 // A fenced write first compares the bucket's generation (the field "\0g",
-// "" when absent) with ARGV[7] and writes nothing when they differ. The
-// generation field is not an entry: it does not count toward the bound and
-// is never evicted. Victims are random fields other than the one written
-// and the generation (HRANDFIELD with a count returns distinct fields, so
-// excess+2 of them hold at least excess others). The TTL only grows: PTTL
-// is -1 for a key without one, so such a key gets one. It returns the
-// number of fields evicted, or -1 when the fence refused the write.
+// "" when absent) with ARGV[6] and writes nothing when they differ. Then,
+// with a bound, a bucket that already holds that many fields or more
+// refuses a field it does not hold: nothing is written, and its TTL is
+// left as it is. The generation field is not an entry and does not count.
+// A field the bucket holds is always overwritten, and no field is ever
+// removed. The TTL only grows: PTTL is -1 for a key without one, so such
+// a key gets one. It returns 0 when the value was stored, -1 when the
+// fence refused the write and -2 when the bound did.
 var setScript = redis.NewScript(`
 local gen = '\0g'
-if ARGV[6] == '1' and (redis.call('HGET', KEYS[1], gen) or '') ~= ARGV[7] then
+if ARGV[5] == '1' and (redis.call('HGET', KEYS[1], gen) or '') ~= ARGV[6] then
   return -1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local evicted = 0
 local bound = tonumber(ARGV[4])
-if bound > 0 then
-  local excess = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], gen) - bound
-  if excess > tonumber(ARGV[5]) then
-    excess = tonumber(ARGV[5])
-  end
-  if excess > 0 then
-    local victims = redis.call('HRANDFIELD', KEYS[1], excess + 2)
-    for _, f in ipairs(victims) do
-      if evicted >= excess then
-        break
-      end
-      if f ~= ARGV[1] and f ~= gen then
-        redis.call('HDEL', KEYS[1], f)
-        evicted = evicted + 1
-      end
-    end
-  end
+if bound > 0
+  and redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], gen) >= bound
+  and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  return -2
 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])
 if ttl > 0 and redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-return evicted
+return 0
 `)
+
+// Set codes of setScript.
+const (
+	setStored = 0
+	setPurged = -1
+	setFull   = -2
+)
 
 // Set stores value as field of bucket in one round trip: it grows the
 // bucket's lifetime to at least opt.TTL (never shortens it; zero leaves it
-// as it is), and when the bucket then holds more than opt.MaxFields fields
-// it evicts random other fields (the purge generation is not counted and
-// never evicted). With opt.Fenced the same script first compares the
-// bucket's purge generation with opt.Generation and, when they differ,
-// stores nothing and returns an error matching [storage.ErrPurged]. When
-// opt.Tags is not empty and the value was stored, a second round trip
-// records the bucket under each tag; if that one fails, Set returns an
-// error although the value was stored. Setting [storage.GenerationField]
-// is an error.
+// as it is). With opt.Fenced the same script first compares the bucket's
+// purge generation with opt.Generation and, when they differ, stores
+// nothing and returns an error matching [storage.ErrPurged]. Then, when
+// opt.MaxFields is positive, the bucket already holds that many fields or
+// more (the purge generation does not count) and field is not one of
+// them, it stores nothing (no value, lifetime or tags) and returns an
+// error matching [storage.ErrBucketFull]; overwriting a field the bucket
+// holds is always allowed, and no field is ever evicted. When opt.Tags is
+// not empty and the value was stored, a second round trip records the
+// bucket under each tag; if that one fails, Set returns an error although
+// the value was stored. Setting [storage.GenerationField] is an error.
 func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt storage.SetOptions) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
@@ -328,16 +332,22 @@ func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt
 	if opt.Fenced {
 		fenced = 1
 	}
-	evicted, err := setScript.Run(ctx, s.rdb, []string{key},
-		field, value, ttl, max(opt.MaxFields, 0), maxEvict, fenced, opt.Generation).Int64()
+	code, err := setScript.Run(ctx, s.rdb, []string{key},
+		field, value, ttl, max(opt.MaxFields, 0), fenced, opt.Generation).Int64()
 	if err != nil {
 		if refused(err) {
 			return fmt.Errorf("redisstore: set: %w: %w", storage.ErrRefused, err)
 		}
 		return fmt.Errorf("redisstore: set: %w", err)
 	}
-	if evicted < 0 {
+	switch code {
+	case setStored:
+	case setPurged:
 		return storage.ErrPurged
+	case setFull:
+		return storage.ErrBucketFull
+	default:
+		return fmt.Errorf("redisstore: set: script returned %d", code)
 	}
 	if len(opt.Tags) == 0 {
 		return nil
@@ -392,21 +402,44 @@ func refused(err error) bool {
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "OOM ")
 }
 
-// checkClient rejects clients that ignore context deadlines: the cache
-// bounds every Redis call by a short deadline so that a slow or dead Redis
-// costs requests milliseconds, and go-redis honours those deadlines only
-// with ContextTimeoutEnabled. Without it a paused Redis would hold each
-// request for the client's ReadTimeout (3s by default).
+// checkClient rejects clients that would let a slow or dead Redis cost
+// requests more than the cache's per-call deadlines, on the client types
+// whose options it can read (*redis.Client, which includes Sentinel
+// clients made by [redis.NewFailoverClient], *redis.ClusterClient and
+// *redis.Ring):
+//
+//   - ContextTimeoutEnabled must be true. The cache bounds every Redis call
+//     by a short deadline so that a slow or dead Redis costs requests
+//     milliseconds, and go-redis honours those deadlines on the socket only
+//     with ContextTimeoutEnabled. Without it a paused Redis would hold each
+//     request for the client's ReadTimeout (3s by default).
+//   - DialerRetries must be 1: one dial attempt per new connection. go-redis
+//     dials up to DialerRetries times (5 by default, and any value of 0 or
+//     less means 5), pausing DialerRetryTimeout (100ms) between attempts. With
+//     Redis down, each call that needs a connection then sleeps out its
+//     whole deadline in those pauses instead of failing at once on the
+//     refused connection, so requests pay the deadline before going to the
+//     origin. The cache needs no retries: an error sends the request to
+//     the origin, the circuit breaker decides when to try Redis again, and
+//     the next call dials afresh.
 func checkClient(client redis.UniversalClient) error {
-	enabled := true
+	var (
+		contextTimeout = true
+		dialerRetries  = 1
+	)
 	switch c := client.(type) {
 	case *redis.Client:
-		enabled = c.Options().ContextTimeoutEnabled
+		contextTimeout, dialerRetries = c.Options().ContextTimeoutEnabled, c.Options().DialerRetries
 	case *redis.ClusterClient:
-		enabled = c.Options().ContextTimeoutEnabled
+		contextTimeout, dialerRetries = c.Options().ContextTimeoutEnabled, c.Options().DialerRetries
+	case *redis.Ring:
+		contextTimeout, dialerRetries = c.Options().ContextTimeoutEnabled, c.Options().DialerRetries
 	}
-	if !enabled {
+	if !contextTimeout {
 		return errors.New("redisstore: the go-redis client must set ContextTimeoutEnabled: true, or the cache's per-call deadlines are ignored and a slow Redis stalls requests")
+	}
+	if dialerRetries != 1 {
+		return fmt.Errorf("redisstore: the go-redis client must set DialerRetries: 1 (it has %d; 0 or less means 5), or while Redis is down every call retries its dial with DialerRetryTimeout pauses and holds its request for the cache's whole per-call deadline instead of failing fast to the origin", dialerRetries)
 	}
 	return nil
 }

@@ -93,7 +93,7 @@ func TestConformanceMiniredis(t *testing.T) {
 		client, ok := clients[t]
 		if !ok {
 			m := startMiniredis(t)
-			c := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
+			c := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: m.Addr()})
 			t.Cleanup(func() { _ = c.Close() })
 			clients[t], client = c, c
 		}
@@ -103,7 +103,7 @@ func TestConformanceMiniredis(t *testing.T) {
 }
 
 func TestNewRejectsBadPrefixes(t *testing.T) {
-	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: "127.0.0.1:1"})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: "127.0.0.1:1"})
 	defer client.Close()
 	tests := []struct {
 		give    string
@@ -136,7 +136,7 @@ func TestNewRejectsBadPrefixes(t *testing.T) {
 }
 
 func TestBucketKey(t *testing.T) {
-	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: "127.0.0.1:1"})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: "127.0.0.1:1"})
 	defer client.Close()
 	s, err := redisstore.New(client)
 	if err != nil {
@@ -158,7 +158,7 @@ func TestBucketKey(t *testing.T) {
 
 func TestRejectsBraces(t *testing.T) {
 	m := startMiniredis(t)
-	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: m.Addr()})
 	defer client.Close()
 	s := newStore(t, client)
 	ctx := t.Context()
@@ -532,8 +532,9 @@ func TestKeys(t *testing.T) {
 	}
 }
 
-// TestMaxFieldsLowered checks that a bucket far over a lowered bound
-// shrinks by a bounded number of fields per write.
+// TestMaxFieldsLowered checks in Redis that a bucket far over a lowered
+// bound keeps every field, refuses a new one without touching the hash,
+// its TTL or the tag sets, and still lets its fields be refreshed.
 func TestMaxFieldsLowered(t *testing.T) {
 	s, client := startStore(t)
 	ctx := t.Context()
@@ -543,23 +544,30 @@ func TestMaxFieldsLowered(t *testing.T) {
 		}
 	}
 	key := s.BucketKey("b")
-	bounded := storage.SetOptions{TTL: time.Minute, MaxFields: 10}
-	if err := s.Set(ctx, "b", "new", []byte("v"), bounded); err != nil {
-		t.Fatal(err)
+	bounded := storage.SetOptions{TTL: time.Hour, MaxFields: 10, Tags: []string{"t"}}
+	if err := s.Set(ctx, "b", "new", []byte("v"), bounded); !errors.Is(err, storage.ErrBucketFull) {
+		t.Fatalf("Set of a new field = %v, want ErrBucketFull", err)
 	}
-	if n, _ := client.HLen(ctx, key).Result(); n != 201 {
-		t.Errorf("HLEN after one write = %d, want 201 (at most 100 evictions per write)", n)
+	if n, _ := client.HLen(ctx, key).Result(); n != 300 {
+		t.Errorf("HLEN after a refused write = %d, want 300", n)
 	}
-	for range 3 {
-		if err := s.Set(ctx, "b", "new", []byte("v"), bounded); err != nil {
-			t.Fatal(err)
-		}
+	if d, _ := client.PTTL(ctx, key).Result(); d > time.Minute {
+		t.Errorf("PTTL after a refused write = %v, want at most a minute", d)
 	}
-	if n, _ := client.HLen(ctx, key).Result(); n != 10 {
-		t.Errorf("HLEN = %d, want 10", n)
+	if n, _ := client.Exists(ctx, prefixFor(t)+":t:t").Result(); n != 0 {
+		t.Errorf("a refused write recorded its tag")
 	}
-	if _, err := s.Get(ctx, "b", "new"); err != nil {
-		t.Errorf("the newest field was evicted: %v", err)
+	if err := s.Set(ctx, "b", "7", []byte("refreshed"), bounded); err != nil {
+		t.Fatalf("refresh of a field of a bucket over its bound: %v", err)
+	}
+	if n, _ := client.HLen(ctx, key).Result(); n != 300 {
+		t.Errorf("HLEN after a refresh = %d, want 300", n)
+	}
+	if d, _ := client.PTTL(ctx, key).Result(); d <= 59*time.Minute {
+		t.Errorf("PTTL after a refresh = %v, want an hour", d)
+	}
+	if v, err := s.Get(ctx, "b", "7"); err != nil || string(v) != "refreshed" {
+		t.Errorf("Get of the refreshed field = %q, %v", v, err)
 	}
 }
 
@@ -629,7 +637,7 @@ func TestLockRedisErrors(t *testing.T) {
 // locks vanish.
 func TestLockLostOnFlush(t *testing.T) {
 	m := startMiniredis(t)
-	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: m.Addr()})
 	defer client.Close()
 	s := newStore(t, client)
 	ctx := t.Context()
@@ -710,7 +718,7 @@ func TestWatchSurvivesRestart(t *testing.T) {
 // with a channel that never fires.
 func TestWatchAfterClose(t *testing.T) {
 	m := startMiniredis(t)
-	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: m.Addr()})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: m.Addr()})
 	defer client.Close()
 	s := newStore(t, client)
 	other := newStore(t, client)
@@ -734,7 +742,7 @@ func TestWatchUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer client.Close()
 	bound := 200 * time.Millisecond
 	s := newStore(t, client, redisstore.WithWatchBound(bound))
@@ -783,5 +791,131 @@ func TestNewRejectsClientIgnoringDeadlines(t *testing.T) {
 	defer client.Close()
 	if _, err := redisstore.New(client); err == nil || !strings.Contains(err.Error(), "ContextTimeoutEnabled") {
 		t.Errorf("New = %v, want an error naming ContextTimeoutEnabled", err)
+	}
+}
+
+// TestNewRequiresFailFastDials checks that New refuses clients that retry
+// a failed dial, on every client type whose options it can read.
+func TestNewRequiresFailFastDials(t *testing.T) {
+	const addr = "127.0.0.1:1"
+	tests := []struct {
+		name    string
+		give    func() redis.UniversalClient
+		wantErr string // a word of the error; "" for none
+	}{
+		{
+			name: "client",
+			give: func() redis.UniversalClient {
+				return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, DialerRetries: 1})
+			},
+		},
+		{
+			name: "client default retries",
+			give: func() redis.UniversalClient {
+				return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+		{
+			name: "client negative retries",
+			give: func() redis.UniversalClient {
+				return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, DialerRetries: -1})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+		{
+			name: "client two retries",
+			give: func() redis.UniversalClient {
+				return redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, DialerRetries: 2})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+		{
+			name: "failover",
+			give: func() redis.UniversalClient {
+				return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{addr}, ContextTimeoutEnabled: true, DialerRetries: 1})
+			},
+		},
+		{
+			name: "failover default retries",
+			give: func() redis.UniversalClient {
+				return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{addr}, ContextTimeoutEnabled: true})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+		{
+			name: "cluster",
+			give: func() redis.UniversalClient {
+				return redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true, DialerRetries: 1})
+			},
+		},
+		{
+			name: "cluster default retries",
+			give: func() redis.UniversalClient {
+				return redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+		{
+			name: "cluster negative retries",
+			give: func() redis.UniversalClient {
+				return redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true, DialerRetries: -1})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+		{
+			name: "ring",
+			give: func() redis.UniversalClient {
+				return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": addr}, ContextTimeoutEnabled: true, DialerRetries: 1})
+			},
+		},
+		{
+			name: "ring default retries",
+			give: func() redis.UniversalClient {
+				return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": addr}, ContextTimeoutEnabled: true})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+		{
+			name: "ring ignoring deadlines",
+			give: func() redis.UniversalClient {
+				return redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": addr}, DialerRetries: 1})
+			},
+			wantErr: "ContextTimeoutEnabled",
+		},
+		{
+			name: "universal",
+			give: func() redis.UniversalClient {
+				return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true, DialerRetries: 1})
+			},
+		},
+		{
+			name: "universal default retries",
+			give: func() redis.UniversalClient {
+				return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, ContextTimeoutEnabled: true})
+			},
+			wantErr: "DialerRetries: 1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client := tt.give()
+			defer client.Close()
+			s, err := redisstore.New(client)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("New = %v, want no error", err)
+				}
+				_ = s.Close()
+				return
+			}
+			if err == nil {
+				_ = s.Close()
+				t.Fatalf("New succeeded, want an error naming %s", tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "redisstore: ") {
+				t.Errorf("New = %v, want a redisstore error naming %s", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -360,6 +360,8 @@ func testFenceFirstFill(t *testing.T, newStore func(t *testing.T) Store) {
 	}
 }
 
+// testFenceMaxFields checks that the purge generation does not count
+// toward MaxFields, and that the fence is checked before the bound.
 func testFenceMaxFields(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
 	f, p := fencer(t, s)
@@ -368,32 +370,49 @@ func testFenceMaxFields(t *testing.T, newStore func(t *testing.T) Store) {
 		t.Run(fmt.Sprintf("max%d", bound), func(t *testing.T) {
 			bucket := fmt.Sprintf("bounded%d", bound)
 			mustSet(t, s, bucket, "old", "v", opt)
+			before := forFill(t, f, bucket, "f0", nil) // a fill older than the purge
 			if _, err := p.PurgeBucket(ctx, bucket); err != nil {
 				t.Fatal(err)
 			}
 			gen := forFill(t, f, bucket, "f0", nil)
 			o := fenced(gen)
 			o.MaxFields = bound
-			var fields []string
-			for i := range 10 {
+			for i := range bound {
 				field := fmt.Sprintf("f%d", i)
-				fields = append(fields, field)
 				if err := s.Set(ctx, bucket, field, []byte("v"), o); err != nil {
-					t.Fatalf("fenced Set %d: %v (the generation was evicted?)", i, err)
+					t.Fatalf("fenced Set %d of a bucket bounded to %d: %v (the generation counts toward MaxFields?)", i, bound, err)
 				}
 				if got := forFill(t, f, bucket, field, ptr("v")); got != gen {
 					t.Fatalf("generation after %d bounded writes = %q, want %q", i+1, got, gen)
 				}
-				held := 0
-				for _, field := range fields {
-					if present(t, s, bucket, field) {
-						held++
-					}
-				}
-				if want := min(bound, i+1); held != want {
-					t.Fatalf("bucket holds %d entries after %d writes, want %d: the generation counts toward MaxFields", held, i+1, want)
-				}
 			}
+			// Full: a new field is refused, the generation stays, and
+			// the fields held can be refreshed.
+			wantFull(t, s, bucket, "new", o)
+			if got := forFill(t, f, bucket, "new", nil); got != gen {
+				t.Fatalf("generation after a refused write = %q, want %q", got, gen)
+			}
+			if err := s.Set(ctx, bucket, "f0", []byte("refreshed"), o); err != nil {
+				t.Fatalf("fenced refresh of a field of a full bucket: %v", err)
+			}
+			for i := range bound {
+				want := "v"
+				if i == 0 {
+					want = "refreshed"
+				}
+				wantValue(t, s, bucket, fmt.Sprintf("f%d", i), want)
+			}
+			// The fence comes first: a fill that read the generation
+			// before the purge is refused as purged, not as full.
+			stale := fenced(before)
+			stale.MaxFields = bound
+			if err := s.Set(ctx, bucket, "new", []byte("stale"), stale); !errors.Is(err, storage.ErrPurged) {
+				t.Fatalf("fenced Set with the generation before the purge into a full bucket: %v, want an error matching storage.ErrPurged", err)
+			}
+			if err := s.Set(ctx, bucket, "f0", []byte("stale"), stale); !errors.Is(err, storage.ErrPurged) {
+				t.Fatalf("fenced refresh with the generation before the purge: %v, want an error matching storage.ErrPurged", err)
+			}
+			wantValue(t, s, bucket, "f0", "refreshed")
 		})
 	}
 }

@@ -322,6 +322,20 @@ func testTTLGrows(t *testing.T, newStore func(t *testing.T) Store) {
 	eventuallyMissing(t, s, "b", "second")
 }
 
+// wantFull checks that a Set of a new field into a full bucket is refused
+// with ErrBucketFull and stores nothing.
+func wantFull(t *testing.T, s Store, bucket, field string, o storage.SetOptions) {
+	t.Helper()
+	err := s.Set(t.Context(), bucket, field, []byte("junk"), o)
+	if !errors.Is(err, storage.ErrBucketFull) {
+		t.Fatalf("Set(%q, %q) into a full bucket (MaxFields %d): %v, want an error matching storage.ErrBucketFull", bucket, field, o.MaxFields, err)
+	}
+	wantMissing(t, s, bucket, field)
+}
+
+// testMaxFields checks the bound on the fields of a bucket: a full bucket
+// refuses new fields and keeps the ones it holds, which can still be
+// overwritten; nothing is ever evicted.
 func testMaxFields(t *testing.T, newStore func(t *testing.T) Store) {
 	tests := []struct {
 		give   int // MaxFields
@@ -336,24 +350,80 @@ func testMaxFields(t *testing.T, newStore func(t *testing.T) Store) {
 			s := newStore(t)
 			bucket := fmt.Sprintf("bounded%d", tt.give)
 			o := storage.SetOptions{TTL: time.Minute, MaxFields: tt.give}
-			var fields []string
 			for i := range tt.writes {
 				f := fmt.Sprintf("f%d", i)
-				fields = append(fields, f)
-				mustSet(t, s, bucket, f, "v", o)
-				wantValue(t, s, bucket, f, "v") // the newest field is kept
-			}
-			n := 0
-			for _, f := range fields {
-				if present(t, s, bucket, f) {
-					n++
+				if i < tt.give {
+					mustSet(t, s, bucket, f, "v", o)
+					wantValue(t, s, bucket, f, "v")
+				} else {
+					wantFull(t, s, bucket, f, o)
 				}
 			}
-			if want := min(tt.give, tt.writes); n != want {
-				t.Errorf("bucket holds %d fields after %d writes, want %d", n, tt.writes, want)
+			// The first fields are all kept, and refreshing them is
+			// always allowed.
+			for i := range min(tt.give, tt.writes) {
+				f := fmt.Sprintf("f%d", i)
+				wantValue(t, s, bucket, f, "v")
+				mustSet(t, s, bucket, f, "refreshed", o)
+				wantValue(t, s, bucket, f, "refreshed")
+			}
+			for i := tt.give; i < tt.writes; i++ {
+				wantMissing(t, s, bucket, fmt.Sprintf("f%d", i))
 			}
 		})
 	}
+	t.Run("deleteMakesRoom", func(t *testing.T) {
+		s := newStore(t)
+		o := storage.SetOptions{TTL: time.Minute, MaxFields: 2}
+		mustSet(t, s, "b", "a", "v", o)
+		mustSet(t, s, "b", "b", "v", o)
+		wantFull(t, s, "b", "c", o)
+		if err := s.Delete(t.Context(), "b", "a"); err != nil {
+			t.Fatal(err)
+		}
+		mustSet(t, s, "b", "c", "v", o)
+		wantValue(t, s, "b", "b", "v")
+		wantValue(t, s, "b", "c", "v")
+		wantFull(t, s, "b", "d", o)
+	})
+	t.Run("boundLowered", func(t *testing.T) {
+		// A bucket filled under a higher bound keeps every field when
+		// the bound is lowered; its fields can still be refreshed.
+		s := newStore(t)
+		for i := range 6 {
+			mustSet(t, s, "b", fmt.Sprintf("f%d", i), "v", opt)
+		}
+		lowered := storage.SetOptions{TTL: time.Minute, MaxFields: 2}
+		wantFull(t, s, "b", "new", lowered)
+		mustSet(t, s, "b", "f4", "refreshed", lowered)
+		for i := range 6 {
+			want := "v"
+			if i == 4 {
+				want = "refreshed"
+			}
+			wantValue(t, s, "b", fmt.Sprintf("f%d", i), want)
+		}
+	})
+	t.Run("refusedKeepsLifetime", func(t *testing.T) {
+		// A refused write does not grow the bucket's lifetime: the
+		// bucket still expires when its fields say.
+		s := newStore(t)
+		short := storage.SetOptions{TTL: 100 * time.Millisecond, MaxFields: 1}
+		mustSet(t, s, "b", "kept", "v", short)
+		wantFull(t, s, "b", "junk", storage.SetOptions{TTL: time.Hour, MaxFields: 1})
+		eventuallyMissing(t, s, "b", "kept")
+	})
+	t.Run("refusedRecordsNoTags", func(t *testing.T) {
+		s := newStore(t)
+		o := storage.SetOptions{TTL: time.Minute, MaxFields: 1}
+		mustSet(t, s, "b", "kept", "v", o)
+		o.Tags = []string{"junk"}
+		wantFull(t, s, "b", "junk", o)
+		p := purger(t, s)
+		n, err := p.PurgeTag(t.Context(), "junk")
+		wantCount(t, "PurgeTag of the tag of a refused write", n, err, 0)
+		wantValue(t, s, "b", "kept", "v")
+	})
 	t.Run("unbounded", func(t *testing.T) {
 		s := newStore(t)
 		for i := range 20 {
