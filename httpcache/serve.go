@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/readthrough/readthrough/storage"
@@ -33,9 +34,10 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 		// decoded, with an exact Content-Length. Decoded before any header
 		// is set, so that a body that does not decode leaves no trace.
 		if send = rt.cache.decoded.get(e.Body); send == nil {
-			buf := bufPool.Get().(*bytes.Buffer)
-			defer putBuf(buf)
-			err := storage.WriteBody(&limitedWriter{buf: buf, limit: rt.policy.MaxBodyBytes}, e)
+			buf := boundedBuffers.Get().(*boundedBuffer)
+			defer buf.release()
+			buf.limit = rt.policy.MaxBodyBytes
+			err := storage.WriteBody(buf, e)
 			switch {
 			case errors.Is(err, errDecodedTooLarge):
 				rt.stats.oversizeDecodes.Add(1)
@@ -99,17 +101,28 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 // MaxBodyBytes.
 var errDecodedTooLarge = errors.New("httpcache: stored body decodes past the route's MaxBodyBytes")
 
-// limitedWriter is a buffer that refuses to grow past limit bytes.
-type limitedWriter struct {
-	buf   *bytes.Buffer
+// boundedBuffer is a buffer that refuses to grow past limit bytes; they
+// are pooled, so that a decoding hit allocates nothing for it.
+type boundedBuffer struct {
+	bytes.Buffer
 	limit int64
 }
 
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if int64(l.buf.Len()+len(p)) > l.limit {
+var boundedBuffers = sync.Pool{New: func() any { return new(boundedBuffer) }}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	if int64(b.Len()+len(p)) > b.limit {
 		return 0, errDecodedTooLarge
 	}
-	return l.buf.Write(p)
+	return b.Buffer.Write(p)
+}
+
+// release returns b to the pool unless it grew too large to keep.
+func (b *boundedBuffer) release() {
+	if b.Cap() <= 4<<20 {
+		b.Reset()
+		boundedBuffers.Put(b)
+	}
 }
 
 // writeBody sends status and body, with a Content-Length (held in

@@ -103,6 +103,8 @@ func newHitSetup(b *testing.B, size int, acceptGzip bool, compression policy.Com
 	}))
 	requestFor := func(id string) *http.Request {
 		r := httptest.NewRequest("GET", "http://"+serviceHost+"/items/"+id, nil)
+		// As http.ServeMux routes it; the middleware is called directly.
+		r.Pattern = "GET /items/{id}"
 		r.SetPathValue("id", id)
 		if acceptGzip {
 			r.Header.Set("Accept-Encoding", "gzip")
