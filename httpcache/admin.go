@@ -13,19 +13,38 @@ import (
 	"strings"
 )
 
-// AdminOptions configures [Cache.AdminHandler].
-type AdminOptions struct {
-	// Tokens maps a caller's name, logged with each purge, to its bearer
-	// token (at least 16 characters). Required unless Insecure is set.
-	Tokens map[string]string
-	// Insecure lets the handler run without tokens: anyone who reaches it
-	// can purge. Only for development on a loopback-only listener.
-	Insecure bool
-	// Logger receives one line per purge. Default: the cache's logger.
-	Logger *slog.Logger
-	// MaxBodyBytes bounds a request body; larger bodies get 400.
-	// Default 64 KiB.
-	MaxBodyBytes int64
+// AdminOption configures [Cache.AdminHandler]. Zero means the default; a
+// negative number is an error.
+type AdminOption interface{ apply(*admin) }
+
+type adminOptionFunc func(*admin)
+
+func (f adminOptionFunc) apply(a *admin) { f(a) }
+
+// WithAdminToken admits callers that send "Authorization: Bearer token"
+// and logs each of their purges under name. A token has at least 16
+// characters. Give it once per caller; at least one is required unless
+// [WithInsecureAdmin] is given.
+func WithAdminToken(name, token string) AdminOption {
+	return adminOptionFunc(func(a *admin) { a.pending = append(a.pending, adminToken{name: name, token: token}) })
+}
+
+// WithInsecureAdmin lets the handler run without tokens: anyone who
+// reaches it can purge. Only for development on a loopback-only listener.
+func WithInsecureAdmin() AdminOption {
+	return adminOptionFunc(func(a *admin) { a.insecure = true })
+}
+
+// WithAdminLogger sets the logger that receives one line per purge.
+// Default (and nil): the cache's logger.
+func WithAdminLogger(l *slog.Logger) AdminOption {
+	return adminOptionFunc(func(a *admin) { a.log = l })
+}
+
+// WithAdminMaxBody bounds a request body; larger bodies get 400. Default
+// 64 KiB.
+func WithAdminMaxBody(n int64) AdminOption {
+	return adminOptionFunc(func(a *admin) { a.maxBody = n })
 }
 
 // minTokenLen is the shortest bearer token accepted.
@@ -52,37 +71,48 @@ const minTokenLen = 16
 //
 // Answers are JSON; bad requests get 400 with {"error": reason}, a missing
 // or wrong token 401, a wrong method 405. It returns an error when no token
-// is configured and Insecure is not set, or a token is too short.
-func (c *Cache) AdminHandler(opts AdminOptions) (http.Handler, error) {
-	if len(opts.Tokens) == 0 && !opts.Insecure {
-		return nil, errors.New("httpcache: admin handler needs at least one token (or AdminOptions.Insecure for development)")
+// is configured and [WithInsecureAdmin] is not given, or a token is too
+// short.
+func (c *Cache) AdminHandler(opts ...AdminOption) (http.Handler, error) {
+	a := &admin{cache: c}
+	for _, o := range opts {
+		o.apply(a)
 	}
-	a := &admin{cache: c, log: opts.Logger, maxBody: opts.MaxBodyBytes}
+	if len(a.pending) == 0 && !a.insecure {
+		return nil, errors.New("httpcache: admin handler needs at least one token (WithAdminToken, or WithInsecureAdmin for development)")
+	}
+	if a.maxBody < 0 {
+		return nil, fmt.Errorf("httpcache: WithAdminMaxBody: negative bound %d", a.maxBody)
+	}
 	if a.log == nil {
 		a.log = c.log
 	}
-	if a.maxBody <= 0 {
+	if a.maxBody == 0 {
 		a.maxBody = 64 << 10
 	}
-	for name, token := range opts.Tokens {
-		if len(token) < minTokenLen {
-			return nil, fmt.Errorf("httpcache: admin token %q is shorter than %d characters", name, minTokenLen)
+	for _, t := range a.pending {
+		if len(t.token) < minTokenLen {
+			return nil, fmt.Errorf("httpcache: admin token %q is shorter than %d characters", t.name, minTokenLen)
 		}
-		a.tokens = append(a.tokens, adminToken{name: name, sum: sha256.Sum256([]byte(token))})
+		a.tokens = append(a.tokens, adminToken{name: t.name, sum: sha256.Sum256([]byte(t.token))})
 	}
+	a.pending = nil
 	return a, nil
 }
 
 type adminToken struct {
-	name string
-	sum  [sha256.Size]byte
+	name  string
+	token string // until AdminHandler hashes it
+	sum   [sha256.Size]byte
 }
 
 type admin struct {
-	cache   *Cache
-	log     *slog.Logger
-	maxBody int64
-	tokens  []adminToken
+	cache    *Cache
+	log      *slog.Logger
+	maxBody  int64
+	insecure bool
+	pending  []adminToken // from the options
+	tokens   []adminToken
 }
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -42,10 +42,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 		Tags: func(r *http.Request) []string { return []string{"catalog"} },
 	}, items))
 	logs := &bytes.Buffer{}
-	admin, err := c.AdminHandler(AdminOptions{
-		Tokens: map[string]string{"ops": testToken},
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
-	})
+	admin, err := c.AdminHandler(WithAdminToken("ops", testToken), WithAdminLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,13 +231,13 @@ func TestAdminInspectAndStats(t *testing.T) {
 
 func TestAdminRefusesWithoutToken(t *testing.T) {
 	c := newTestCache(t, storage.NewMemoryStore())
-	if _, err := c.AdminHandler(AdminOptions{}); err == nil {
+	if _, err := c.AdminHandler(); err == nil {
 		t.Error("no token and not insecure: want an error")
 	}
-	if _, err := c.AdminHandler(AdminOptions{Tokens: map[string]string{"a": "short"}}); err == nil {
+	if _, err := c.AdminHandler(WithAdminToken("a", "short")); err == nil {
 		t.Error("short token: want an error")
 	}
-	h, err := c.AdminHandler(AdminOptions{Insecure: true})
+	h, err := c.AdminHandler(WithInsecureAdmin())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func TestStoreTimeoutBoundsSlowStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := storeFuncs{Store: storage.NewMemoryStore()}
 		slow := &slowStore{storeFuncs: store, delay: time.Hour}
-		c := newTestCache(t, slow, WithStoreTimeout(50*time.Millisecond), WithBreaker(0, 0))
+		c := newTestCache(t, slow, WithStoreTimeout(50*time.Millisecond), WithoutBreaker())
 		h := mux(t, c, "/s", policy.Policy{}, textOrigin("ok"))
 		start := time.Now()
 		if got := do(h, "GET", "/s"); got.body != "ok" {

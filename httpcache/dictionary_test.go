@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/readthrough/readthrough/codec"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
@@ -52,7 +53,7 @@ func itemOrigin() *origin {
 }
 
 // storedEntry reads and decodes the stored entry of target on route.
-func storedEntry(t *testing.T, s Store, pattern, target string, p policy.Policy) storage.Entry {
+func storedEntry(t *testing.T, s storage.Store, pattern, target string, p policy.Policy) storage.Entry {
 	t.Helper()
 	k := keyOf(t, pattern, target, p)
 	raw, err := s.Get(context.Background(), k.Bucket, k.Field)
@@ -78,6 +79,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// dictionaryOf returns the dictionary codec of the route declared with
+// pattern.
+func dictionaryOf(c *Cache, pattern string) *codec.Dictionary {
+	return c.routes[pattern].codec.(*codec.Dictionary)
+}
+
 // train fills items until the cache has a dictionary for the route, and
 // returns the next unused id.
 func train(t *testing.T, c *Cache, h http.Handler, from int) int {
@@ -87,7 +94,7 @@ func train(t *testing.T, c *Cache, h http.Handler, from int) int {
 		do(h, "GET", fmt.Sprintf("/items/%d", id))
 		id++
 		st := c.Stats()
-		return st.DictionariesLoaded > 0 && c.routes["GET /items/{id}"].dicts.cur.Load() != nil
+		return st.DictionariesLoaded > 0 && dictionaryOf(c, "GET /items/{id}").Current() != 0
 	})
 	return id
 }
@@ -369,67 +376,6 @@ func frameDictionaryID(b []byte) (uint32, error) {
 	return h.DictionaryID, nil
 }
 
-// After a flush, an instance that still compresses with the lost
-// dictionary and a new one that trained another converge: the first
-// republishes its own (for the entries written with it) and adopts the
-// new current one, so a third instance reads the entries of both.
-func TestDictionaryInstancesConvergeAfterFlush(t *testing.T) {
-	store := storage.NewMemoryStore()
-	a := newTestCache(t, store)
-	a.dictCheckInterval = 10 * time.Millisecond
-	ha := mux(t, a, "GET /items/{id}", dictPolicy, itemOrigin())
-	next := train(t, a, ha, 1)
-	x := a.routes["GET /items/{id}"].dicts.cur.Load().id
-	// a's last fill may have started a check; one running during the
-	// flush would publish x again before b trains.
-	waitIdle(t, a.routes["GET /items/{id}"].dicts)
-
-	store.Flush()
-	b := newTestCache(t, store)
-	hb := mux(t, b, "GET /items/{id}", dictPolicy, itemOrigin())
-	next = train(t, b, hb, next+1000)
-	y := b.routes["GET /items/{id}"].dicts.cur.Load().id
-	if y == x {
-		t.Fatalf("the second instance trained the same dictionary %d", y)
-	}
-	// a writes one entry with x, then its check finds y current.
-	old := fmt.Sprintf("/items/%d", next)
-	do(ha, "GET", old)
-	if e := storedEntry(t, store, "GET /items/{id}", old, dictPolicy); frameDict(t, e.Body) != x {
-		t.Fatalf("first instance did not write with its own dictionary")
-	}
-	waitFor(t, "the first instance to adopt the current dictionary", func() bool {
-		next++
-		do(ha, "GET", fmt.Sprintf("/items/%d", next))
-		return a.routes["GET /items/{id}"].dicts.cur.Load().id == y
-	})
-	cur, dicts, err := store.Dictionaries(t.Context(), a.routes["GET /items/{id}"].key.BucketPrefix())
-	if err != nil || cur != y || dicts[x] == nil || dicts[y] == nil {
-		t.Fatalf("store: current %d, dictionaries %d, %v; want current %d and both kept", cur, len(dicts), err, y)
-	}
-	c := newTestCache(t, store)
-	hc := mux(t, c, "GET /items/{id}", dictPolicy, itemOrigin())
-	if r := do(hc, "GET", old); !r.isHit() || r.body != itemDoc(mustID(old)) {
-		t.Errorf("third instance on an entry written with the republished dictionary: %q", r.cacheStatus())
-	}
-}
-
-// waitIdle waits until d runs no background task.
-func waitIdle(t *testing.T, d *dictionaries) {
-	t.Helper()
-	waitFor(t, "no background dictionary task", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return !d.busy
-	})
-}
-
-func mustID(target string) int {
-	var id int
-	fmt.Sscanf(target, "/items/%d", &id)
-	return id
-}
-
 // Requests collapsed on a fill of a dictionary route get the origin's
 // body, whatever they accept: the entry shared with them is not the one
 // compressed for the store.
@@ -474,41 +420,6 @@ func TestDictionaryCollapsedWaiters(t *testing.T) {
 	}
 }
 
-// A current dictionary in the store that does not parse is reported and
-// left alone: the instance trains one of its own, uses it, and does not
-// train again and again.
-func TestDictionaryUnusableCurrent(t *testing.T) {
-	store := storage.NewMemoryStore()
-	kr, err := keying.Compile("GET /items/{id}", dictPolicy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.AddDictionary(t.Context(), kr.BucketPrefix(), 99999, []byte("not a zstd dictionary")); err != nil {
-		t.Fatal(err)
-	}
-	c := newTestCache(t, store)
-	c.dictCheckInterval = 10 * time.Millisecond
-	h := mux(t, c, "GET /items/{id}", dictPolicy, itemOrigin())
-	next := train(t, c, h, 1)
-	for i := range 100 {
-		do(h, "GET", fmt.Sprintf("/items/%d", next+i))
-		if i%10 == 0 {
-			time.Sleep(15 * time.Millisecond) // let checks run
-		}
-	}
-	if st := c.Stats(); st.DictionariesTrained != 1 || st.StoreErrors == 0 {
-		t.Errorf("stats %+v: want one dictionary trained and the bad one reported", st)
-	}
-	target := fmt.Sprintf("/items/%d", next+100)
-	do(h, "GET", target)
-	if e := storedEntry(t, store, "GET /items/{id}", target, dictPolicy); e.Coding != storage.DictionaryCoding {
-		t.Errorf("stored coding %q, want %q", e.Coding, storage.DictionaryCoding)
-	}
-	if r := do(h, "GET", target); !r.isHit() || r.body != itemDoc(next+100) {
-		t.Errorf("hit: %q", r.cacheStatus())
-	}
-}
-
 // slowDictionaries is a store whose dictionary reads hang until their
 // context ends, as on an overloaded Redis.
 type slowDictionaries struct {
@@ -528,7 +439,7 @@ func (s *slowDictionaries) Dictionaries(ctx context.Context, route string) (uint
 // another would each run in turn.)
 func TestDictionaryLoadIsSharedAndBounded(t *testing.T) {
 	store := &slowDictionaries{MemoryStore: storage.NewMemoryStore()}
-	c := newTestCache(t, store, WithStoreTimeout(1500*time.Millisecond), WithBreaker(0, time.Second))
+	c := newTestCache(t, store, WithStoreTimeout(1500*time.Millisecond), WithoutBreaker())
 	h := mux(t, c, "GET /items/{id}", dictPolicy, itemOrigin())
 	var wg sync.WaitGroup
 	var slowest atomic.Int64

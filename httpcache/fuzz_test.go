@@ -1,10 +1,7 @@
 package httpcache
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -91,7 +88,7 @@ func FuzzAdminPurge(f *testing.F) {
 			t.Fatal(err)
 		}
 		c.MustRoute("GET /users/{id}", policy.Policy{})
-		h, err := c.AdminHandler(AdminOptions{Tokens: map[string]string{"t": testToken}, Logger: quietLogger()})
+		h, err := c.AdminHandler(WithAdminToken("t", testToken), WithAdminLogger(quietLogger()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,46 +103,6 @@ func FuzzAdminPurge(f *testing.F) {
 		}
 		if !json.Valid(w.Body.Bytes()) {
 			t.Fatalf("non-JSON answer %q", w.Body)
-		}
-	})
-}
-
-// FuzzDictionaryDecode feeds arbitrary bodies, labelled as compressed with
-// a route's dictionary, to the decoder: it never panics and never returns
-// a body over the route's limit; what does not decode is an error.
-func FuzzDictionaryDecode(f *testing.F) {
-	store := storage.NewMemoryStore()
-	c, err := New(store, WithLogger(quietLogger()))
-	if err != nil {
-		f.Fatal(err)
-	}
-	p := policy.Policy{TTL: time.Hour, MaxBodyBytes: 64 << 10, Compression: policy.CompressDictionary}
-	mw, err := c.Route("GET /items/{id}", p)
-	if err != nil {
-		f.Fatal(err)
-	}
-	m := http.NewServeMux()
-	m.Handle("GET /items/{id}", mw(itemOrigin()))
-	d := c.routes["GET /items/{id}"].dicts
-	for id := 1; d.cur.Load() == nil; id++ {
-		if id > 10_000 {
-			f.Fatal("no dictionary")
-		}
-		do(m, "GET", fmt.Sprintf("/items/%d", id))
-		if id > 40 {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	good := d.cur.Load().enc.EncodeAll([]byte(itemDoc(1)), nil)
-	f.Add(good)
-	f.Add(good[:len(good)/2])
-	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
-	f.Add([]byte("not zstd at all"))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		e := storage.Entry{Coding: storage.DictionaryCoding, Body: bytes.Clone(body)}
-		err := d.decode(context.Background(), &e)
-		if err == nil && (e.Coding != "" || int64(len(e.Body)) > d.maxBody()) {
-			t.Fatalf("decoded to coding %q, %d bytes", e.Coding, len(e.Body))
 		}
 	})
 }

@@ -20,7 +20,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newTestCache(t testing.TB, store Store, opts ...Option) *Cache {
+func newTestCache(t testing.TB, store storage.Store, opts ...Option) *Cache {
 	t.Helper()
 	c, err := New(store, append([]Option{WithLogger(quietLogger())}, opts...)...)
 	if err != nil {
@@ -87,7 +87,7 @@ func (r result) isHit() bool { return strings.Contains(r.cacheStatus(), "; hit")
 
 // storeFuncs injects errors into a store.
 type storeFuncs struct {
-	Store
+	storage.Store
 	get func() error
 	set func() error
 }

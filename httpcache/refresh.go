@@ -54,11 +54,8 @@ func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handle
 	}, func() {
 		req = rt.refreshRequest(r)
 	})
-	switch started {
-	case startFull:
-		rt.stats.refreshDropped.Add(1)
-	case startClosed:
-		rt.stats.refreshDropped.Add(1)
+	if started == startFull || started == startClosed {
+		rt.stats.add(cRefreshDropped, 1)
 	}
 }
 
@@ -120,65 +117,43 @@ func (rt *route) refreshRequest(r *http.Request) *http.Request {
 	return req
 }
 
-// refreshNow runs one background refresh.
+// refreshNow runs one background refresh: under the fill lock when there
+// is a Locker (skipped when another caller holds it, or refreshed the
+// entry before this one took it), through the same origin call as a fill,
+// with no client.
 func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 	ctx := r.Context()
-	sh := &sharing{rt: rt, k: k}
-	if l := rt.cache.locker; l != nil {
-		lctx, cancel := rt.cache.storeCtx(ctx)
-		lk, err := l.TryLock(lctx, k.Bucket, k.Field, rt.policy.LockTTL)
-		cancel()
-		rt.cache.observe(err)
+	call := &fillCall{r: r, k: k, next: next, sh: &sharing{rt: rt, k: k}}
+	if rt.cache.locker != nil {
+		lock, err := rt.tryLock(ctx, k)
 		switch {
 		case errors.Is(err, storage.ErrLockHeld):
-			rt.stats.refreshSkipped.Add(1)
+			rt.stats.add(cRefreshSkipped, 1)
 			return // someone else refreshes it
 		case err != nil:
 			rt.reportError(ctx, "take refresh lock", err)
 			return
 		}
-		lock := &heldLock{Lock: lk}
-		// Another instance may have refreshed it just before we locked.
-		e, fc, err := rt.loadForFill(ctx, k)
-		if err == nil && !rt.refreshDue(e, time.Now()) && freshness(e, time.Now()) == stateFresh {
-			rt.unlock(ctx, lock, k)
-			rt.stats.refreshSkipped.Add(1)
+		notDue := func(e *storage.Entry) bool { return isFresh(e) && !rt.refreshDue(e, time.Now()) }
+		if _, done := rt.afterLock(ctx, call.sh, lock, notDue); done {
+			rt.stats.add(cRefreshSkipped, 1)
 			return
 		}
-		sh.lock, sh.fence = lock, fc
-		defer sh.publish(ctx, storage.Fill{Failed: true}) // unless published before
-		sh.keepLock()
-	} else {
-		sh.fence = rt.readFence(ctx, k)
+		defer call.sh.publish(ctx, storage.Fill{Failed: true}) // unless published before
 	}
-	o := rt.runOrigin(nil, r, nil, next, "", sh)
-	defer o.rec.release()
-	if o.entry == nil {
-		rt.stats.refreshFailed.Add(1)
-		status := "panic"
-		if o.panicVal == nil {
-			status = "not cacheable"
+	o := rt.originFill(call)
+	switch {
+	case o.stored:
+		rt.stats.add(cRefreshed, 1)
+	case o.entry != nil:
+		rt.stats.add(cRefreshFailed, 1) // not stored: a purge race, a full bucket or a store error
+	default:
+		rt.stats.add(cRefreshFailed, 1)
+		reason := "not cacheable"
+		if o.panicVal != nil {
+			reason = "panic"
 		}
-		rt.cache.log.Warn("readthrough: background refresh kept the old entry", "route", rt.key.Pattern(), "field", k.FieldHex(), "reason", status)
-		sh.publish(ctx, storage.Fill{Failed: true})
-		return
-	}
-	if rt.store(ctx, k, o, sh.fence) {
-		rt.stats.refreshed.Add(1)
-	} else {
-		rt.stats.refreshFailed.Add(1)
-	}
-	sh.publish(ctx, storage.Fill{Stored: o.stored})
-}
-
-// publish announces the end of a fill to the waiters of every instance.
-func (rt *route) publish(ctx context.Context, k keying.Key, f storage.Fill) {
-	pctx, cancel := rt.cache.storeCtx(context.WithoutCancel(ctx))
-	err := rt.cache.locker.Publish(pctx, k.Bucket, k.Field, f)
-	cancel()
-	rt.cache.observe(err)
-	if err != nil {
-		rt.reportError(ctx, "publish fill", err)
+		rt.cache.log.Warn("readthrough: background refresh kept the old entry", "route", rt.key.Pattern(), "field", k.FieldHex(), "reason", reason)
 	}
 }
 

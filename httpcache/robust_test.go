@@ -3,14 +3,13 @@ package httpcache
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/readthrough/readthrough/codec"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
@@ -75,7 +74,7 @@ func TestUndecodableBodyGoesToOrigin(t *testing.T) {
 	store := storage.NewMemoryStore()
 	var reported atomic.Int64
 	c := newTestCache(t, store, WithOnError(func(_ context.Context, err error) {
-		if errors.Is(err, storage.ErrCorrupt) {
+		if errors.Is(err, codec.ErrCorrupt) {
 			reported.Add(1)
 		}
 	}))
@@ -107,121 +106,6 @@ func TestUndecodableBodyGoesToOrigin(t *testing.T) {
 	}
 	if n := o.calls.Load(); n != 1 {
 		t.Errorf("origin calls = %d, want 1", n)
-	}
-}
-
-// refusingStore refuses the first refusals dictionary publications, as a
-// Redis out of memory would.
-type refusingStore struct {
-	*storage.MemoryStore
-	mu       sync.Mutex
-	refusals int
-	adds     int
-	checks   int
-}
-
-func (s *refusingStore) AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (uint32, error) {
-	s.mu.Lock()
-	s.adds++
-	refuse := s.refusals > 0
-	if refuse {
-		s.refusals--
-	}
-	s.mu.Unlock()
-	if refuse {
-		return 0, fmt.Errorf("test: %w", storage.ErrRefused)
-	}
-	return s.MemoryStore.AddDictionary(ctx, route, id, dict)
-}
-
-func (s *refusingStore) CurrentDictionary(ctx context.Context, route string) (uint32, error) {
-	s.mu.Lock()
-	s.checks++
-	s.mu.Unlock()
-	return s.MemoryStore.CurrentDictionary(ctx, route)
-}
-
-func (s *refusingStore) counts() (adds, checks int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.adds, s.checks
-}
-
-// A dictionary the store refuses is published again once it takes it,
-// without being trained again.
-func TestDictionaryPublishRetriedWithoutRetraining(t *testing.T) {
-	store := &refusingStore{MemoryStore: storage.NewMemoryStore(), refusals: 2}
-	c := newTestCache(t, store)
-	h := mux(t, c, "GET /items/{id}", dictPolicy, itemOrigin())
-	next := train(t, c, h, 1)
-	d := c.routes["GET /items/{id}"].dicts
-	if adds, _ := store.counts(); adds != 3 {
-		t.Errorf("%d publications, want 3 (two refused)", adds)
-	}
-	if n := d.builds.Load(); n != 1 {
-		t.Errorf("dictionary built %d times, want once", n)
-	}
-	target := fmt.Sprintf("/items/%d", next)
-	do(h, "GET", target)
-	if e := storedEntry(t, store, "GET /items/{id}", target, dictPolicy); e.Coding != storage.DictionaryCoding {
-		t.Errorf("entry after the publication coded %q", e.Coding)
-	}
-}
-
-// A route that is only read, not filled, still checks its dictionary, so
-// that the store renews it (Redis: its expiry) while the route is in use.
-func TestDictionaryCheckedOnHits(t *testing.T) {
-	store := &refusingStore{MemoryStore: storage.NewMemoryStore()}
-	c := newTestCache(t, store)
-	c.dictCheckInterval = 20 * time.Millisecond
-	o := itemOrigin()
-	h := mux(t, c, "GET /items/{id}", dictPolicy, o)
-	next := train(t, c, h, 1)
-	target := fmt.Sprintf("/items/%d", next)
-	do(h, "GET", target)
-	calls := o.calls.Load()
-	_, before := store.counts()
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if r := do(h, "GET", target); !r.isHit() || r.body != itemDoc(next) {
-			t.Fatalf("hit: %q", r.cacheStatus())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	waitIdle(t, c.routes["GET /items/{id}"].dicts)
-	_, after := store.counts()
-	if after-before < 3 {
-		t.Errorf("%d dictionary checks in 300ms of hits every 20ms check interval, want several", after-before)
-	}
-	if o.calls.Load() != calls {
-		t.Errorf("hits called the origin")
-	}
-}
-
-// A panic in background work is recovered and reported; the cache goes
-// on and closes.
-func TestBackgroundPanicRecovered(t *testing.T) {
-	var reported atomic.Int64
-	c, err := New(storage.NewMemoryStore(), WithLogger(quietLogger()), WithOnError(func(_ context.Context, err error) {
-		if strings.Contains(err.Error(), "panicked") {
-			reported.Add(1)
-		}
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ran := make(chan struct{})
-	if !c.background(func() { defer close(ran); panic("decoder fault") }) {
-		t.Fatal("background refused before Close")
-	}
-	<-ran
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if reported.Load() != 1 {
-		t.Errorf("panic reported %d times, want once", reported.Load())
 	}
 }
 
@@ -260,45 +144,6 @@ func TestUnknownVersionIsAQuietMiss(t *testing.T) {
 	}
 	if r := do(h, "GET", "/doc/1"); !r.isHit() {
 		t.Errorf("after the fill: %q, want a hit", r.cacheStatus())
-	}
-}
-
-// panickyStore panics in AddDictionary, as a faulty store or library
-// might.
-type panickyStore struct {
-	*storage.MemoryStore
-	adds atomic.Int64
-}
-
-func (s *panickyStore) AddDictionary(context.Context, string, uint32, []byte) (uint32, error) {
-	s.adds.Add(1)
-	panic("store fault")
-}
-
-// A dictionary task that panics is recovered and backs off like a
-// failure: fills go on, and training is not retried in a tight loop.
-func TestDictionaryTaskPanicBacksOff(t *testing.T) {
-	store := &panickyStore{MemoryStore: storage.NewMemoryStore()}
-	var reported atomic.Int64
-	c := newTestCache(t, store, WithOnError(func(_ context.Context, err error) {
-		if strings.Contains(err.Error(), "panicked") {
-			reported.Add(1)
-		}
-	}))
-	o := itemOrigin()
-	h := mux(t, c, "GET /items/{id}", dictPolicy, o)
-	deadline := time.Now().Add(1500 * time.Millisecond)
-	for id := 1; time.Now().Before(deadline); id++ {
-		if r := do(h, "GET", fmt.Sprintf("/items/%d", id)); r.status != 200 || r.body != itemDoc(id) {
-			t.Fatalf("fill %d: %d", id, r.status)
-		}
-	}
-	waitIdle(t, c.routes["GET /items/{id}"].dicts)
-	if n := store.adds.Load(); n < 1 || n > 3 {
-		t.Errorf("%d publications in 1.5s of fills with a panicking store, want 1 to 3 (one per second at most)", n)
-	}
-	if reported.Load() != store.adds.Load() {
-		t.Errorf("%d panics reported, %d happened", reported.Load(), store.adds.Load())
 	}
 }
 

@@ -559,7 +559,7 @@ func TestAttackKeySizes(t *testing.T) {
 
 // recordingStore records the buckets and tags every Set writes.
 type recordingStore struct {
-	Store
+	storage.Store
 	mu      sync.Mutex
 	buckets []string
 	tags    []string

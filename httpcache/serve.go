@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/readthrough/readthrough/codec"
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -33,14 +34,14 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 		// The client does not accept the stored coding: it gets the body
 		// decoded, with an exact Content-Length. Decoded before any header
 		// is set, so that a body that does not decode leaves no trace.
-		if send = rt.cache.decoded.get(e.Body); send == nil {
+		if send = rt.cache.decoded.Get(e.Body); send == nil {
 			buf := boundedBuffers.Get().(*boundedBuffer)
 			defer buf.release()
 			buf.limit = rt.policy.MaxBodyBytes
-			err := storage.WriteBody(buf, e)
+			err := codec.Decode(buf, e.Coding, e.Body)
 			switch {
 			case errors.Is(err, errDecodedTooLarge):
-				rt.stats.oversizeDecodes.Add(1)
+				rt.stats.add(cOversizeDecodes, 1)
 				return false
 			case err != nil:
 				rt.reportError(r.Context(), "decode stored body", err)
@@ -50,8 +51,8 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 				return false
 			}
 			send = buf.Bytes()
-			if rt.cache.decoded.takes(len(e.Body), len(send)) {
-				rt.cache.decoded.put(e.Body, bytes.Clone(send))
+			if rt.cache.decoded.Takes(len(e.Body), len(send)) {
+				rt.cache.decoded.Put(e.Body, bytes.Clone(send))
 			}
 		}
 	}
@@ -254,4 +255,40 @@ func qualityNonZero(params string) bool {
 		}
 	}
 	return true
+}
+
+// Cache-Status values (RFC 9211).
+
+func (rt *route) status(params string) string { return rt.cache.name + "; " + params }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// ttlSeconds is the entry's remaining freshness in whole seconds, negative
+// once stale; it is the freshness lifetime minus the Age header's value, so
+// the two always add up.
+func ttlSeconds(e *storage.Entry, now time.Time) int64 {
+	age := max(now.Sub(e.Stored), 0) / time.Second
+	return int64(e.Fresh/time.Second) - int64(age)
+}
+
+func hitStatus(name string, e *storage.Entry, now time.Time) string {
+	// Built in a stack buffer: one allocation, the string, per hit.
+	var buf [64]byte
+	b := append(buf[:0], name...)
+	b = append(b, "; hit; ttl="...)
+	return string(strconv.AppendInt(b, ttlSeconds(e, now), 10))
+}
+
+func staleStatus(name string, e *storage.Entry, now time.Time) string {
+	return name + "; hit; ttl=" + strconv.FormatInt(ttlSeconds(e, now), 10) + "; detail=stale-while-revalidate"
+}
+
+// staleErrorStatus marks a stale entry served because the origin failed
+// (fwdStatus is its status, 0 when it produced none) or the fill wait ran out.
+func staleErrorStatus(name string, e *storage.Entry, fwdStatus int, detail string) string {
+	s := name + "; fwd=stale"
+	if fwdStatus != 0 {
+		s += "; fwd-status=" + strconv.Itoa(fwdStatus)
+	}
+	return s + "; ttl=" + strconv.FormatInt(ttlSeconds(e, time.Now()), 10) + "; detail=" + detail
 }

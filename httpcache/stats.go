@@ -2,6 +2,120 @@ package httpcache
 
 import "sync/atomic"
 
+// Stats are counts of what the cache did since it was created, for one
+// route or summed over routes. [Counters] describes each field once; the
+// admin endpoint serves Stats as JSON and the promcache package exports
+// the same counters to Prometheus from that description.
+type Stats struct {
+	Hits           int64 `json:"hits"`
+	Misses         int64 `json:"misses"`
+	StaleServed    int64 `json:"stale_served"`
+	Collapsed      int64 `json:"collapsed"`
+	Stored         int64 `json:"stored"`
+	BytesStored    int64 `json:"bytes_stored"`
+	StoreErrors    int64 `json:"store_errors"`
+	LocksLost      int64 `json:"locks_lost"`
+	Refreshed      int64 `json:"refreshed"`
+	RefreshFailed  int64 `json:"refresh_failed"`
+	RefreshDropped int64 `json:"refresh_dropped"`
+	RefreshSkipped int64 `json:"refresh_skipped"`
+	PurgeRaces     int64 `json:"purge_races"`
+
+	VariantsRefused int64 `json:"variants_refused"`
+	TagsRefused     int64 `json:"tags_refused"`
+	EntriesRejected int64 `json:"entries_rejected"`
+	OversizeDecodes int64 `json:"oversize_decodes"`
+	LongKeys        int64 `json:"long_keys"`
+
+	DictionariesTrained int64 `json:"dictionaries_trained"`
+	DictionariesLoaded  int64 `json:"dictionaries_loaded"`
+	DictionaryMisses    int64 `json:"dictionary_misses"`
+
+	// Bypassed counts the requests sent straight to the origin, for any
+	// reason; BypassedBy by reason (see [BypassReasons]).
+	Bypassed   int64            `json:"bypassed"`
+	BypassedBy map[string]int64 `json:"bypassed_by"`
+}
+
+// Counter describes one counter of [Stats].
+type Counter struct {
+	// Name is the counter's name in the JSON of Stats and, with "_total",
+	// of its Prometheus metric.
+	Name string
+	// Help says what it counts.
+	Help string
+	// Value reads the counter from a Stats.
+	Value func(Stats) int64
+}
+
+// counter indexes the counters of a route.
+type counter int
+
+const (
+	cHits counter = iota
+	cMisses
+	cStaleServed
+	cCollapsed
+	cStored
+	cBytesStored
+	cStoreErrors
+	cLocksLost
+	cRefreshed
+	cRefreshFailed
+	cRefreshDropped
+	cRefreshSkipped
+	cPurgeRaces
+	cVariantsRefused
+	cTagsRefused
+	cEntriesRejected
+	cOversizeDecodes
+	cLongKeys
+	cDictsTrained
+	cDictsLoaded
+	cDictMisses
+	numCounters
+)
+
+// counterDefs is the one definition of the counters: their names, what
+// they count, and their field in Stats.
+var counterDefs = [numCounters]struct {
+	name, help string
+	field      func(*Stats) *int64
+}{
+	cHits:            {"hits", "Fresh entries served.", func(s *Stats) *int64 { return &s.Hits }},
+	cMisses:          {"misses", "Requests that found no usable entry.", func(s *Stats) *int64 { return &s.Misses }},
+	cStaleServed:     {"stale_served", "Stale entries served (while revalidating, on origin error, or past a fill wait).", func(s *Stats) *int64 { return &s.StaleServed }},
+	cCollapsed:       {"collapsed", "Misses answered by another request's fill.", func(s *Stats) *int64 { return &s.Collapsed }},
+	cStored:          {"stored", "Entries written to the store.", func(s *Stats) *int64 { return &s.Stored }},
+	cBytesStored:     {"bytes_stored", "Encoded bytes written to the store.", func(s *Stats) *int64 { return &s.BytesStored }},
+	cStoreErrors:     {"store_errors", "Store, codec and lock errors absorbed by going to the origin.", func(s *Stats) *int64 { return &s.StoreErrors }},
+	cLocksLost:       {"locks_lost", "Fill locks that expired or vanished while held.", func(s *Stats) *int64 { return &s.LocksLost }},
+	cRefreshed:       {"refreshed", "Background refreshes that stored a new entry.", func(s *Stats) *int64 { return &s.Refreshed }},
+	cRefreshFailed:   {"refresh_failed", "Background refreshes that kept the old entry.", func(s *Stats) *int64 { return &s.RefreshFailed }},
+	cRefreshDropped:  {"refresh_dropped", "Background refreshes dropped because the pool was full or the cache closed.", func(s *Stats) *int64 { return &s.RefreshDropped }},
+	cRefreshSkipped:  {"refresh_skipped", "Background refreshes skipped because another caller held the lock.", func(s *Stats) *int64 { return &s.RefreshSkipped }},
+	cPurgeRaces:      {"purge_races", "Fills not stored because a purge came while the origin ran.", func(s *Stats) *int64 { return &s.PurgeRaces }},
+	cVariantsRefused: {"variants_refused", "New variants not stored because their bucket held MaxFields.", func(s *Stats) *int64 { return &s.VariantsRefused }},
+	cTagsRefused:     {"tags_refused", "Responses not stored because of their tags (more than MaxTags, or one longer than MaxTagBytes).", func(s *Stats) *int64 { return &s.TagsRefused }},
+	cEntriesRejected: {"entries_rejected", "Entries read from the store that did not decode or broke the storage rules (misses).", func(s *Stats) *int64 { return &s.EntriesRejected }},
+	cOversizeDecodes: {"oversize_decodes", "Hits whose body decoded past MaxBodyBytes for a client that did not accept its coding (sent to the origin).", func(s *Stats) *int64 { return &s.OversizeDecodes }},
+	cLongKeys:        {"long_keys", "Requests with a bucket parameter value longer than keying.MaxBucketValue (kept as its digest).", func(s *Stats) *int64 { return &s.LongKeys }},
+	cDictsTrained:    {"dictionaries_trained", "Compression dictionaries this instance trained and published.", func(s *Stats) *int64 { return &s.DictionariesTrained }},
+	cDictsLoaded:     {"dictionaries_loaded", "Compression dictionaries installed in this instance, trained here or read from the store (a count of installs).", func(s *Stats) *int64 { return &s.DictionariesLoaded }},
+	cDictMisses:      {"dictionary_misses", "Reads of entries whose compression dictionary could not be loaded (misses).", func(s *Stats) *int64 { return &s.DictionaryMisses }},
+}
+
+// Counters returns the description of every counter of [Stats] but the
+// bypasses, which [BypassReasons] describes.
+func Counters() []Counter {
+	out := make([]Counter, numCounters)
+	for i, d := range counterDefs {
+		field := d.field
+		out[i] = Counter{Name: d.name, Help: d.help, Value: func(s Stats) int64 { return *field(&s) }}
+	}
+	return out
+}
+
 // bypass is why a request went straight to the origin.
 type bypass int
 
@@ -18,98 +132,52 @@ const (
 	numBypasses
 )
 
-// bypassNames are the names of the bypass reasons in stats and metrics.
-var bypassNames = [numBypasses]string{
-	bypassMethod:        "method",
-	bypassUpgrade:       "upgrade",
-	bypassAuthorization: "authorization",
-	bypassCookie:        "cookie",
-	bypassNoStore:       "no-store",
-	bypassBody:          "body",
-	bypassQuery:         "query",
-	bypassRoute:         "route",
-	bypassStore:         "store-unavailable",
+// bypassDefs names each bypass reason in stats and metrics, and gives its
+// Cache-Status parameters (RFC 9211).
+var bypassDefs = [numBypasses]struct{ name, status string }{
+	bypassMethod:        {"method", "fwd=method"},
+	bypassUpgrade:       {"upgrade", "fwd=bypass; detail=upgrade"},
+	bypassAuthorization: {"authorization", "fwd=bypass; detail=authorization"},
+	bypassCookie:        {"cookie", "fwd=bypass; detail=cookie"},
+	bypassNoStore:       {"no-store", "fwd=request; detail=no-store"},
+	bypassBody:          {"body", "fwd=bypass; detail=body"},
+	bypassQuery:         {"query", "fwd=bypass; detail=query"},
+	bypassRoute:         {"route", "fwd=bypass; detail=route-mismatch"},
+	bypassStore:         {"store-unavailable", "fwd=bypass; detail=store-unavailable"},
 }
 
-// bypassStatus is the Cache-Status parameters of each bypass (RFC 9211).
-var bypassStatus = [numBypasses]string{
-	bypassMethod:        "fwd=method",
-	bypassUpgrade:       "fwd=bypass; detail=upgrade",
-	bypassAuthorization: "fwd=bypass; detail=authorization",
-	bypassCookie:        "fwd=bypass; detail=cookie",
-	bypassNoStore:       "fwd=request; detail=no-store",
-	bypassBody:          "fwd=bypass; detail=body",
-	bypassQuery:         "fwd=bypass; detail=query",
-	bypassRoute:         "fwd=bypass; detail=route-mismatch",
-	bypassStore:         "fwd=bypass; detail=store-unavailable",
+// BypassReasons returns the reasons [Stats.BypassedBy] counts requests
+// under: method (not GET or HEAD), upgrade, authorization, cookie,
+// no-store (from the client), body (a GET with a body), query (one
+// net/url does not parse cleanly), route (routed by another pattern than
+// the route was declared with, or by none), store-unavailable (the
+// store's circuit is open).
+func BypassReasons() []string {
+	out := make([]string, numBypasses)
+	for i, d := range bypassDefs {
+		out[i] = d.name
+	}
+	return out
 }
 
-// counters are the cache's event counts, kept per route and summed.
+// counters are one route's counts.
 type counters struct {
-	hits, misses, staleServed, collapsed        atomic.Int64
-	bypass                                      [numBypasses]atomic.Int64
-	stored, bytesStored, storeErrors, locksLost atomic.Int64
-	refreshed, refreshFailed, refreshDropped    atomic.Int64
-	refreshSkipped, purgeRaces                  atomic.Int64
-	dictsTrained, dictsLoaded, dictMisses       atomic.Int64
-	variantsRefused, tagsRefused                atomic.Int64
-	entriesRejected, oversizeDecodes, longKeys  atomic.Int64
+	n      [numCounters]atomic.Int64
+	bypass [numBypasses]atomic.Int64
 }
 
-// Stats are counts of what the cache did since it was created.
-type Stats struct {
-	Hits        int64 `json:"hits"`         // fresh entries served
-	Misses      int64 `json:"misses"`       // requests that found no usable entry
-	StaleServed int64 `json:"stale_served"` // stale entries served (while revalidating, on origin error, or past a fill wait)
-	Collapsed   int64 `json:"collapsed"`    // misses answered by another request's fill
-	Bypassed    int64 `json:"bypassed"`     // requests sent straight to the origin, for any reason
-	// BypassedBy counts the bypassed requests by reason: method, upgrade,
-	// authorization, cookie, no-store, body (a GET with a body), query (a
-	// query net/url does not parse cleanly), route (routed by another
-	// pattern than the route was declared with), store-unavailable.
-	BypassedBy     map[string]int64 `json:"bypassed_by"`
-	Stored         int64            `json:"stored"`          // entries written
-	BytesStored    int64            `json:"bytes_stored"`    // encoded bytes written
-	StoreErrors    int64            `json:"store_errors"`    // store, codec and lock errors absorbed
-	LocksLost      int64            `json:"locks_lost"`      // fill locks that expired or vanished while held
-	Refreshed      int64            `json:"refreshed"`       // background refreshes that stored a new entry
-	RefreshFailed  int64            `json:"refresh_failed"`  // background refreshes that kept the old entry
-	RefreshDropped int64            `json:"refresh_dropped"` // refreshes dropped because the pool was full or closed
-	RefreshSkipped int64            `json:"refresh_skipped"` // refreshes skipped because another caller held the lock
-	PurgeRaces     int64            `json:"purge_races"`     // fills not stored because a purge came while the origin ran
-
-	// Defences that fired.
-	VariantsRefused int64 `json:"variants_refused"` // new variants not stored because their bucket held MaxFields
-	TagsRefused     int64 `json:"tags_refused"`     // responses not stored because of their tags (more than MaxTags, or one longer than MaxTagBytes)
-	EntriesRejected int64 `json:"entries_rejected"` // entries read from the store that did not decode or broke the storage rules (misses)
-	OversizeDecodes int64 `json:"oversize_decodes"` // hits whose body decoded past MaxBodyBytes for a client that did not accept its coding (sent to the origin)
-	LongKeys        int64 `json:"long_keys"`        // requests with a bucket value longer than keying.MaxBucketValue (kept as its digest)
-
-	// Dictionary compression (policy.CompressDictionary).
-	DictionariesTrained int64 `json:"dictionaries_trained"` // dictionaries this instance trained and published
-	DictionariesLoaded  int64 `json:"dictionaries_loaded"`  // dictionaries installed in this instance (trained here or read from the store), counted per install
-	DictionaryMisses    int64 `json:"dictionary_misses"`    // reads of entries whose dictionary could not be loaded (misses)
-}
+func (c *counters) add(k counter, n int64) { c.n[k].Add(n) }
 
 func (c *counters) snapshot() Stats {
-	s := Stats{
-		Hits: c.hits.Load(), Misses: c.misses.Load(), StaleServed: c.staleServed.Load(),
-		Collapsed: c.collapsed.Load(), Stored: c.stored.Load(),
-		BytesStored: c.bytesStored.Load(), StoreErrors: c.storeErrors.Load(), LocksLost: c.locksLost.Load(),
-		Refreshed: c.refreshed.Load(), RefreshFailed: c.refreshFailed.Load(),
-		RefreshDropped: c.refreshDropped.Load(), RefreshSkipped: c.refreshSkipped.Load(),
-		PurgeRaces:      c.purgeRaces.Load(),
-		VariantsRefused: c.variantsRefused.Load(), TagsRefused: c.tagsRefused.Load(),
-		EntriesRejected: c.entriesRejected.Load(), OversizeDecodes: c.oversizeDecodes.Load(),
-		LongKeys:            c.longKeys.Load(),
-		DictionariesTrained: c.dictsTrained.Load(), DictionariesLoaded: c.dictsLoaded.Load(),
-		DictionaryMisses: c.dictMisses.Load(),
-		BypassedBy:       make(map[string]int64, numBypasses),
+	var s Stats
+	for i, d := range counterDefs {
+		*d.field(&s) = c.n[i].Load()
 	}
-	for i := range c.bypass {
+	s.BypassedBy = make(map[string]int64, numBypasses)
+	for i, d := range bypassDefs {
 		n := c.bypass[i].Load()
 		s.Bypassed += n
-		s.BypassedBy[bypassNames[i]] = n
+		s.BypassedBy[d.name] = n
 	}
 	return s
 }
@@ -117,10 +185,9 @@ func (c *counters) snapshot() Stats {
 // Add adds the counts of o to s: for summing the stats of several caches,
 // such as the instances of one service running in a test or a process.
 func (s *Stats) Add(o Stats) {
-	s.Hits += o.Hits
-	s.Misses += o.Misses
-	s.StaleServed += o.StaleServed
-	s.Collapsed += o.Collapsed
+	for _, d := range counterDefs {
+		*d.field(s) += *d.field(&o)
+	}
 	s.Bypassed += o.Bypassed
 	if len(o.BypassedBy) > 0 && s.BypassedBy == nil {
 		s.BypassedBy = make(map[string]int64, len(o.BypassedBy))
@@ -128,23 +195,6 @@ func (s *Stats) Add(o Stats) {
 	for reason, n := range o.BypassedBy {
 		s.BypassedBy[reason] += n
 	}
-	s.Stored += o.Stored
-	s.BytesStored += o.BytesStored
-	s.StoreErrors += o.StoreErrors
-	s.LocksLost += o.LocksLost
-	s.Refreshed += o.Refreshed
-	s.RefreshFailed += o.RefreshFailed
-	s.RefreshDropped += o.RefreshDropped
-	s.RefreshSkipped += o.RefreshSkipped
-	s.PurgeRaces += o.PurgeRaces
-	s.VariantsRefused += o.VariantsRefused
-	s.TagsRefused += o.TagsRefused
-	s.EntriesRejected += o.EntriesRejected
-	s.OversizeDecodes += o.OversizeDecodes
-	s.LongKeys += o.LongKeys
-	s.DictionariesTrained += o.DictionariesTrained
-	s.DictionariesLoaded += o.DictionariesLoaded
-	s.DictionaryMisses += o.DictionaryMisses
 }
 
 // Stats returns the counts summed over every route.

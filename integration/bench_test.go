@@ -254,7 +254,7 @@ func BenchmarkHit(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			var opts []httpcache.Option
 			if !tc.decoded {
-				opts = append(opts, httpcache.WithDecodedCache(0))
+				opts = append(opts, httpcache.WithoutDecodedCache())
 			}
 			s := newHitSetup(b, tc.size, tc.gzip, tc.compression, opts...)
 			b.Run("vs-baseline", func(b *testing.B) {

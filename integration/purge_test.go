@@ -28,7 +28,7 @@ const adminToken = "integration-admin-token"
 // withAdmin serves the app's admin handler on a server of its own.
 func withAdmin(t testing.TB, a *app) string {
 	t.Helper()
-	h, err := a.Cache.AdminHandler(httpcache.AdminOptions{Tokens: map[string]string{"test": adminToken}, Logger: quiet()})
+	h, err := a.Cache.AdminHandler(httpcache.WithAdminToken("test", adminToken), httpcache.WithAdminLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}

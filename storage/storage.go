@@ -81,3 +81,35 @@ type Fill struct {
 	// fill instead.
 	Failed bool
 }
+
+// Store, Locker, Fencer, Purger and DictionaryStore are the contract.
+// (Temporary: the storage contract step declares them with their docs.)
+type Store interface {
+	Get(ctx context.Context, bucket, field string) ([]byte, error)
+	Set(ctx context.Context, bucket, field string, value []byte, opt SetOptions) error
+	Delete(ctx context.Context, bucket, field string) error
+}
+
+type Locker interface {
+	TryLock(ctx context.Context, bucket, field string, ttl time.Duration) (Lock, error)
+	Watch(bucket, field string) (<-chan Fill, func())
+	Publish(ctx context.Context, bucket, field string, f Fill) error
+}
+
+type Fencer interface {
+	GetForFill(ctx context.Context, bucket, field string) ([]byte, string, error)
+}
+
+type Purger interface {
+	PurgeBucket(ctx context.Context, bucket string) (int64, error)
+	PurgePrefix(ctx context.Context, bucketPrefix string) (int64, error)
+	PurgeTag(ctx context.Context, tag string) (int64, error)
+	PurgeAll(ctx context.Context) (int64, error)
+}
+
+// DictionaryStore keeps the compression dictionaries of routes.
+type DictionaryStore interface {
+	Dictionaries(ctx context.Context, route string) (current uint32, dicts map[uint32][]byte, err error)
+	AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (current uint32, err error)
+	CurrentDictionary(ctx context.Context, route string) (uint32, error)
+}

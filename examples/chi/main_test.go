@@ -37,7 +37,9 @@ func TestExampleDictionaryRoute(t *testing.T) {
 		return resp.Header.Get("Cache-Status"), string(b)
 	}
 	trained := `readthrough_dictionaries_trained_total{route="/products/{id}"} 1`
-	deadline := time.Now().Add(10 * time.Second)
+	// A guarded wait: training takes a few seconds under the race
+	// detector on a busy machine.
+	deadline := time.Now().Add(60 * time.Second)
 	id := 1
 	for ; ; id++ {
 		get(fmt.Sprintf("%s/products/%d", service, id))

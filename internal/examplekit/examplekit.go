@@ -154,10 +154,9 @@ func isLoopback(addr string) bool {
 // Admin returns the admin API of cache under /admin/ and Prometheus metrics
 // under /metrics, the way a service mounts them on an internal port.
 func Admin(cache *httpcache.Cache, log *slog.Logger) (http.Handler, error) {
-	admin, err := cache.AdminHandler(httpcache.AdminOptions{
-		Tokens: map[string]string{"operator": Env("ADMIN_TOKEN", DefaultAdminToken)},
-		Logger: log,
-	})
+	admin, err := cache.AdminHandler(
+		httpcache.WithAdminToken("operator", Env("ADMIN_TOKEN", DefaultAdminToken)),
+		httpcache.WithAdminLogger(log))
 	if err != nil {
 		return nil, err
 	}

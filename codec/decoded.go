@@ -1,4 +1,4 @@
-package httpcache
+package codec
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"sync"
 )
 
-// decodedCache keeps the decoded bodies of recently served entries, keyed
+// DecodedCache keeps the decoded bodies of recently served entries, keyed
 // by the stored bytes they were decoded from, so that the hits on a hot
 // entry whose stored form the client cannot take (a dictionary-compressed
 // body, or gzip to a client that does not accept it) decode it once rather
@@ -17,7 +17,7 @@ import (
 // refill or an eviction is seen exactly as without it. Bodies are shared by
 // concurrent hits and never modified. When a shard is full, random
 // bodies make room: a hot entry is back after its next hit.
-type decodedCache struct {
+type DecodedCache struct {
 	seed   maphash.Seed
 	limit  int // bytes per shard
 	shards [decodedShards]decodedShard
@@ -28,9 +28,6 @@ const (
 	// decodedMinStored is the smallest stored body worth caching the
 	// decoding of: smaller ones decode faster than the lookup.
 	decodedMinStored = 128
-	// defaultDecodedCacheBytes is the default bound of a cache's decoded
-	// bodies, stored and decoded bytes together.
-	defaultDecodedCacheBytes = 16 << 20
 )
 
 type decodedShard struct {
@@ -41,26 +38,28 @@ type decodedShard struct {
 
 type decodedBody struct{ stored, body []byte }
 
-// newDecodedCache returns a cache of at most maxBytes, or nil (which
-// caches nothing) when maxBytes is 0.
-func newDecodedCache(maxBytes int) *decodedCache {
+// NewDecodedCache returns a cache of at most maxBytes of stored and
+// decoded bytes together, or nil, which caches nothing and whose methods
+// may be called, when maxBytes is 0 or less.
+func NewDecodedCache(maxBytes int) *DecodedCache {
 	if maxBytes <= 0 {
 		return nil
 	}
-	c := &decodedCache{seed: maphash.MakeSeed(), limit: max(maxBytes/decodedShards, 1)}
+	c := &DecodedCache{seed: maphash.MakeSeed(), limit: max(maxBytes/decodedShards, 1)}
 	for i := range c.shards {
 		c.shards[i].m = map[uint64]*decodedBody{}
 	}
 	return c
 }
 
-func (c *decodedCache) shard(stored []byte) (*decodedShard, uint64) {
+func (c *DecodedCache) shard(stored []byte) (*decodedShard, uint64) {
 	h := maphash.Bytes(c.seed, stored)
 	return &c.shards[h%decodedShards], h
 }
 
-// get returns the decoded body of stored, or nil.
-func (c *decodedCache) get(stored []byte) []byte {
+// Get returns the decoded body of stored, or nil. The caller must not
+// modify it.
+func (c *DecodedCache) Get(stored []byte) []byte {
 	if c == nil || len(stored) < decodedMinStored {
 		return nil
 	}
@@ -74,17 +73,17 @@ func (c *decodedCache) get(stored []byte) []byte {
 	return d.body
 }
 
-// takes reports whether put would keep a decoded body of bodyLen bytes
+// Takes reports whether Put would keep a decoded body of bodyLen bytes
 // decoded from storedLen stored bytes, so that a caller can skip copying
 // one it would not.
-func (c *decodedCache) takes(storedLen, bodyLen int) bool {
+func (c *DecodedCache) Takes(storedLen, bodyLen int) bool {
 	return c != nil && storedLen >= decodedMinStored && storedLen+bodyLen <= c.limit/4
 }
 
-// put records body as the decoded form of stored. It keeps a copy of
+// Put records body as the decoded form of stored. It keeps a copy of
 // stored and body itself, which the caller must not modify afterwards.
-func (c *decodedCache) put(stored, body []byte) {
-	if !c.takes(len(stored), len(body)) {
+func (c *DecodedCache) Put(stored, body []byte) {
+	if !c.Takes(len(stored), len(body)) {
 		return
 	}
 	size := len(stored) + len(body)
@@ -105,4 +104,19 @@ func (c *decodedCache) put(stored, body []byte) {
 	}
 	s.m[h] = d
 	s.bytes += size
+}
+
+// Len returns the number of bodies c holds.
+func (c *DecodedCache) Len() int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
 }

@@ -197,7 +197,7 @@ func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 	}
 	d.tags = append(surrogateKeys(h), rt.requestTags(r)...)
 	if len(d.tags) > MaxTags || slices.ContainsFunc(d.tags, func(t string) bool { return t == "" || len(t) > MaxTagBytes }) {
-		rt.stats.tagsRefused.Add(1)
+		rt.stats.add(cTagsRefused, 1)
 		return no
 	}
 	d.store = true

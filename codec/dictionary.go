@@ -1,4 +1,4 @@
-package httpcache
+package codec
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,27 +35,6 @@ import (
 // another, it adopts that one, after adding its own back so that the
 // entries it wrote stay readable everywhere.
 
-// DictionaryStore keeps the compression dictionaries of routes whose
-// policy sets Compression to [policy.CompressDictionary], so that every
-// instance of a service can read the entries the others wrote. A route is
-// named by its bucket prefix (see [keying.Route.BucketPrefix]); ids are
-// non-zero. [storage.MemoryStore] and the storage/redisstore package
-// implement it; a route asking for dictionary compression over a store
-// that does not is an error when it is declared.
-type DictionaryStore interface {
-	// Dictionaries returns every dictionary stored for route, by id, and
-	// the id of the route's current one (0 when it has none).
-	Dictionaries(ctx context.Context, route string) (current uint32, dicts map[uint32][]byte, err error)
-	// AddDictionary stores dict as dictionary id of route and makes it the
-	// route's current one unless the route already has a current one
-	// whose dictionary is stored; it returns the current id after the
-	// call.
-	AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (current uint32, err error)
-	// CurrentDictionary returns the id of route's current dictionary, or 0
-	// when it has none (or its dictionary is no longer stored).
-	CurrentDictionary(ctx context.Context, route string) (uint32, error)
-}
-
 const (
 	// dictHistoryBytes is how much of the route's bodies a dictionary is
 	// trained from, and the size of its raw content: 32 KiB took 2 KB
@@ -75,6 +55,11 @@ const (
 	// defaultDictCheckInterval is how often an instance checks the
 	// store's current dictionary of a route.
 	defaultDictCheckInterval = 10 * time.Second
+	// defaultStoreTimeout bounds a dictionary load in the course of a
+	// request when no WithStoreTimeout is given.
+	defaultStoreTimeout = 100 * time.Millisecond
+	// defaultMaxBody bounds a decoded body when no WithMaxBody is given.
+	defaultMaxBody = 1 << 20
 	// dictRetryInterval is how long a failed load, training or check
 	// waits before the next try, and how often an unknown dictionary id
 	// may make an instance reload a route's dictionaries.
@@ -103,10 +88,6 @@ const (
 	dictIDBase = 1 << 15
 )
 
-// errUnknownDictionary is a stored entry compressed with a dictionary this
-// instance cannot load: a miss.
-var errUnknownDictionary = errors.New("httpcache: entry compressed with a dictionary the store no longer has")
-
 // dictEncoder compresses with one dictionary; EncodeAll is safe for
 // concurrent use.
 type dictEncoder struct {
@@ -127,11 +108,22 @@ type dictDecoder struct {
 	raw map[uint32][]byte
 }
 
-// dictionaries is the dictionary compression of one route.
-type dictionaries struct {
-	rt    *route
-	store DictionaryStore
-	name  string // the route's bucket prefix
+// Dictionary is the codec of routes whose policy sets Compression to
+// "dictionary": zstd with a dictionary trained from the route's own
+// responses and shared by every instance through a
+// [storage.DictionaryStore]. Create it with [NewDictionary]; it runs
+// background work (training, publishing, checking the store's current
+// dictionary), which [Dictionary.Close] stops.
+type Dictionary struct {
+	store   storage.DictionaryStore
+	name    string // the route's name in the store: its bucket prefix
+	route   string // for logs
+	maxBody int64
+	decoded *DecodedCache
+	ev      Events
+	log     *slog.Logger
+
+	checkInterval, storeTimeout time.Duration
 
 	cur    atomic.Pointer[dictEncoder] // nil until a dictionary is adopted
 	known  atomic.Pointer[dictDecoder] // nil until one is loaded
@@ -157,17 +149,194 @@ type dictionaries struct {
 	reloadMu   sync.Mutex
 	loading    chan struct{} // closed when the shared load in flight ends; guarded by reloadMu
 	lastReload time.Time     // guarded by reloadMu
+
+	bgMu   sync.Mutex
+	closed bool           // no background work starts once set
+	bg     sync.WaitGroup // background work Close waits for
 }
 
-func newDictionaries(rt *route, store DictionaryStore) *dictionaries {
-	return &dictionaries{rt: rt, store: store, name: rt.key.BucketPrefix()}
+// Events are the hooks through which a codec reports what it did, for
+// the cache to count and log; a nil func is skipped. They are called
+// outside the codec's locks.
+type Events struct {
+	// Trained is called once this process has trained a dictionary and
+	// published it.
+	Trained func()
+	// Loaded is called with the number of dictionaries installed in this
+	// process, trained here or read from the store.
+	Loaded func(n int)
+	// Error is called with every error the codec absorbed (a store
+	// error, a dictionary that does not parse, a panic in background
+	// work); op names what failed.
+	Error func(ctx context.Context, op string, err error)
+}
+
+// Option configures a [Dictionary] in [NewDictionary]. Zero means the
+// default; a negative value is an error.
+type Option interface{ apply(*Dictionary) }
+
+type optionFunc func(*Dictionary)
+
+func (f optionFunc) apply(d *Dictionary) { f(d) }
+
+// WithMaxBody bounds the bodies the codec decodes: a body that would
+// decode past it does not decode. Use the route's MaxBodyBytes, which no
+// stored body passes. Default 1 MiB.
+func WithMaxBody(n int64) Option { return optionFunc(func(d *Dictionary) { d.maxBody = n }) }
+
+// WithDecodedCache shares a cache of decoded bodies with the codec, so
+// that a hot entry is decoded once. Default none.
+func WithDecodedCache(c *DecodedCache) Option {
+	return optionFunc(func(d *Dictionary) { d.decoded = c })
+}
+
+// WithEvents sets the hooks the codec reports to. Default none.
+func WithEvents(ev Events) Option { return optionFunc(func(d *Dictionary) { d.ev = ev }) }
+
+// WithLogger sets the logger of the codec's notices (a dictionary
+// trained, republished). Default [slog.Default].
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(d *Dictionary) { d.log = l }) }
+
+// WithCheckInterval sets how often the codec checks the store's current
+// dictionary of the route (republishing its own after a FLUSHALL,
+// adopting another instance's). Default 10s.
+func WithCheckInterval(t time.Duration) Option {
+	return optionFunc(func(d *Dictionary) { d.checkInterval = t })
+}
+
+// WithStoreTimeout bounds the dictionary loads a request waits for.
+// Default 100ms.
+func WithStoreTimeout(t time.Duration) Option {
+	return optionFunc(func(d *Dictionary) { d.storeTimeout = t })
+}
+
+// WithRouteName names the route in the codec's logs. Default the name
+// the route has in the store.
+func WithRouteName(route string) Option { return optionFunc(func(d *Dictionary) { d.route = route }) }
+
+// NewDictionary returns the dictionary codec of the route named name in
+// store (its bucket prefix: every instance must use the same name).
+func NewDictionary(store storage.DictionaryStore, name string, opts ...Option) (*Dictionary, error) {
+	if store == nil {
+		return nil, errors.New("codec: nil dictionary store")
+	}
+	if err := storage.CheckDictionary(name, 1, []byte{0}); err != nil {
+		return nil, fmt.Errorf("codec: route name: %w", err)
+	}
+	d := &Dictionary{store: store, name: name, route: name}
+	for _, o := range opts {
+		o.apply(d)
+	}
+	switch {
+	case d.maxBody < 0:
+		return nil, fmt.Errorf("codec: WithMaxBody: negative bound %d", d.maxBody)
+	case d.checkInterval < 0:
+		return nil, fmt.Errorf("codec: WithCheckInterval: negative interval %v", d.checkInterval)
+	case d.storeTimeout < 0:
+		return nil, fmt.Errorf("codec: WithStoreTimeout: negative timeout %v", d.storeTimeout)
+	}
+	if d.maxBody == 0 {
+		d.maxBody = defaultMaxBody
+	}
+	if d.checkInterval == 0 {
+		d.checkInterval = defaultDictCheckInterval
+	}
+	if d.storeTimeout == 0 {
+		d.storeTimeout = defaultStoreTimeout
+	}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	return d, nil
+}
+
+// Current returns the id of the dictionary new entries are compressed
+// with, 0 while there is none (bodies are then gzipped).
+func (d *Dictionary) Current() uint32 {
+	if enc := d.cur.Load(); enc != nil {
+		return enc.id
+	}
+	return 0
+}
+
+// Close stops the codec's background work from starting and waits for
+// the work in flight until ctx ends. It is idempotent; the codec keeps
+// the dictionary it has.
+func (d *Dictionary) Close(ctx context.Context) error {
+	d.bgMu.Lock()
+	d.closed = true
+	d.bgMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		d.bg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// background runs f in a goroutine that Close waits for, and reports
+// whether it did: once the codec is closed it does not. A panic in f,
+// which runs a compression library on bytes read from the store, is
+// recovered and reported: the service must outlive a fault in it.
+func (d *Dictionary) background(f func()) bool {
+	d.bgMu.Lock()
+	defer d.bgMu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.bg.Go(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				d.log.Error("readthrough: dictionary task panicked", "route", d.route, "panic", v, "stack", string(debug.Stack()))
+				d.reportError(context.Background(), "dictionary task", fmt.Errorf("codec: dictionary task panicked: %v", v))
+			}
+		}()
+		f()
+	})
+	return true
+}
+
+func (d *Dictionary) reportError(ctx context.Context, op string, err error) {
+	if d.ev.Error != nil {
+		d.ev.Error(ctx, op, err)
+	}
+}
+
+// Encode serves the fill's waiters e as it is, since no client could take
+// a body compressed with the dictionary, and returns a copy compressed
+// with the dictionary to store (gzipped while the route has none yet, and
+// kept to train one from).
+func (d *Dictionary) Encode(ctx context.Context, e *storage.Entry) (served, stored *storage.Entry) {
+	c := *e
+	d.compress(ctx, &c)
+	return e, &c
+}
+
+// Open decodes an entry compressed with one of the route's dictionaries
+// to identity; entries in an HTTP content coding are served as they are.
+// An entry whose dictionary cannot be loaded is [ErrUnknownDictionary];
+// one that does not decode, [ErrCorrupt].
+func (d *Dictionary) Open(ctx context.Context, e *storage.Entry) error {
+	if e.Coding != storage.DictionaryCoding {
+		return openPlain(e)
+	}
+	if err := d.decode(ctx, e); err != nil {
+		return err
+	}
+	d.used(time.Now())
+	return nil
 }
 
 // compress compresses e's body with the route's dictionary, or gzips it
 // while the route has none yet and keeps it to train one from. Like
 // [storage.Compress] it keeps the result only when it saves an eighth.
-func (d *dictionaries) compress(ctx context.Context, e *storage.Entry) {
-	if !storage.Compressible(e) || len(e.Body) == 0 {
+func (d *Dictionary) compress(ctx context.Context, e *storage.Entry) {
+	if !Compressible(e) || len(e.Body) == 0 {
 		return
 	}
 	if !d.loaded.Load() {
@@ -181,7 +350,7 @@ func (d *dictionaries) compress(ctx context.Context, e *storage.Entry) {
 	}
 	d.tick(time.Now())
 	if enc == nil {
-		storage.Compress(e)
+		Compress(e)
 		return
 	}
 	out := enc.enc.EncodeAll(e.Body, make([]byte, 0, len(e.Body)/2+64))
@@ -192,7 +361,7 @@ func (d *dictionaries) compress(ctx context.Context, e *storage.Entry) {
 }
 
 // sample keeps a copy of body for training, until enough are kept.
-func (d *dictionaries) sample(body []byte) {
+func (d *Dictionary) sample(body []byte) {
 	if len(body) > dictMaxSample {
 		return
 	}
@@ -206,14 +375,14 @@ func (d *dictionaries) sample(body []byte) {
 }
 
 // enoughSamples reports whether a dictionary can be trained. d.mu is held.
-func (d *dictionaries) enoughSamples() bool {
+func (d *Dictionary) enoughSamples() bool {
 	return d.sampleBytes >= dictSampleBytes && len(d.samples) >= dictMinSamples
 }
 
 // tick starts the background task that is due, if none runs: the first
 // load of the store's dictionaries, the training of one as soon as enough
 // samples are kept, or the periodic check of the current one.
-func (d *dictionaries) tick(now time.Time) {
+func (d *Dictionary) tick(now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.busy || now.Before(d.hold) {
@@ -228,11 +397,11 @@ func (d *dictionaries) tick(now time.Time) {
 		task = func(ctx context.Context) { d.train(ctx, samples, built) }
 	case now.UnixNano() >= d.nextCheck.Load():
 		task = d.check
-		d.nextCheck.Store(now.Add(d.rt.cache.dictCheckInterval).UnixNano())
+		d.nextCheck.Store(now.Add(d.checkInterval).UnixNano())
 	default:
 		return
 	}
-	d.busy = d.rt.cache.background(func() {
+	d.busy = d.background(func() {
 		done := false
 		defer func() { // also after a panic, which background recovers
 			d.mu.Lock()
@@ -260,13 +429,13 @@ func (d *dictionaries) tick(now time.Time) {
 // due; then one hit a second (or per check interval, if shorter) at most
 // goes on to tick (which takes d.mu), however long the check is held back
 // by a running task or a failure.
-func (d *dictionaries) used(now time.Time) {
+func (d *Dictionary) used(now time.Time) {
 	n := now.UnixNano()
 	if n < d.nextCheck.Load() {
 		return
 	}
 	gate := d.usedGate.Load()
-	pause := min(dictRetryInterval, d.rt.cache.dictCheckInterval)
+	pause := min(dictRetryInterval, d.checkInterval)
 	if n < gate || !d.usedGate.CompareAndSwap(gate, n+int64(pause)) {
 		return
 	}
@@ -275,7 +444,7 @@ func (d *dictionaries) used(now time.Time) {
 
 // retrySoon holds the next background task back for dictRetryInterval,
 // after a failure.
-func (d *dictionaries) retrySoon() {
+func (d *Dictionary) retrySoon() {
 	d.mu.Lock()
 	d.hold = time.Now().Add(dictRetryInterval)
 	d.mu.Unlock()
@@ -283,11 +452,11 @@ func (d *dictionaries) retrySoon() {
 
 // load reads the route's dictionaries, adopts the store's current one
 // when this instance has none, and reports whether it read them.
-func (d *dictionaries) load(ctx context.Context) bool {
+func (d *Dictionary) load(ctx context.Context) bool {
 	cur, dicts, err := d.store.Dictionaries(ctx, d.name)
 	if err != nil {
 		if !errors.Is(err, context.Canceled) { // not a client gone away
-			d.rt.reportError(ctx, "load dictionaries", err)
+			d.reportError(ctx, "load dictionaries", err)
 		}
 		d.retrySoon()
 		return false
@@ -298,7 +467,7 @@ func (d *dictionaries) load(ctx context.Context) bool {
 	}
 	if !d.loaded.Swap(true) {
 		d.mu.Lock()
-		d.nextCheck.Store(time.Now().Add(d.rt.cache.dictCheckInterval).UnixNano())
+		d.nextCheck.Store(time.Now().Add(d.checkInterval).UnixNano())
 		d.mu.Unlock()
 	}
 	return true
@@ -307,7 +476,7 @@ func (d *dictionaries) load(ctx context.Context) bool {
 // loadShared is load in the course of a request: concurrent callers share
 // one read, which runs at most once per dictRetryInterval within the store
 // timeout; a caller waits for it no longer than its own context allows.
-func (d *dictionaries) loadShared(ctx context.Context) {
+func (d *Dictionary) loadShared(ctx context.Context) {
 	d.reloadMu.Lock()
 	if call := d.loading; call != nil {
 		d.reloadMu.Unlock()
@@ -332,7 +501,7 @@ func (d *dictionaries) loadShared(ctx context.Context) {
 	}()
 	// The read serves every waiter: the leader's client going away does
 	// not end it.
-	sctx, cancel := d.rt.cache.storeCtx(context.WithoutCancel(ctx))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.storeTimeout)
 	defer cancel()
 	d.load(sctx)
 }
@@ -341,7 +510,7 @@ func (d *dictionaries) loadShared(ctx context.Context) {
 // before whose publication failed), publishes it, and adopts the route's
 // current dictionary: its own, or the one another instance published
 // first.
-func (d *dictionaries) train(ctx context.Context, samples [][]byte, built *builtDict) {
+func (d *Dictionary) train(ctx context.Context, samples [][]byte, built *builtDict) {
 	if built == nil {
 		hist, rest := splitSamples(samples)
 		id := dictionaryID(samples)
@@ -356,8 +525,8 @@ func (d *dictionaries) train(ctx context.Context, samples [][]byte, built *built
 			// Samples zstd cannot build a dictionary from (too uniform,
 			// say): start over with new ones rather than retry the same.
 			// Not a store error: only logged.
-			d.rt.cache.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: train dictionary",
-				slog.String("route", d.rt.key.Pattern()), slog.Any("err", err))
+			d.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: train dictionary",
+				slog.String("route", d.route), slog.Any("err", err))
 			d.dropSamples()
 			d.retrySoon()
 			return
@@ -374,7 +543,7 @@ func (d *dictionaries) train(ctx context.Context, samples [][]byte, built *built
 		d.mu.Lock()
 		d.built = built
 		d.mu.Unlock()
-		d.rt.reportError(ctx, "publish dictionary", err)
+		d.reportError(ctx, "publish dictionary", err)
 		d.retrySoon()
 		return
 	}
@@ -386,9 +555,11 @@ func (d *dictionaries) train(ctx context.Context, samples [][]byte, built *built
 		d.adopt(ctx, id)
 	}
 	d.dropSamples()
-	d.rt.stats.dictsTrained.Add(1) // after the adoption: a count seen means in use
-	d.rt.cache.log.LogAttrs(ctx, slog.LevelInfo, "readthrough: dictionary trained",
-		slog.String("route", d.rt.key.Pattern()), slog.Uint64("id", uint64(id)),
+	if d.ev.Trained != nil {
+		d.ev.Trained() // after the adoption: a count seen means in use
+	}
+	d.log.LogAttrs(ctx, slog.LevelInfo, "readthrough: dictionary trained",
+		slog.String("route", d.route), slog.Uint64("id", uint64(id)),
 		slog.Int("samples", len(samples)), slog.Int("bytes", len(raw)),
 		slog.Bool("current", cur == id))
 }
@@ -428,7 +599,7 @@ func splitSamples(samples [][]byte) (hist []byte, rest [][]byte) {
 
 // dropSamples forgets the training samples and any dictionary built from
 // them but not published.
-func (d *dictionaries) dropSamples() {
+func (d *Dictionary) dropSamples() {
 	d.mu.Lock()
 	d.samples, d.sampleBytes, d.built = nil, 0, nil
 	d.mu.Unlock()
@@ -438,10 +609,10 @@ func (d *dictionaries) dropSamples() {
 // republishes its own when the store has none (flushed or evicted), so
 // that other instances can still read what this one writes, and adopts
 // the store's when they differ.
-func (d *dictionaries) check(ctx context.Context) {
+func (d *Dictionary) check(ctx context.Context) {
 	cur, err := d.store.CurrentDictionary(ctx, d.name)
 	if err != nil {
-		d.rt.reportError(ctx, "check dictionary", err)
+		d.reportError(ctx, "check dictionary", err)
 		d.retrySoon()
 		return
 	}
@@ -464,28 +635,28 @@ func (d *dictionaries) check(ctx context.Context) {
 
 // republish stores this instance's dictionary again, and returns the
 // route's current one then.
-func (d *dictionaries) republish(ctx context.Context, own *dictEncoder) (uint32, bool) {
+func (d *Dictionary) republish(ctx context.Context, own *dictEncoder) (uint32, bool) {
 	cur, err := d.store.AddDictionary(ctx, d.name, own.id, d.known.Load().raw[own.id])
 	if err != nil {
-		d.rt.reportError(ctx, "republish dictionary", err)
+		d.reportError(ctx, "republish dictionary", err)
 		d.retrySoon()
 		return 0, false
 	}
-	d.rt.cache.log.LogAttrs(ctx, slog.LevelInfo, "readthrough: dictionary republished",
-		slog.String("route", d.rt.key.Pattern()), slog.Uint64("id", uint64(own.id)))
+	d.log.LogAttrs(ctx, slog.LevelInfo, "readthrough: dictionary republished",
+		slog.String("route", d.route), slog.Uint64("id", uint64(own.id)))
 	return cur, true
 }
 
 // adopt makes dictionary id the one new entries are compressed with,
 // loading it from the store when it is not known yet.
-func (d *dictionaries) adopt(ctx context.Context, id uint32) {
+func (d *Dictionary) adopt(ctx context.Context, id uint32) {
 	if own := d.cur.Load(); own != nil && own.id == id {
 		return
 	}
 	if kd := d.known.Load(); kd == nil || kd.raw[id] == nil {
 		_, dicts, err := d.store.Dictionaries(ctx, d.name)
 		if err != nil {
-			d.rt.reportError(ctx, "load dictionaries", err)
+			d.reportError(ctx, "load dictionaries", err)
 			d.retrySoon()
 			return
 		}
@@ -501,7 +672,7 @@ func (d *dictionaries) adopt(ctx context.Context, id uint32) {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderDict(kd.raw[id]), zstd.WithEncoderLevel(dictLevel),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(dictWindow))
 	if err != nil {
-		d.rt.reportError(ctx, "dictionary encoder", err)
+		d.reportError(ctx, "dictionary encoder", err)
 		return
 	}
 	d.cur.Store(&dictEncoder{id: id, enc: enc})
@@ -511,13 +682,17 @@ func (d *dictionaries) adopt(ctx context.Context, id uint32) {
 // install adds dicts to the known dictionaries. A dictionary that does not
 // parse, or whose own id is not the one it is stored under, is reported
 // and left out.
-func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
+func (d *Dictionary) install(ctx context.Context, dicts map[uint32][]byte) {
 	// Reported once d.mu is released: the user's error callback must not
 	// hold up fills.
 	var errs []error
+	loaded := 0
 	defer func() {
 		for _, err := range errs {
-			d.rt.reportError(ctx, "load dictionaries", err)
+			d.reportError(ctx, "load dictionaries", err)
+		}
+		if loaded > 0 && d.ev.Loaded != nil {
+			d.ev.Loaded(loaded)
 		}
 	}()
 	d.mu.Lock() // installs are rare; one at a time keeps none lost
@@ -533,14 +708,14 @@ func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
 	for id, b := range dicts {
 		if known, ok := raw[id]; ok {
 			if !bytes.Equal(known, b) {
-				errs = append(errs, fmt.Errorf("%w: dictionary %d changed in the store; keeping the one in use", storage.ErrCorrupt, id))
+				errs = append(errs, fmt.Errorf("%w: dictionary %d changed in the store; keeping the one in use", ErrCorrupt, id))
 			}
 			continue
 		}
 		// Checked before anything is evicted for it.
 		info, err := zstd.InspectDictionary(b)
 		if err != nil || info.ID() != id {
-			errs = append(errs, fmt.Errorf("%w: dictionary %d does not parse as dictionary %d: %v", storage.ErrCorrupt, id, id, err))
+			errs = append(errs, fmt.Errorf("%w: dictionary %d does not parse as dictionary %d: %v", ErrCorrupt, id, id, err))
 			continue
 		}
 		if len(raw) >= dictMaxKnown {
@@ -566,36 +741,29 @@ func (d *dictionaries) install(ctx context.Context, dicts map[uint32][]byte) {
 	dec, err := zstd.NewReader(nil,
 		zstd.WithDecoderDicts(all...),
 		zstd.WithDecoderConcurrency(4*runtime.GOMAXPROCS(0)),
-		zstd.WithDecoderMaxMemory(uint64(d.maxBody())))
+		zstd.WithDecoderMaxMemory(uint64(d.maxBody)))
 	if err != nil {
-		errs = append(errs, fmt.Errorf("httpcache: dictionary decoder: %w", err))
+		errs = append(errs, fmt.Errorf("codec: dictionary decoder: %w", err))
 		return
 	}
-	d.rt.stats.dictsLoaded.Add(int64(added))
 	d.known.Store(&dictDecoder{dec: dec, raw: raw})
-}
-
-// maxBody bounds a decoded body: the route's maximum body size, which no
-// stored body passes (unless the policy was lowered since: such an entry
-// does not decode, a miss).
-func (d *dictionaries) maxBody() int64 {
-	return d.rt.policy.MaxBodyBytes
+	loaded = added
 }
 
 // decode replaces e's dictionary-compressed body with the body itself. An
 // entry whose dictionary is unknown even after a reload returns
-// errUnknownDictionary; one that does not decode, an error matching
-// [storage.ErrCorrupt].
-func (d *dictionaries) decode(ctx context.Context, e *storage.Entry) error {
+// ErrUnknownDictionary; one that does not decode, an error matching
+// [ErrCorrupt].
+func (d *Dictionary) decode(ctx context.Context, e *storage.Entry) error {
 	// A hot entry: these exact stored bytes decoded before. Looked up
 	// first, so that its hits do no other work.
-	if body := d.rt.cache.decoded.get(e.Body); body != nil {
+	if body := d.decoded.Get(e.Body); body != nil {
 		e.Body, e.Coding, e.CacheEncoded = body, "", false
 		return nil
 	}
 	var h zstd.Header
 	if err := h.Decode(e.Body); err != nil || h.DictionaryID == 0 {
-		return fmt.Errorf("%w: dictionary-compressed body without a dictionary id (%v)", storage.ErrCorrupt, err)
+		return fmt.Errorf("%w: dictionary-compressed body without a dictionary id (%v)", ErrCorrupt, err)
 	}
 	kd := d.known.Load()
 	if kd == nil || kd.raw[h.DictionaryID] == nil {
@@ -603,24 +771,24 @@ func (d *dictionaries) decode(ctx context.Context, e *storage.Entry) error {
 		// Checked on the snapshot it decodes with: a later install may
 		// have evicted the dictionary from the newest one.
 		if kd = d.known.Load(); kd == nil || kd.raw[h.DictionaryID] == nil {
-			return errUnknownDictionary
+			return ErrUnknownDictionary
 		}
 	}
 	size := uint64(2 * len(e.Body))
 	if h.HasFCS {
-		if h.FrameContentSize > uint64(d.maxBody()) {
-			return fmt.Errorf("%w: dictionary-compressed body of %d bytes, over the route's limit", storage.ErrCorrupt, h.FrameContentSize)
+		if h.FrameContentSize > uint64(d.maxBody) {
+			return fmt.Errorf("%w: dictionary-compressed body of %d bytes, over the route's limit", ErrCorrupt, h.FrameContentSize)
 		}
 		size = h.FrameContentSize
 	}
 	body, err := kd.dec.DecodeAll(e.Body, make([]byte, 0, size))
 	if errors.Is(err, zstd.ErrUnknownDictionary) {
-		return errUnknownDictionary // not the entry's fault: never deleted for it
+		return ErrUnknownDictionary // not the entry's fault: never deleted for it
 	}
 	if err != nil {
-		return fmt.Errorf("%w: dictionary-compressed body: %w", storage.ErrCorrupt, err)
+		return fmt.Errorf("%w: dictionary-compressed body: %w", ErrCorrupt, err)
 	}
-	d.rt.cache.decoded.put(e.Body, body)
+	d.decoded.Put(e.Body, body)
 	e.Body, e.Coding, e.CacheEncoded = body, "", false
 	return nil
 }

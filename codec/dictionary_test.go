@@ -1,0 +1,141 @@
+package codec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/readthrough/readthrough/storage"
+)
+
+// item is a 2 KB JSON answer of one shape, the kind a dictionary is for.
+func item(id int) *storage.Entry {
+	body := fmt.Appendf(nil, `{"id":%d,"name":"product %d","description":%q,"tags":["garden","tools","outdoor"],"price":{"amount":%d,"currency":"EUR"},"stock":%d}`,
+		id, id, bytes.Repeat([]byte("sturdy steel spade with an ash handle "), 40+id%7), 1000+id, id%13)
+	return &storage.Entry{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: body}
+}
+
+// newDictionary returns a dictionary codec over store with the test's
+// counters.
+func newDictionary(t *testing.T, store storage.DictionaryStore, trained, loaded *atomic.Int64) *Dictionary {
+	t.Helper()
+	d, err := NewDictionary(store, "GET /items/%7Bid%7D|", WithCheckInterval(10*time.Millisecond),
+		WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithEvents(Events{
+			Trained: func() { trained.Add(1) },
+			Loaded:  func(n int) { loaded.Add(int64(n)) },
+			Error:   func(ctx context.Context, op string, err error) { t.Logf("%s: %v", op, err) },
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(context.Background()) })
+	return d
+}
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDictionaryCodec(t *testing.T) {
+	store := storage.NewMemoryStore()
+	var trained, loaded atomic.Int64
+	a := newDictionary(t, store, &trained, &loaded)
+	ctx := t.Context()
+
+	// Before a dictionary exists bodies are gzipped, and kept to train one.
+	e := item(1)
+	served, stored := a.Encode(ctx, e)
+	if served != e || stored.Coding != "gzip" || !bytes.Equal(e.Body, item(1).Body) {
+		t.Fatalf("before training: served %p (e %p), stored coding %q", served, e, stored.Coding)
+	}
+	for id := 2; a.Current() == 0; id++ {
+		a.Encode(ctx, item(id))
+		if id > 1000 {
+			t.Fatal("no dictionary after 1,000 bodies")
+		}
+		if trained.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(t, "the training to be counted", func() bool { return trained.Load() == 1 })
+
+	_, stored = a.Encode(ctx, item(5000))
+	if stored.Coding != storage.DictionaryCoding || !stored.CacheEncoded || len(stored.Body) >= len(item(5000).Body)/2 {
+		t.Fatalf("after training: coding %q, %d of %d bytes", stored.Coding, len(stored.Body), len(item(5000).Body))
+	}
+	// Another instance on the same store opens what the first wrote.
+	b := newDictionary(t, store, new(atomic.Int64), new(atomic.Int64))
+	opened := *stored
+	if err := b.Open(ctx, &opened); err != nil {
+		t.Fatal(err)
+	}
+	if opened.Coding != "" || !bytes.Equal(opened.Body, item(5000).Body) {
+		t.Fatalf("opened: coding %q, body %.40q", opened.Coding, opened.Body)
+	}
+	// An entry whose dictionary the store lost is a miss, not a fault.
+	lost := *stored
+	lost.Body = bytes.Clone(stored.Body)
+	store.Flush()
+	c := newDictionary(t, store, new(atomic.Int64), new(atomic.Int64))
+	if err := c.Open(ctx, &lost); !errors.Is(err, ErrUnknownDictionary) || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("lost dictionary: %v", err)
+	}
+	// A body that does not decode is corrupt.
+	bad := *stored
+	bad.Body = bytes.Clone(stored.Body)
+	var fh zstd.Header
+	if err := fh.Decode(bad.Body); err != nil {
+		t.Fatal(err)
+	}
+	for i := fh.HeaderSize; i < len(bad.Body); i++ {
+		bad.Body[i] ^= 0x5a
+	}
+	if err := a.Open(ctx, &bad); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("corrupt body: %v", err)
+	}
+	// Plain codecs cannot open dictionary entries.
+	if err := Gzip().Open(ctx, &storage.Entry{Coding: storage.DictionaryCoding}); !errors.Is(err, ErrUnknownDictionary) {
+		t.Fatalf("gzip codec on a dictionary entry: %v", err)
+	}
+	if err := Identity().Open(ctx, &storage.Entry{Coding: "br"}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("identity codec on br: %v", err)
+	}
+}
+
+func TestDictionaryOptions(t *testing.T) {
+	store := storage.NewMemoryStore()
+	for _, tt := range []struct {
+		name string
+		give []Option
+	}{
+		{"negative max body", []Option{WithMaxBody(-1)}},
+		{"negative interval", []Option{WithCheckInterval(-time.Second)}},
+		{"negative timeout", []Option{WithStoreTimeout(-time.Second)}},
+	} {
+		if _, err := NewDictionary(store, "r|", tt.give...); err == nil {
+			t.Errorf("%s: NewDictionary succeeded", tt.name)
+		}
+	}
+	if _, err := NewDictionary(store, "bad{route", nil...); err == nil {
+		t.Error("a route name with a brace was accepted")
+	}
+	if _, err := NewDictionary(nil, "r|"); err == nil {
+		t.Error("a nil store was accepted")
+	}
+}

@@ -1,0 +1,176 @@
+package httpcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/readthrough/readthrough/codec"
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// Entries as the cache reads them from the store: decoded, held to the
+// rules entries are stored by, opened by the route's codec, and judged
+// fresh, stale or dead.
+
+// entryPool recycles the entries fresh and stale hits decode into: their
+// header map is reused by the next decode.
+var entryPool = sync.Pool{New: func() any { return new(storage.Entry) }}
+
+func putEntry(e *storage.Entry) {
+	h := e.Header
+	*e = storage.Entry{Header: h}
+	entryPool.Put(e)
+}
+
+// load reads and decodes the entry of k. Undecodable entries are misses:
+// they are deleted and reported, never served.
+func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error) {
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	raw, err := rt.cache.store.Get(sctx, k.Bucket, k.Field)
+	cancel()
+	rt.cache.observe(err)
+	e := new(storage.Entry)
+	if err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// loadForFill is load plus the bucket's purge generation, read in the same
+// round trip when the store supports fencing. The miss path uses it right
+// before running the origin.
+func (rt *route) loadForFill(ctx context.Context, k keying.Key) (*storage.Entry, fence, error) {
+	fr, ok := rt.cache.store.(storage.Fencer)
+	if !ok {
+		e, err := rt.load(ctx, k)
+		return e, fence{}, err
+	}
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	raw, gen, err := fr.GetForFill(sctx, k.Bucket, k.Field)
+	cancel()
+	rt.cache.observe(err)
+	var fc fence
+	if err == nil || errors.Is(err, storage.ErrNotFound) {
+		fc = fence{generation: gen, ok: true}
+	}
+	e := new(storage.Entry)
+	if err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); err != nil {
+		return nil, fc, err
+	}
+	return e, fc, nil
+}
+
+// readFence reads only the bucket's purge generation, for a fill that did
+// not read the store after its miss; stores that cannot fence cost nothing.
+func (rt *route) readFence(ctx context.Context, k keying.Key) fence {
+	if _, ok := rt.cache.store.(storage.Fencer); !ok {
+		return fence{}
+	}
+	_, fc, _ := rt.loadForFill(ctx, k)
+	return fc
+}
+
+// decodeInto decodes a store read into e. A read error other than a miss
+// is reported (unless the client went away); an undecodable entry is
+// reported and deleted; a dead one is deleted: all three are misses. An
+// entry of an envelope version this release does not know, or in a
+// content coding it cannot decode, is a quiet miss and stays: a newer
+// release wrote it and can still read it, and the fill replaces it.
+func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err error, e *storage.Entry, now time.Time) error {
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) && ctx.Err() == nil {
+			rt.reportError(ctx, "store get", err)
+		}
+		return err
+	}
+	switch err := storage.Decode(raw, e); {
+	case errors.Is(err, storage.ErrVersion):
+		return err
+	case err != nil:
+		rt.stats.add(cEntriesRejected, 1)
+		rt.reportError(ctx, "decode entry", err)
+		rt.dropField(ctx, k)
+		return err
+	}
+	// The store is not trusted with time either: no window outlasts the
+	// route's MaxTTL, and a stored time in the future is now when it is
+	// within the clock skew between instances, and a refused entry past
+	// it (clamped at every read, such an entry would never age).
+	if e.Stored.After(now) {
+		if e.Stored.Sub(now) > maxClockSkew {
+			rt.stats.add(cEntriesRejected, 1)
+			rt.reportError(ctx, "decode entry", fmt.Errorf("%w: stored %v in the future", storage.ErrCorrupt, e.Stored.Sub(now)))
+			rt.dropField(ctx, k)
+			return storage.ErrCorrupt
+		}
+		e.Stored = now
+	}
+	e.Fresh = min(e.Fresh, rt.policy.MaxTTL)
+	e.StaleWhileRevalidate = min(e.StaleWhileRevalidate, rt.policy.MaxTTL)
+	e.StaleIfError = min(e.StaleIfError, rt.policy.MaxTTL)
+	if freshness(e, now) == stateDead {
+		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
+		return storage.ErrNotFound
+	}
+	switch err := rt.codec.Open(ctx, e); {
+	case err == nil:
+		return nil
+	case errors.Is(err, codec.ErrUnknownDictionary):
+		rt.stats.add(cDictMisses, 1)
+		return err
+	case errors.Is(err, codec.ErrUnavailable):
+		// Written by another writer (a newer release, say) in a form this
+		// one cannot open: a miss, never sent as it is. It is left for
+		// the fill to replace, since its writer can still read it.
+		return err
+	default:
+		rt.reportError(ctx, "decode entry", err)
+		rt.dropField(ctx, k)
+		return err
+	}
+}
+
+func (rt *route) dropField(ctx context.Context, k keying.Key) {
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	err := rt.cache.store.Delete(sctx, k.Bucket, k.Field)
+	cancel()
+	rt.cache.observe(err)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		rt.reportError(ctx, "store delete", err)
+	}
+}
+
+// maxClockSkew is how far in the future an entry's stored time may be:
+// the clocks of the instances sharing a store differ by that much at most.
+const maxClockSkew = time.Minute
+
+type entryState int
+
+const (
+	stateFresh     entryState = iota
+	stateStale                // past fresh, inside stale-while-revalidate
+	stateErrorOnly            // past stale-while-revalidate, inside stale-if-error
+	stateDead
+)
+
+func freshness(e *storage.Entry, now time.Time) entryState {
+	age := now.Sub(e.Stored)
+	switch {
+	case age < e.Fresh:
+		return stateFresh
+	case age < e.Fresh+e.StaleWhileRevalidate:
+		return stateStale
+	case age < e.Fresh+e.StaleIfError:
+		return stateErrorOnly
+	}
+	return stateDead
+}
+
+// usableOnError reports whether e may be served because the origin failed.
+func usableOnError(e *storage.Entry, now time.Time) bool {
+	return e != nil && now.Sub(e.Stored) < e.Fresh+e.StaleIfError
+}

@@ -1,0 +1,174 @@
+package httpcache
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// The hit path: a request the cache handles is keyed, its entry read with
+// one store call (lookup) and, while fresh or stale within its windows,
+// served (serve.go); a miss goes to fill (miss.go).
+
+// handler serves one cached route.
+type handler struct {
+	route *route
+	next  http.Handler
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt := h.route
+	if reason, ok := rt.bypassReason(r); ok {
+		rt.bypass(w, r, reason, h.next)
+		return
+	}
+	now := time.Now()
+	if !rt.cache.breaker.allow(now) {
+		// The store is failing: skip it entirely rather than pay a timeout.
+		rt.bypass(w, r, bypassStore, h.next)
+		return
+	}
+	k, err := rt.key.Key(r)
+	if err != nil {
+		rt.bypass(w, r, bypassQuery, h.next)
+		return
+	}
+	if k.Digested {
+		rt.stats.add(cLongKeys, 1)
+	}
+	e := entryPool.Get().(*storage.Entry)
+	var stale *storage.Entry
+	if err := rt.lookup(r.Context(), k, e, now); err == nil {
+		switch freshness(e, now) {
+		// Counted and refreshed before the body is written, which a slow
+		// client may take long to read; taken back in the rare case the
+		// body does not decode (the refresh then replaces the entry).
+		case stateFresh:
+			rt.stats.add(cHits, 1)
+			if rt.refreshDue(e, now) {
+				rt.scheduleRefresh(r, k, h.next)
+			}
+			if rt.serveEntry(w, r, e, now, hitStatus(rt.cache.name, e, now)) {
+				putEntry(e)
+				return
+			}
+			rt.stats.add(cHits, -1) // a miss: the entry is deleted
+		case stateStale:
+			rt.stats.add(cStaleServed, 1)
+			rt.scheduleRefresh(r, k, h.next)
+			if rt.serveEntry(w, r, e, now, staleStatus(rt.cache.name, e, now)) {
+				putEntry(e)
+				return
+			}
+			rt.stats.add(cStaleServed, -1)
+		case stateErrorOnly:
+			// Too stale to serve as it is, but still good if the origin
+			// fails; it may be shared with waiters, so it leaves the pool.
+			stale = e
+		}
+	}
+	if stale == nil {
+		putEntry(e)
+	}
+	rt.stats.add(cMisses, 1)
+	rt.fill(w, r, k, stale, h.next)
+}
+
+// bypass sends r straight to the origin, counted under reason.
+func (rt *route) bypass(w http.ResponseWriter, r *http.Request, reason bypass, next http.Handler) {
+	rt.stats.bypass[reason].Add(1)
+	w.Header().Set("Cache-Status", rt.cache.name+"; "+bypassDefs[reason].status)
+	next.ServeHTTP(w, r)
+}
+
+// lookup is the hit path's single store read, decoded into e. Its deadline
+// comes from the cache's shared coarse deadline rather than a context of
+// its own, which would cost a timer and several allocations per hit.
+func (rt *route) lookup(ctx context.Context, k keying.Key, e *storage.Entry, now time.Time) error {
+	raw, err := rt.cache.store.Get(rt.cache.deadline.context(ctx, now), k.Bucket, k.Field)
+	rt.cache.observe(err)
+	return rt.decodeInto(ctx, k, raw, err, e, now)
+}
+
+// bypassReason returns why r must go straight to the origin, if it must.
+func (rt *route) bypassReason(r *http.Request) (bypass, bool) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return bypassMethod, true
+	}
+	if !rt.key.Routed(r) {
+		rt.routeMismatch(r)
+		return bypassRoute, true
+	}
+	if headerValue(r.Header, "Upgrade") != "" {
+		return bypassUpgrade, true
+	}
+	// A body on a GET or HEAD is not keyed, yet the handler may read it.
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return bypassBody, true
+	}
+	if !rt.policy.AllowAuthorized {
+		if _, ok := r.Header["Authorization"]; ok {
+			return bypassAuthorization, true
+		}
+		if _, ok := r.Header["Cookie"]; ok {
+			return bypassCookie, true
+		}
+	}
+	if cc, ok := r.Header["Cache-Control"]; ok && parseCacheControl(cc).noStore {
+		return bypassNoStore, true
+	}
+	return 0, false
+}
+
+// routeMismatch logs, at most once a second per route, a request routed
+// by another pattern than the route was declared with.
+func (rt *route) routeMismatch(r *http.Request) {
+	c := rt.cache
+	suppressed, ok := c.logLimit.allow("route mismatch "+rt.key.Pattern(), time.Now())
+	if !ok {
+		return
+	}
+	msg := "readthrough: request routed by another pattern than the cached route was declared with; it bypasses the cache. Declare the route with the whole pattern the router reports (under a chi sub-router or Mount, the parents' parts too)"
+	if r.Pattern == "" {
+		msg = "readthrough: request reached a cached route without a router setting http.Request.Pattern; it bypasses the cache. Route it with http.ServeMux or chi, or set r.Pattern before the cache"
+	}
+	c.log.LogAttrs(r.Context(), slog.LevelError, msg,
+		slog.String("declared", rt.key.Pattern()), slog.String("routed", r.Pattern), slog.Int64("suppressed", suppressed))
+}
+
+// coarseDeadline hands out contexts whose deadline is between 0.9 and 1
+// times timeout away, sharing one context among all the calls made within a
+// tenth of timeout. The hit path uses it: a context.WithTimeout per hit
+// costs a timer and several allocations, which at one Redis round trip per
+// hit is a measurable share of the work.
+//
+// The shared context is not derived from the request's, so a client that
+// goes away does not cancel the (bounded) read, and context values such as
+// trace spans do not reach the store on the hit path.
+type coarseDeadline struct {
+	timeout time.Duration
+	cur     atomic.Pointer[sharedDeadline]
+}
+
+type sharedDeadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc // unused: the context ends at its deadline
+	made   time.Time
+}
+
+func (d *coarseDeadline) context(_ context.Context, now time.Time) context.Context {
+	if c := d.cur.Load(); c != nil && now.Sub(c.made) < d.timeout/10 && !now.Before(c.made) {
+		return c.ctx
+	}
+	// The context cancels itself at its deadline, releasing its timer; it
+	// must not be cancelled earlier, since calls may still be using it
+	// after it is replaced.
+	ctx, cancel := context.WithDeadline(context.Background(), now.Add(d.timeout))
+	d.cur.Store(&sharedDeadline{ctx: ctx, cancel: cancel, made: now})
+	return ctx
+}

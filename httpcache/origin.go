@@ -1,0 +1,269 @@
+package httpcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/readthrough/readthrough/keying"
+	"github.com/readthrough/readthrough/storage"
+)
+
+// The origin call: the handler runs behind a recorder (recorder.go), its
+// response is judged storable or not (decide.go), shared with the
+// requests waiting for it (miss.go), stored, and then sent to the client
+// that made the call.
+
+// fillCall is one origin call, made for a miss or a background refresh.
+type fillCall struct {
+	w     http.ResponseWriter // the client; nil for a refresh
+	r     *http.Request
+	k     keying.Key
+	stale *storage.Entry // served instead of an origin failure while usable; may be nil
+	next  http.Handler   // the origin
+	fwd   string         // the Cache-Status fwd parameter of the response
+	sh    *sharing       // who the response is shared with
+}
+
+// originResult is what one origin call produced.
+type originResult struct {
+	rec         *recorder      // the response, held until delivered
+	entry       *storage.Entry // the response as its waiters are served it, when cacheable and whole
+	storeAs     *storage.Entry // the entry as it is stored
+	tags        []string
+	whole       bool   // the handler produced a whole response (cacheable or not)
+	stored      bool   // set by store
+	servedStale bool   // the stale entry went to the client instead
+	staleStatus string // its Cache-Status
+	panicVal    any
+}
+
+// originFill runs the origin for call, shares its response with the
+// requests of call.sh, stores it when it is cacheable, and then sends it
+// to the client, if there is one. It serves stale instead of an origin
+// failure when stale allows it. A panic of the origin is re-raised once
+// everything is released, unless stale was served instead or no client
+// waits (a refresh).
+func (rt *route) originFill(call *fillCall) *originResult {
+	sh := call.sh
+	ctx := call.r.Context()
+	if sh.lock != nil {
+		sh.keepLock()
+	} else if rt.cache.storeHealthy() {
+		sh.fence = rt.readFence(ctx, call.k)
+	}
+	o := rt.runOrigin(call)
+	defer o.rec.release()
+	switch {
+	case o.servedStale:
+		sh.shareLocal(flightResult{outcome: outcomeShared, entry: call.stale, status: o.staleStatus})
+	case o.entry != nil:
+		// Even when the store write fails, the whole response is good for
+		// this process's waiters, who need not wait for the store.
+		sh.shareLocal(flightResult{outcome: outcomeShared, entry: o.entry})
+		if rt.cache.storeHealthy() {
+			rt.store(context.WithoutCancel(ctx), call.k, o, sh.fence)
+		}
+	case o.whole:
+		sh.shareLocal(flightResult{outcome: outcomeNotShared})
+	default:
+		sh.shareLocal(flightResult{outcome: outcomeFailed})
+	}
+	sh.publish(ctx, storage.Fill{Stored: o.stored, Failed: !o.whole && !o.servedStale})
+	if o.panicVal != nil && !o.servedStale && call.w != nil {
+		panic(o.panicVal)
+	}
+	o.rec.deliver(rt.fwdStatus(call.fwd, o.rec.status, o.stored))
+	return o
+}
+
+// fwdStatus is the Cache-Status of a response from the origin.
+func (rt *route) fwdStatus(fwd string, status int, stored bool) string {
+	s := rt.status(fwd + "; fwd-status=" + itoa(status))
+	if stored {
+		s += "; stored"
+	}
+	return s
+}
+
+// originRequest returns the request the origin is called with for r: a
+// copy detached from the client's cancellation, bounded by ctx, with
+// conditional and range headers removed so the whole representation comes
+// back, and HEAD turned into GET so the entry can serve both.
+func originRequest(ctx context.Context, r *http.Request) *http.Request {
+	or := r.Clone(ctx)
+	if or.Method == http.MethodHead {
+		or.Method = http.MethodGet
+	}
+	for _, h := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		delete(or.Header, h)
+	}
+	return or
+}
+
+// runOrigin calls the origin with a recorder in front of the client (see
+// recorder), on a copy of the request detached from the client's
+// cancellation and bounded by the policy's fill timeout (see
+// originRequest). A response that turns out not to be storable is streamed
+// to the client and the waiters are released at once; a storable one is
+// held in the recorder for originFill to store and deliver. When the
+// origin fails before anything reached the client and call.stale is still
+// usable, stale is served instead of the failure.
+func (rt *route) runOrigin(call *fillCall) *originResult {
+	w, r, stale, sh := call.w, call.r, call.stale, call.sh
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), rt.policy.FillTimeout)
+	defer cancel()
+	or := originRequest(ctx, r)
+
+	rec := newRecorder(w, rt.policy.MaxBodyBytes)
+	o := &originResult{rec: rec}
+	rec.headOnly = r.Method == http.MethodHead
+	// Headers set by outer middleware before the origin ran belong to this
+	// response only; they are not stored for others.
+	outer := rec.header.Clone()
+	rec.holdErrors = w != nil && usableOnError(stale, time.Now())
+	var dec decision
+	rec.decide = func(status int, h http.Header) bool {
+		dec = rt.decide(or, status, h)
+		if dec.store {
+			// Downstream caches must key on what this cache keys on.
+			for _, name := range rt.policy.Vary {
+				addVary(h, name, make([]string, 1))
+			}
+		}
+		return dec.store
+	}
+	rec.onSend = func(h http.Header) {
+		delete(h, "Surrogate-Control")
+		delete(h, "Surrogate-Key")
+		h["Cache-Status"] = []string{rt.fwdStatus(call.fwd, rec.status, false)}
+	}
+	rec.onUnshared = func() {
+		sh.shareLocal(flightResult{outcome: outcomeNotShared})
+		sh.publish(ctx, storage.Fill{})
+	}
+
+	start := time.Now()
+	o.panicVal = callOrigin(rt, call.next, rec, or)
+	end := time.Now()
+	if o.panicVal == nil && rec.status == 0 && !rec.tainted {
+		rec.WriteHeader(http.StatusOK) // the handler wrote nothing: an empty 200
+	}
+	failed := o.panicVal != nil || rec.status >= 500 || ctx.Err() != nil && !rec.complete()
+	nothingSent := rec.held || rec.holding || rec.status == 0 && !rec.tainted
+	if failed && nothingSent && w != nil && usableOnError(stale, end) {
+		rec.holding = false
+		h := w.Header()
+		clear(h)
+		for name, v := range outer {
+			h[name] = v
+		}
+		o.staleStatus = staleErrorStatus(rt.cache.name, stale, rec.status, "stale-if-error")
+		if rt.serveEntry(w, r, stale, end, o.staleStatus) {
+			rt.stats.add(cStaleServed, 1)
+		} else {
+			http.Error(w, "origin failed and the cached entry is unreadable", http.StatusBadGateway)
+		}
+		o.servedStale = true
+		return o
+	}
+	if rec.held {
+		rec.releaseHeld() // the stale entry expired meanwhile: the failure goes out
+	}
+	o.whole = o.panicVal == nil && !rec.tainted
+	if !o.whole || !rec.complete() || (ctx.Err() != nil && rec.status >= 500) {
+		return o
+	}
+	header := storage.StorableHeader(rec.snapshot)
+	for name, v := range outer {
+		if equalValues(header[name], v) {
+			delete(header, name)
+		}
+	}
+	e := &storage.Entry{
+		Status:               rec.status,
+		Header:               header,
+		Stored:               end,
+		Fresh:                dec.fresh,
+		StaleWhileRevalidate: dec.swr,
+		StaleIfError:         dec.sie,
+		OriginTime:           end.Sub(start),
+		Coding:               dec.coding,
+		Body:                 bytes.Clone(rec.buf.Bytes()),
+	}
+	o.entry, o.storeAs = rt.codec.Encode(ctx, e)
+	o.tags = dec.tags
+	return o
+}
+
+// store writes o's entry, fenced by fc; it reports whether it did, and
+// records that in o.
+func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fence) bool {
+	value := storage.Encode(nil, o.storeAs)
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	defer cancel()
+	err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, storage.SetOptions{
+		TTL:        o.storeAs.Lifetime(),
+		MaxFields:  rt.policy.MaxFields,
+		Tags:       o.tags,
+		Fenced:     fc.ok,
+		Generation: fc.generation,
+	})
+	rt.cache.observe(err)
+	switch {
+	case errors.Is(err, storage.ErrPurged):
+		// A purge came while the origin ran: its response may be older than
+		// the purge, so it is not stored.
+		rt.stats.add(cPurgeRaces, 1)
+		return false
+	case errors.Is(err, storage.ErrBucketFull):
+		// Variants past the bound are not stored, so that junk variants
+		// cannot push out the ones real traffic uses.
+		rt.stats.add(cVariantsRefused, 1)
+		if !rt.bucketFullLogged.Swap(true) {
+			rt.cache.log.LogAttrs(ctx, slog.LevelWarn, "readthrough: bucket full: new variants of this route are not stored until its variants expire (policy MaxFields)",
+				slog.String("route", rt.key.Pattern()), slog.String("bucket", k.Bucket), slog.Int("max_fields", rt.policy.MaxFields))
+		}
+		return false
+	case err != nil:
+		rt.reportError(ctx, "store set", err)
+		return false
+	}
+	o.stored = true
+	rt.stats.add(cStored, 1)
+	rt.stats.add(cBytesStored, int64(len(value)))
+	return true
+}
+
+// callOrigin runs h and returns what it panicked with, if it did.
+func callOrigin(rt *route, h http.Handler, rec *recorder, r *http.Request) (panicVal any) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicVal = v
+			if v != http.ErrAbortHandler {
+				rt.cache.log.Error("readthrough: origin panicked", "route", rt.key.Pattern(), "panic", v, "stack", stack())
+			}
+		}
+	}()
+	h.ServeHTTP(rec, r)
+	return nil
+}
+
+// stack is the calling goroutine's stack, for the log of a panic.
+func stack() string { return string(debug.Stack()) }
+
+func equalValues(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
