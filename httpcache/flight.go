@@ -3,6 +3,7 @@ package httpcache
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/readthrough/readthrough/storage"
@@ -20,6 +21,8 @@ type flights struct {
 type flight struct {
 	done chan struct{}
 	res  flightResult
+	// waiters counts the requests waiting for the flight now.
+	waiters atomic.Int32
 }
 
 type flightResult struct {
@@ -59,6 +62,8 @@ func (fs *flights) finish(key string, f *flight, res flightResult) {
 // wait waits for the flight's result up to d or until ctx ends; ok is false
 // when it did not finish in time.
 func (f *flight) wait(ctx context.Context, d time.Duration) (flightResult, bool) {
+	f.waiters.Add(1)
+	defer f.waiters.Add(-1)
 	select {
 	case <-f.done:
 		return f.res, true

@@ -232,6 +232,11 @@ type sharing struct {
 	publishOnce sync.Once
 }
 
+// awaited reports whether requests of this process wait for the fill.
+func (sh *sharing) awaited() bool {
+	return sh.flight != nil && sh.flight.waiters.Load() > 0
+}
+
 // shareLocal finishes the flight with res, waking this process's waiters.
 func (sh *sharing) shareLocal(res flightResult) {
 	if sh.flight == nil {

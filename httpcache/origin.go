@@ -117,6 +117,19 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	w, r, stale, sh := call.w, call.r, call.stale, call.sh
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), rt.policy.FillTimeout)
 	defer cancel()
+	if w != nil {
+		// The origin runs on for the requests waiting for it when its
+		// client goes away, and stops when none does, as it would without
+		// the cache: a client that drops its requests must not leave the
+		// origin working for nobody. (Waiters that come later, and other
+		// instances', see a failed fill and lead one of their own.)
+		stop := context.AfterFunc(r.Context(), func() {
+			if !sh.awaited() {
+				cancel()
+			}
+		})
+		defer stop()
+	}
 	or := originRequest(ctx, r)
 
 	rec := newRecorder(w, rt.policy.MaxBodyBytes)
@@ -184,6 +197,12 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 			delete(header, name)
 		}
 	}
+	body := bytes.Clone(rec.buf.Bytes())
+	if _, typed := rec.snapshot["Content-Type"]; !typed && len(body) > 0 && dec.coding == "" {
+		// net/http gave the client the type it sniffed from the body; a
+		// hit sent with a Content-Encoding would get none.
+		header["Content-Type"] = []string{http.DetectContentType(body)}
+	}
 	e := &storage.Entry{
 		Status:               rec.status,
 		Header:               header,
@@ -193,7 +212,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		StaleIfError:         dec.sie,
 		OriginTime:           end.Sub(start),
 		Coding:               dec.coding,
-		Body:                 bytes.Clone(rec.buf.Bytes()),
+		Body:                 body,
 	}
 	o.entry, o.storeAs = rt.codec.Encode(ctx, e)
 	o.tags = dec.tags

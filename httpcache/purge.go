@@ -2,6 +2,7 @@ package httpcache
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -150,6 +151,9 @@ func (c *Cache) resolve(rawURL string, header http.Header) (*route, keying.Key, 
 		u.Path = "/"
 	}
 	r := &http.Request{Method: http.MethodGet, URL: u, Host: u.Host, Header: header}
+	if u.Scheme == "https" {
+		r.TLS = &tls.ConnectionState{} // the scheme is part of the key
+	}
 	if r.Header == nil {
 		r.Header = http.Header{}
 	}

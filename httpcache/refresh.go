@@ -87,14 +87,14 @@ func (rt *route) refreshRequest(r *http.Request) *http.Request {
 			req.Header[name] = slices.Clone(v)
 		}
 	}
-	req.URL.RawQuery = rt.key.KeptQuery(r).Encode()
+	req.URL.RawQuery = rt.key.KeptQuery(r)
 	req.URL.ForceQuery = false
 	req.URL.Fragment, req.URL.RawFragment = "", ""
 	req.RequestURI = ""
 	if req.URL.RawQuery != "" {
-		req.RequestURI = keying.RequestPath(r) + "?" + req.URL.RawQuery
+		req.RequestURI = keying.RequestTarget(r) + "?" + req.URL.RawQuery
 	} else {
-		req.RequestURI = keying.RequestPath(r)
+		req.RequestURI = keying.RequestTarget(r)
 	}
 	req.Body = http.NoBody
 	req.GetBody = nil

@@ -1,11 +1,9 @@
 package keying
 
 import (
-	"bytes"
 	"encoding/binary"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 )
@@ -13,21 +11,16 @@ import (
 // formatVersion is the first byte of the canonical field encoding; change it
 // whenever the encoding changes, so old and new fields never meet.
 //
-// Version 2 added the scheme and the request path, keys the host as sent
-// and the query as [net/url.ParseQuery] parses it.
-const formatVersion = 2
+// Version 2 added the scheme and the request path, and keyed the host as
+// sent and the query as [net/url.ParseQuery] parses it; version 3 keys the
+// request target and the kept query exactly as sent.
+const formatVersion = 3
 
 // scratch holds the buffers one Key call needs; they are pooled so that a
 // cache hit allocates only the two key strings.
 type scratch struct {
-	buf   []byte  // the bucket, then the canonical field encoding
-	dec   []byte  // decoded query names and values
-	pairs []qpair // query parameters, indexes into dec
-}
-
-// qpair is one query parameter: its name is dec[n0:n1], its value dec[v0:v1].
-type qpair struct {
-	n0, n1, v0, v1 int
+	buf []byte // the bucket, then the canonical field encoding
+	dec []byte // a decoded query name, then the kept query
 }
 
 // maxPooled bounds the buffers kept in the pool, so that one huge request
@@ -37,7 +30,7 @@ const maxPooled = 64 << 10
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 func (s *scratch) put() {
-	if cap(s.buf) > maxPooled || cap(s.dec) > maxPooled || cap(s.pairs) > maxPooled/32 {
+	if cap(s.buf) > maxPooled || cap(s.dec) > maxPooled {
 		return
 	}
 	scratchPool.Put(s)
@@ -61,7 +54,7 @@ func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) ([]byte,
 	}
 	b = appendStr(b, scheme)
 	b = appendStr(b, r.Host)
-	b = appendStr(b, RequestPath(r))
+	b = appendStr(b, RequestTarget(r))
 
 	b = binary.AppendUvarint(b, uint64(len(rt.fieldParams)))
 	for _, name := range rt.fieldParams {
@@ -69,20 +62,11 @@ func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) ([]byte,
 		b = appendStr(b, r.PathValue(name))
 	}
 
-	if rt.ignoreQuery || r.URL == nil {
-		b = binary.AppendUvarint(b, 0)
-	} else {
-		if !s.parseQuery(r.URL.RawQuery, rt.allow) {
-			return b, false
-		}
-		b = binary.AppendUvarint(b, uint64(len(s.pairs)))
-		for _, p := range s.pairs {
-			b = binary.AppendUvarint(b, uint64(p.n1-p.n0))
-			b = append(b, s.dec[p.n0:p.n1]...)
-			b = binary.AppendUvarint(b, uint64(p.v1-p.v0))
-			b = append(b, s.dec[p.v0:p.v1]...)
-		}
+	query, ok := rt.keptQuery(s, r)
+	if !ok {
+		return b, false
 	}
+	b = appendStr(b, query)
 
 	b = binary.AppendUvarint(b, uint64(len(rt.vary)))
 	for _, name := range rt.vary {
@@ -101,36 +85,48 @@ func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) ([]byte,
 	return b, true
 }
 
-// RequestPath returns the path of r as the client sent it: the path of
-// r.RequestURI, which a server sets to the request line's target. It is
-// what a handler sees before any rewriting (http.StripPrefix, say): two
-// requests whose paths differ never share a field, whatever the router
-// made of them. For requests not read by a server (RequestURI empty) it is
-// r.URL's escaped path.
-func RequestPath(r *http.Request) string {
+// RequestTarget returns the request target of r as the client sent it,
+// up to its query: the path of an origin-form target ("/items/1"), the
+// scheme, authority and path of an absolute-form one
+// ("http://user@host/items/1"), the whole of any other ("*"). It is the
+// part of r.RequestURI, which a server sets to the request line's target,
+// before any '?'. A handler sees it before any rewriting
+// (http.StripPrefix, say), so two requests whose targets differ never
+// share a field, whatever the router made of them. For requests not read
+// by a server (RequestURI empty) it is r.URL's escaped path.
+func RequestTarget(r *http.Request) string {
 	u := r.RequestURI
-	switch {
-	case u == "":
+	if u == "" {
 		if r.URL == nil {
 			return ""
 		}
 		return r.URL.EscapedPath()
-	case u[0] == '/':
-	case strings.Contains(u, "://"):
-		// absolute-form: scheme://authority/path?query
-		_, u, _ = strings.Cut(u, "://")
-		if i := strings.IndexAny(u, "/?"); i >= 0 && u[i] == '/' {
-			u = u[i:]
-		} else {
-			u = ""
-		}
-	default:
-		return u // "*" or authority-form: kept whole
 	}
 	if i := strings.IndexByte(u, '?'); i >= 0 {
 		u = u[:i]
 	}
 	return u
+}
+
+// keptQuery returns the query the field holds: r's raw query exactly as
+// sent when the route keeps every parameter, the raw pieces of the
+// parameters the allow list keeps, in the order they were sent and joined
+// by '&', or "" when the route ignores the query. A handler that reads the
+// raw query (r.URL.RawQuery, r.RequestURI) sees no more than the field
+// holds of the parameters it keys. ok is false for a query that
+// [net/url.ParseQuery] rejects: see [ErrQuery].
+func (rt *Route) keptQuery(s *scratch, r *http.Request) (query string, ok bool) {
+	if rt.ignoreQuery || r.URL == nil {
+		return "", true
+	}
+	raw := r.URL.RawQuery
+	if !s.checkQuery(raw, rt.allow) {
+		return "", false
+	}
+	if rt.allow == nil {
+		return raw, true
+	}
+	return string(s.dec), true
 }
 
 // verifyAbove is the number of query pieces above which a query is also
@@ -153,16 +149,14 @@ func queryLimitProbe() int {
 	return probePieces
 }
 
-// parseQuery fills s.pairs with the query parameters of raw that allow keeps
-// (all of them when allow is nil), sorted by name; the sort is stable, so
-// repeated names keep their order. It parses exactly as
-// [net/url.ParseQuery] does and reports false where that returns an error
-// (a piece with ';', a malformed escape, more pieces than its limit): the
-// handler's [net/url.URL.Query] then drops pieces or everything, and
-// [http.Request.ParseForm] reports the error, so no key would match what
-// the handler sees.
-func (s *scratch) parseQuery(raw string, allow map[string]struct{}) bool {
-	s.pairs = s.pairs[:0]
+// checkQuery reports whether [net/url.ParseQuery] parses raw without an
+// error (no piece with ';', no malformed escape, no more pieces than its
+// limit): otherwise the handler's [net/url.URL.Query] drops pieces or
+// everything, and [http.Request.ParseForm] reports the error, so no key
+// would match what the handler sees. With an allow list, it leaves in
+// s.dec the raw pieces whose decoded name the list holds, in order,
+// joined by '&'.
+func (s *scratch) checkQuery(raw string, allow map[string]struct{}) bool {
 	s.dec = s.dec[:0]
 	if raw == "" {
 		return true
@@ -172,6 +166,7 @@ func (s *scratch) parseQuery(raw string, allow map[string]struct{}) bool {
 			return false
 		}
 	}
+	kept := 0 // bytes of s.dec holding kept pieces
 	for raw != "" {
 		var piece string
 		piece, raw, _ = strings.Cut(raw, "&")
@@ -182,48 +177,46 @@ func (s *scratch) parseQuery(raw string, allow map[string]struct{}) bool {
 			continue
 		}
 		name, value, _ := strings.Cut(piece, "=")
-		p := qpair{n0: len(s.dec)}
+		if !validEscapes(value) {
+			return false
+		}
+		if allow == nil {
+			if !validEscapes(name) {
+				return false
+			}
+			continue
+		}
 		var ok bool
+		s.dec = s.dec[:kept]
 		if s.dec, ok = appendQueryUnescape(s.dec, name); !ok {
 			return false
 		}
-		p.n1 = len(s.dec)
-		keep := true
-		if allow != nil {
-			_, keep = allow[string(s.dec[p.n0:p.n1])]
+		_, keep := allow[string(s.dec[kept:])]
+		s.dec = s.dec[:kept]
+		if keep {
+			if kept > 0 {
+				s.dec = append(s.dec, '&')
+			}
+			s.dec = append(s.dec, piece...)
+			kept = len(s.dec)
 		}
-		p.v0 = len(s.dec)
-		if s.dec, ok = appendQueryUnescape(s.dec, value); !ok {
-			return false
-		}
-		p.v1 = len(s.dec)
-		if !keep {
-			s.dec = s.dec[:p.n0]
-			continue
-		}
-		s.pairs = append(s.pairs, p)
 	}
-	s.sortPairs()
+	s.dec = s.dec[:kept]
 	return true
 }
 
-// sortPairs sorts s.pairs stably by name.
-func (s *scratch) sortPairs() {
-	less := func(a, b qpair) int {
-		return bytes.Compare(s.dec[a.n0:a.n1], s.dec[b.n0:b.n1])
-	}
-	ps := s.pairs
-	if len(ps) > 12 {
-		slices.SortStableFunc(ps, less)
-		return
-	}
-	// Insertion sort: stable, and cheapest for the few parameters of a
-	// typical query.
-	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && less(ps[j-1], ps[j]) > 0; j-- {
-			ps[j-1], ps[j] = ps[j], ps[j-1]
+// validEscapes reports whether s unescapes as [net/url.QueryUnescape]
+// does, without an error.
+func validEscapes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' {
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return false
+			}
+			i += 2
 		}
 	}
+	return true
 }
 
 // appendQueryUnescape appends s unescaped as [net/url.QueryUnescape] does ('+'

@@ -41,36 +41,37 @@
 // # Field format
 //
 // The field is the first 16 bytes of the SHA-256 digest of this byte string
-// (version 2), where str is a uvarint byte length followed by the bytes and n
+// (version 3), where str is a uvarint byte length followed by the bytes and n
 // is a uvarint count:
 //
-//	0x02                         format version
+//	0x03                         format version
 //	str  method class            "GET" for GET and HEAD, else the method as sent
 //	str  scheme                  "https" when r.TLS is set, else "http"
 //	str  host                    r.Host, exactly as sent (case, port, trailing dot)
-//	str  path                    the request path as sent: the path of r.RequestURI
-//	                             (r.URL.EscapedPath() when RequestURI is empty)
+//	str  target                  the request target as sent, up to its query (see [RequestTarget]):
+//	                             the path of an origin-form target, the whole of an absolute-form one
 //	n × (str name, str value)    the path parameters that are not bucket parameters, in pattern order,
 //	                             then the shadow readings (see below)
-//	n × (str name, str value)    the kept query parameters, sorted by name, repeated names in request order
+//	str  query                   the kept query exactly as sent (see [Route.KeptQuery])
 //	n × (str name, byte present, [n × str value])
 //	                             the Vary headers, by canonical name, sorted; values in order
 //
-// Everything in the field is what the handler sees: the host, scheme and
-// path before any rewriting, the path values its router set, the query as
-// [net/url.URL.Query] returns it and the request headers as sent. The
-// request path makes two requests whose paths differ distinct variants
-// even when the router gives them the same parameters (a path rewritten by
-// [http.StripPrefix], a trailing slash a router ignores, an escaped byte).
+// Everything in the field is what the handler sees, as it sees it: the
+// host, scheme, target and query as the client sent them (before any
+// rewriting, and undecoded: a handler that reflects r.RequestURI or
+// r.URL.RawQuery reflects exactly what the key holds), the path values
+// its router set and the request headers as sent. Two requests that a
+// router or net/url would treat alike but that differ in bytes ("%61"
+// and "a", "a=1&b=2" and "b=2&a=1", a trailing slash a router ignores)
+// are distinct variants: a miss costs latency, a wrong hit costs trust.
 //
-// Query parameters are parsed from the raw query exactly as
-// [net/url.ParseQuery] parses them: split on '&', empty pieces ignored,
-// name and value unescaped as [net/url.QueryUnescape] does, a piece
-// without '=' having the empty value ("a" and "a=" are the same variant).
-// A query that ParseQuery rejects (a piece with ';', a malformed escape,
-// more pieces than its limit) has no key: [Route.Key] returns [ErrQuery]
-// and the request must bypass the cache. The allow list in
-// [policy.Policy.QueryParams] matches decoded names.
+// The kept query is r.URL.RawQuery as it is when the route keeps every
+// parameter; with an allow list ([policy.Policy.QueryParams]), the pieces
+// of it (split on '&') whose name, unescaped as [net/url.QueryUnescape]
+// does, the list holds, as sent, in the order sent, joined by '&'; with
+// IgnoreQuery, empty. A query that [net/url.ParseQuery] rejects (a piece
+// with ';', a malformed escape, more pieces than its limit) has no key:
+// [Route.Key] returns [ErrQuery] and the request must bypass the cache.
 //
 // Two pattern forms mean different things to the two routers, and keying
 // cannot tell which router a pattern is for. For "{$}" (a ServeMux end

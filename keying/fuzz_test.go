@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
-	"sort"
 	"strings"
 	"testing"
 
@@ -28,7 +27,7 @@ type model struct {
 	Host   string
 	Path   string
 	Params [][2]string
-	Query  [][2]string
+	Query  string
 	Vary   []modelHeader
 }
 
@@ -50,11 +49,7 @@ func reference(rt *Route, r *http.Request) (m model, ok bool) {
 		m.Scheme = "https"
 	}
 	if r.RequestURI != "" {
-		u, err := url.ParseRequestURI(r.RequestURI)
-		if err != nil {
-			panic(err)
-		}
-		m.Path = u.EscapedPath()
+		m.Path, _, _ = strings.Cut(r.RequestURI, "?")
 	} else if r.URL != nil {
 		m.Path = r.URL.EscapedPath()
 	}
@@ -62,21 +57,22 @@ func reference(rt *Route, r *http.Request) (m model, ok bool) {
 		m.Params = append(m.Params, [2]string{name, r.PathValue(name)})
 	}
 	if !rt.ignoreQuery && r.URL != nil {
-		q, err := url.ParseQuery(r.URL.RawQuery)
-		if err != nil {
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
 			return m, false
 		}
-		names := make([]string, 0, len(q))
-		for name := range q {
-			if _, ok := rt.allow[name]; ok || rt.allow == nil {
-				names = append(names, name)
+		if rt.allow == nil {
+			m.Query = r.URL.RawQuery
+		} else {
+			var kept []string
+			for _, piece := range strings.Split(r.URL.RawQuery, "&") {
+				name, _, _ := strings.Cut(piece, "=")
+				if d, err := url.QueryUnescape(name); err == nil && piece != "" {
+					if _, ok := rt.allow[d]; ok {
+						kept = append(kept, piece)
+					}
+				}
 			}
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			for _, v := range q[name] {
-				m.Query = append(m.Query, [2]string{name, v})
-			}
+			m.Query = strings.Join(kept, "&")
 		}
 	}
 	for _, name := range rt.vary {
@@ -141,16 +137,8 @@ func decodeCanonical(b []byte) (model, error) {
 		}
 		m.Params = append(m.Params, [2]string{name, value})
 	}
-	if n, ok = readN(); !ok {
-		return fail("query count")
-	}
-	for range n {
-		name, ok1 := readStr()
-		value, ok2 := readStr()
-		if !ok1 || !ok2 {
-			return fail("query")
-		}
-		m.Query = append(m.Query, [2]string{name, value})
+	if m.Query, ok = readStr(); !ok {
+		return fail("query")
 	}
 	if n, ok = readN(); !ok {
 		return fail("vary count")

@@ -44,8 +44,8 @@ func (q reqSpec) build() *http.Request {
 // routed is what a handler saw: the key and the bucket parameter values.
 type routed struct {
 	key    Key
-	err    error // from Key
-	routed bool  // Routed
+	err    error             // from Key
+	routed bool              // Routed
 	bucket map[string]string // bucket parameter values from PathValue
 	req    *http.Request
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -199,22 +198,14 @@ func (rt *Route) Routed(r *http.Request) bool {
 // sorted. The caller must not modify the slice.
 func (rt *Route) Vary() []string { return rt.vary }
 
-// KeptQuery returns the query parameters of r that the field holds, as
-// [net/url.URL.Query] parses them: every parameter, those of the policy's
-// allow list, or none with IgnoreQuery. A background refresh sends the
-// handler these and no others.
-func (rt *Route) KeptQuery(r *http.Request) url.Values {
-	if rt.ignoreQuery || r.URL == nil {
-		return url.Values{}
-	}
-	q := r.URL.Query()
-	if rt.allow != nil {
-		for name := range q {
-			if _, ok := rt.allow[name]; !ok {
-				delete(q, name)
-			}
-		}
-	}
+// KeptQuery returns the query of r that the field holds, as sent: the
+// whole raw query, the raw pieces of the parameters the policy's allow
+// list keeps (in request order), or "" with IgnoreQuery. A background
+// refresh sends the handler this query and no other.
+func (rt *Route) KeptQuery(r *http.Request) string {
+	s := scratchPool.Get().(*scratch)
+	defer s.put()
+	q, _ := rt.keptQuery(s, r)
 	return q
 }
 

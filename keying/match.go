@@ -37,11 +37,16 @@ func (rt *Route) Match(r *http.Request) bool {
 	return true
 }
 
-// Specificity ranks routes that match the same URL: more literal path
-// characters first, then fewer wildcards.
+// Specificity ranks routes that match the same URL as http.ServeMux
+// does: a pattern with a host before one without, then more literal path
+// characters, then fewer wildcards.
 func (rt *Route) Specificity() int {
 	m := rt.matcher()
-	return m.literal*16 - m.wildcards
+	n := m.literal*16 - m.wildcards
+	if m.host != "" {
+		n += 1 << 30
+	}
+	return n
 }
 
 // patternMatcher is the pattern compiled to a regular expression over the

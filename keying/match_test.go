@@ -60,3 +60,14 @@ func TestSpecificity(t *testing.T) {
 		t.Errorf("specificity me=%d {id}=%d {rest...}=%d", b.Specificity(), a.Specificity(), c.Specificity())
 	}
 }
+
+// A ServeMux host pattern ranks before the same path without a host, as
+// ServeMux routes them.
+func TestSpecificityHost(t *testing.T) {
+	host := mustCompile(t, "GET svc.example/items/{id}", policy.Policy{})
+	plain := mustCompile(t, "GET /items/{id}", policy.Policy{})
+	longer := mustCompile(t, "GET /items/{id}/and/more/literal/text", policy.Policy{})
+	if !(host.Specificity() > plain.Specificity() && host.Specificity() > longer.Specificity()) {
+		t.Errorf("specificity host=%d plain=%d longer=%d", host.Specificity(), plain.Specificity(), longer.Specificity())
+	}
+}
