@@ -37,10 +37,22 @@ type scanner interface {
 	Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
 }
 
-// Store is a readthrough store in Redis. It is safe for concurrent use; one
-// Store per process is meant to be shared by every middleware instance, since
-// each Store holds one pub/sub subscription. Create it with [New] and stop it
-// with [Store.Close].
+// The interfaces of the storage contract that a Store implements.
+var (
+	_ storage.Store           = (*Store)(nil)
+	_ storage.Locker          = (*Store)(nil)
+	_ storage.Fencer          = (*Store)(nil)
+	_ storage.Purger          = (*Store)(nil)
+	_ storage.DictionaryStore = (*Store)(nil)
+)
+
+// Store is a readthrough store in Redis. It implements [storage.Store],
+// [storage.Locker], [storage.Fencer], [storage.Purger] and
+// [storage.DictionaryStore]; the method docs say what those leave open:
+// the commands, round trips and keys. It is safe for concurrent use; one
+// Store per process is meant to be shared by every cache, since each Store
+// holds one pub/sub subscription. Create it with [New] and stop it with
+// [Store.Close].
 type Store struct {
 	rdb    rediser
 	rs     *redsync.Redsync
@@ -85,9 +97,9 @@ func (d watchBoundOption) apply(o *options) { o.watchBound = time.Duration(d) }
 
 // WithWatchBound sets the longest [Store.Watch] waits for the store's
 // subscription to be confirmed by Redis while it is being opened or
-// reopened. Past it Watch returns a channel that may never fire, and the
-// caller falls back on its own wait bound. The default is one second; zero
-// or less keeps it.
+// reopened, when its context does not end sooner. Past it Watch returns an
+// error matching [storage.ErrWatchUnconfirmed], and the caller falls back
+// on its own wait bound. The default is one second; zero or less keeps it.
 func WithWatchBound(d time.Duration) Option { return watchBoundOption(d) }
 
 type fenceTTLOption time.Duration
@@ -221,10 +233,8 @@ func (s *Store) tagKey(tag string) string {
 	return s.prefix + ":t:" + tag
 }
 
-// Get returns the value of field in bucket with one HGET, or an error
-// matching [storage.ErrNotFound] when the bucket or the field does not
-// exist (a purge tombstone holds no fields, and [storage.GenerationField]
-// is never found).
+// Get implements [storage.Store.Get] with one HGET on the bucket's hash,
+// and no command at all for [storage.GenerationField].
 func (s *Store) Get(ctx context.Context, bucket, field string) ([]byte, error) {
 	if field == storage.GenerationField {
 		return nil, storage.ErrNotFound
@@ -239,12 +249,10 @@ func (s *Store) Get(ctx context.Context, bucket, field string) ([]byte, error) {
 	return b, nil
 }
 
-// GetForFill is Get for the miss path: one HMGET of field and of the
-// bucket's purge generation ([storage.GenerationField]), which the fill
-// passes to its fenced [Store.Set]. The generation is "" when the bucket
-// was never purged or its tombstone expired. When the field does not
-// exist the value is nil, the error matches [storage.ErrNotFound] and the
-// generation is still returned.
+// GetForFill implements [storage.Fencer.GetForFill] with one HMGET of
+// field and of [storage.GenerationField], under which the bucket's hash
+// holds its purge generation: a decimal count of purges, absent ("") in a
+// bucket never purged.
 func (s *Store) GetForFill(ctx context.Context, bucket, field string) ([]byte, string, error) {
 	vals, err := s.rdb.HMGet(ctx, s.BucketKey(bucket), field, storage.GenerationField).Result()
 	if err != nil {
@@ -306,19 +314,15 @@ const (
 	setFull   = -2
 )
 
-// Set stores value as field of bucket in one round trip: it grows the
-// bucket's lifetime to at least opt.TTL (never shortens it; zero leaves it
-// as it is). With opt.Fenced the same script first compares the bucket's
-// purge generation with opt.Generation and, when they differ, stores
-// nothing and returns an error matching [storage.ErrPurged]. Then, when
-// opt.MaxFields is positive, the bucket already holds that many fields or
-// more (the purge generation does not count) and field is not one of
-// them, it stores nothing (no value, lifetime or tags) and returns an
-// error matching [storage.ErrBucketFull]; overwriting a field the bucket
-// holds is always allowed, and no field is ever evicted. When opt.Tags is
-// not empty and the value was stored, a second round trip records the
-// bucket under each tag; if that one fails, Set returns an error although
-// the value was stored. Setting [storage.GenerationField] is an error.
+// Set implements [storage.Store.Set] with one Lua script on the bucket's
+// hash (the fence, the field bound, HSET and the TTL that only grows, kept
+// to the millisecond, in one atomic step). When opt.Tags is not empty and
+// the value was stored, a second, pipelined round trip adds the bucket's
+// key to each tag's set and grows the set's TTL: tag sets live in other
+// cluster slots than the bucket, so they cannot be part of the script. If
+// that round trip fails, Set returns an error although the value was
+// stored. A write Redis refuses (OOM under the noeviction policy) matches
+// [storage.ErrRefused].
 func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt storage.SetOptions) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
@@ -375,9 +379,8 @@ func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt
 	return nil
 }
 
-// Delete removes field from bucket with one HDEL. Deleting a missing field
-// is not an error. The bucket's purge generation stays; deleting
-// [storage.GenerationField] does nothing.
+// Delete implements [storage.Store.Delete] with one HDEL, and no command
+// at all for [storage.GenerationField].
 func (s *Store) Delete(ctx context.Context, bucket, field string) error {
 	if field == storage.GenerationField {
 		return nil
