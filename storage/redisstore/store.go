@@ -69,7 +69,8 @@ type Store struct {
 	sub      *subscriber
 }
 
-// Option configures a [Store] in [New].
+// Option configures a [Store] in [New]. For every option, zero means the
+// default, and a negative value makes New return an error.
 type Option interface {
 	apply(*options)
 }
@@ -81,14 +82,21 @@ type options struct {
 	fenceTTL    time.Duration
 }
 
+// Defaults of the options.
+const (
+	defaultPrefix      = "rt"
+	defaultWatchBound  = time.Second
+	defaultHealthEvery = 15 * time.Second
+)
+
 type prefixOption string
 
 func (p prefixOption) apply(o *options) { o.prefix = string(p) }
 
 // WithPrefix sets the prefix of every key and channel the store uses, so
-// that several services or environments can share one Redis. The default
-// is "rt". It must be non-empty and must not contain '{', '}', spaces or
-// control characters; [New] returns an error otherwise.
+// that several services or environments can share one Redis. Default
+// "rt"; the empty string means the default. A prefix that is not UTF-8 or
+// contains '{', '}', spaces or control characters is an error.
 func WithPrefix(p string) Option { return prefixOption(p) }
 
 type watchBoundOption time.Duration
@@ -99,35 +107,34 @@ func (d watchBoundOption) apply(o *options) { o.watchBound = time.Duration(d) }
 // subscription to be confirmed by Redis while it is being opened or
 // reopened, when its context does not end sooner. Past it Watch returns an
 // error matching [storage.ErrWatchUnconfirmed], and the caller falls back
-// on its own wait bound. The default is one second; zero or less keeps it.
+// on its own wait bound. Default one second; zero means the default;
+// negative is an error.
 func WithWatchBound(d time.Duration) Option { return watchBoundOption(d) }
 
 type fenceTTLOption time.Duration
 
-func (d fenceTTLOption) apply(o *options) {
-	if d > 0 {
-		o.fenceTTL = time.Duration(d)
-	}
-}
+func (d fenceTTLOption) apply(o *options) { o.fenceTTL = time.Duration(d) }
 
 // WithFenceTTL sets the lifetime of the tombstone a purge leaves in each
-// purged bucket (see the package documentation, "Purges and fences"). A
-// fill that read the bucket's generation before a purge is refused by its
-// fenced [Store.Set] only while the tombstone, or the bucket refilled after
-// it, lives: d must exceed the longest fill (the origin's time plus storing
-// the response), or a slow fill may store a response older than the purge.
-// The default is [storage.DefaultFenceTTL], two minutes; zero or less keeps
-// it.
+// purged bucket (see [storage.Fencer] and the package documentation,
+// "Purges and fences"). A fill that read the bucket's generation before a
+// purge is refused by its fenced [Store.Set] only while the tombstone, or
+// the bucket refilled after it, lives: d must exceed the longest fill (the
+// origin's time plus storing the response), or a slow fill may store a
+// response older than the purge. It is kept to the millisecond, at least
+// one. Default [storage.DefaultFenceTTL], two minutes; zero means the
+// default; negative is an error.
 func WithFenceTTL(d time.Duration) Option { return fenceTTLOption(d) }
 
 // New returns a store on client. The client stays the caller's: Close does
-// not close it. New returns an error for a nil client, an invalid prefix,
-// or a client whose settings would let a slow or dead Redis hold requests
-// past the cache's per-call deadlines: a *redis.Client (including one from
-// [redis.NewFailoverClient]), *redis.ClusterClient or *redis.Ring must set
-// ContextTimeoutEnabled: true, so that those deadlines reach the socket,
-// and DialerRetries: 1, so that dialing a Redis that is down fails at once
-// instead of being tried 5 times 100ms apart. The recommended settings:
+// not close it. New returns an error for a nil client, an invalid option
+// (naming it), or a client whose settings would let a slow or dead Redis
+// hold requests past the cache's per-call deadlines: a *redis.Client
+// (including one from [redis.NewFailoverClient]), *redis.ClusterClient or
+// *redis.Ring must set ContextTimeoutEnabled: true, so that those
+// deadlines reach the socket, and DialerRetries: 1, so that dialing a
+// Redis that is down fails at once instead of being tried 5 times 100ms
+// apart. The recommended settings:
 //
 //	redis.NewClient(&redis.Options{
 //		Addr:                  addr,
@@ -140,16 +147,11 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
 	}
-	o := options{
-		prefix:      "rt",
-		watchBound:  time.Second,
-		healthEvery: 15 * time.Second,
-		fenceTTL:    storage.DefaultFenceTTL,
-	}
+	var o options
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	if err := checkPrefix(o.prefix); err != nil {
+	if err := o.resolve(); err != nil {
 		return nil, err
 	}
 	if err := checkClient(client); err != nil {
@@ -186,16 +188,43 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-func checkPrefix(p string) error {
-	if p == "" {
-		return errors.New("redisstore: empty prefix")
+// resolve checks the options and replaces each zero by its default.
+func (o *options) resolve() error {
+	if o.prefix == "" {
+		o.prefix = defaultPrefix
 	}
+	if err := checkPrefix(o.prefix); err != nil {
+		return fmt.Errorf("redisstore: WithPrefix(%q): %w", o.prefix, err)
+	}
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"WithWatchBound", &o.watchBound, defaultWatchBound},
+		{"WithFenceTTL", &o.fenceTTL, storage.DefaultFenceTTL},
+		{"health check interval", &o.healthEvery, defaultHealthEvery},
+	}
+	for _, d := range durations {
+		switch {
+		case *d.d < 0:
+			return fmt.Errorf("redisstore: %s(%v) is negative", d.name, *d.d)
+		case *d.d == 0:
+			*d.d = d.def
+		}
+	}
+	return nil
+}
+
+// checkPrefix rejects a prefix that would break the key layout; its
+// errors are wrapped by the caller.
+func checkPrefix(p string) error {
 	if !utf8.ValidString(p) {
-		return fmt.Errorf("redisstore: prefix %q is not UTF-8", p)
+		return errors.New("not UTF-8")
 	}
 	for _, r := range p {
 		if r == '{' || r == '}' || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("redisstore: prefix %q contains %q", p, r)
+			return fmt.Errorf("contains %q", r)
 		}
 	}
 	return nil

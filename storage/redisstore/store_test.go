@@ -105,7 +105,7 @@ func TestNewRejectsBadPrefixes(t *testing.T) {
 		{give: "rt"},
 		{give: "my-service:prod"},
 		{give: "a*b?[c]"},
-		{give: "", wantErr: true},
+		{give: ""}, // the default
 		{give: "a{b", wantErr: true},
 		{give: "a}b", wantErr: true},
 		{give: "a b", wantErr: true},
@@ -119,12 +119,63 @@ func TestNewRejectsBadPrefixes(t *testing.T) {
 		if (err != nil) != tt.wantErr {
 			t.Errorf("New(WithPrefix(%q)) error = %v, want error %v", tt.give, err, tt.wantErr)
 		}
+		if err != nil && !strings.HasPrefix(err.Error(), "redisstore: WithPrefix(") {
+			t.Errorf("New(WithPrefix(%q)) = %v, want an error naming WithPrefix", tt.give, err)
+		}
 		if s != nil {
 			_ = s.Close()
 		}
 	}
 	if _, err := redisstore.New(nil); err == nil {
 		t.Error("New(nil) succeeded")
+	}
+}
+
+// TestNewOptions checks the rule every option follows: zero means the
+// default, negative is an error naming the option.
+func TestNewOptions(t *testing.T) {
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: "127.0.0.1:1"})
+	defer client.Close()
+	tests := []struct {
+		name    string
+		give    redisstore.Option
+		wantErr string // the start of the error; "" for none
+	}{
+		{name: "zero prefix", give: redisstore.WithPrefix("")},
+		{name: "zero watch bound", give: redisstore.WithWatchBound(0)},
+		{name: "watch bound", give: redisstore.WithWatchBound(time.Millisecond)},
+		{name: "negative watch bound", give: redisstore.WithWatchBound(-time.Second), wantErr: "redisstore: WithWatchBound(-1s)"},
+		{name: "zero fence TTL", give: redisstore.WithFenceTTL(0)},
+		{name: "fence TTL", give: redisstore.WithFenceTTL(time.Microsecond)},
+		{name: "negative fence TTL", give: redisstore.WithFenceTTL(-time.Nanosecond), wantErr: "redisstore: WithFenceTTL(-1ns)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := redisstore.New(client, tt.give)
+			if err == nil {
+				_ = s.Close()
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("New = %v, want no error", err)
+			case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr)):
+				t.Errorf("New = %v, want an error starting %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestZeroPrefix checks that WithPrefix("") gives the default prefix.
+func TestZeroPrefix(t *testing.T) {
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: "127.0.0.1:1"})
+	defer client.Close()
+	s, err := redisstore.New(client, redisstore.WithPrefix("app"), redisstore.WithPrefix(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.BucketKey("b"), "rt:b:{b}"; got != want {
+		t.Errorf("BucketKey with WithPrefix(\"\") = %q, want %q", got, want)
 	}
 }
 
@@ -433,7 +484,6 @@ func TestWithFenceTTL(t *testing.T) {
 		min, max time.Duration
 	}{
 		{give: 0, min: storage.DefaultFenceTTL - 5*time.Second, max: storage.DefaultFenceTTL},
-		{give: -time.Second, min: storage.DefaultFenceTTL - 5*time.Second, max: storage.DefaultFenceTTL},
 		{give: 10 * time.Minute, min: 10*time.Minute - 5*time.Second, max: 10 * time.Minute},
 		{give: 30 * time.Second, min: 25 * time.Second, max: 30 * time.Second},
 	}
