@@ -1,9 +1,55 @@
-// Package storage holds what the cache keeps and how: the [Entry] type,
-// its versioned envelope codec, and the contract that stores and locks
-// meet.
+// Package storage is the contract between a cache and its stores: the
+// [Entry] a cache keeps, the options of a write ([SetOptions]), the errors
+// callers match, and the one set of interfaces every store implements,
+// each documented once, here.
+//
+// # The contract
+//
+// [Store] (Get, Set, Delete) is what every store implements and the only
+// interface a cache requires. The others are optional capabilities, which
+// a cache finds with a type assertion on the store it was given and does
+// without when the store lacks them:
+//
+//   - [Locker] (TryLock, Watch, Publish) collapses concurrent misses across
+//     processes: one fills, the others wait for its notification.
+//   - [Purger] (PurgeBucket, PurgePrefix, PurgeTag, PurgeAll) invalidates
+//     in bulk.
+//   - [Fencer] (GetForFill) fences fills against purges, with the purge
+//     generation a fenced Set compares ([SetOptions.Fenced]). A store that
+//     implements Fencer must also implement Purger, and a Purger should
+//     implement Fencer: without fences, a fill that raced a purge may
+//     store a response older than the purge.
+//   - [DictionaryStore] (Dictionaries, AddDictionary, CurrentDictionary)
+//     shares compression dictionaries between instances.
+//
+// The method docs of each interface are the contract: what a store must
+// do, what it may leave open, and which error says what. A store's own
+// docs say only what the contract leaves open (commands, round trips,
+// keys, limits). Every implementation asserts at compile time the
+// interfaces it implements, for example
+//
+//	var _ storage.Locker = (*redisstore.Store)(nil)
+//
+// and passes the conformance suite of package storage/storetest, which
+// checks these interfaces, the optional ones on stores that implement
+// them.
+//
+// # Implementations
+//
+// Package storage/memstore is the in-process store, for tests and single
+// processes; package storage/redisstore is the Redis store (a single
+// Redis, Sentinel or Redis Cluster through go-redis). Both implement every
+// interface. They live in packages of their own so that code that only
+// needs the contract builds without go-redis. Their options follow one
+// rule: an option is a WithXxx func; its zero value means the default, a
+// negative value makes the constructor return an error naming the option,
+// and a feature that can be switched off has a WithoutXxx option of its
+// own.
+//
+// # Entries
 //
 // An [Entry] is one cached response. [Encode] turns it into the envelope
-// that is stored as the value of one field of a bucket hash, and [Decode]
+// that is stored as the value of one field of a bucket, and [Decode]
 // turns it back, cheaply enough to run on every hit: it copies the headers
 // into one string and aliases the body. The envelope is a version byte
 // followed by a msgpack array; ENVELOPE.md in this folder specifies it
@@ -15,12 +61,11 @@
 // entry is served to a client that does not accept its coding,
 // [WriteBody] decodes it through pooled decoders.
 //
-// The errors callers match with [errors.Is] are [ErrNotFound],
-// [ErrLockHeld] and [ErrLockLost] from stores and locks, [ErrCorrupt] and
+// # Errors
+//
+// Callers match errors with [errors.Is]: [ErrNotFound], [ErrLockHeld],
+// [ErrLockLost], [ErrPurged], [ErrRefused], [ErrBucketFull] and
+// [ErrWatchUnconfirmed] from stores and locks, [ErrCorrupt] and
 // [ErrVersion] from [Decode], and [ErrUnknownCoding] from [WriteBody]. A
 // cache treats a corrupt or unknown entry as a miss.
-//
-// The Redis implementation of the store lives in the redisstore
-// subpackage, so that code that only needs the entry and the contract
-// builds without go-redis.
 package storage

@@ -1,19 +1,21 @@
 package storage
 
 import (
-	"context"
 	"errors"
 	"time"
 )
 
-// Errors returned by stores and locks. Callers match them with [errors.Is].
+// Errors returned by stores, locks and the envelope codec. Callers match
+// them with [errors.Is]; stores wrap them with a prefix of their own.
 var (
-	// ErrNotFound is returned by Get when the field does not exist.
+	// ErrNotFound is returned by Get and GetForFill when the field does
+	// not exist.
 	ErrNotFound = errors.New("storage: not found")
 	// ErrLockHeld is returned by TryLock when another caller holds the lock.
 	ErrLockHeld = errors.New("storage: lock held by another caller")
 	// ErrLockLost is returned by Extend and Unlock when the lock expired or
-	// vanished (Redis flushed, evicted or restarted) before the call.
+	// vanished (Redis flushed, evicted or restarted, or a PurgeAll) before
+	// the call.
 	ErrLockLost = errors.New("storage: lock lost")
 	// ErrCorrupt is returned by Decode for bytes that are not an entry.
 	ErrCorrupt = errors.New("storage: corrupt entry")
@@ -34,12 +36,35 @@ var (
 	// pushed out by junk ones (a flood of crafted query strings). The
 	// store is healthy; the request is served from the origin uncached.
 	ErrBucketFull = errors.New("storage: bucket full")
+	// ErrWatchUnconfirmed is returned by Watch when it cannot promise
+	// that a notification published after it returns will be delivered:
+	// its context ended first, or the store's notifications are down or
+	// closed. The watcher is registered all the same (see
+	// [Locker.Watch]).
+	ErrWatchUnconfirmed = errors.New("storage: watch not confirmed")
 )
 
-// SetOptions are the per-write settings of a stored field.
+// GenerationField is the reserved field under which the Redis store keeps a
+// bucket's purge generation inside the bucket's hash (see [Fencer]).
+// Fields written by a cache are 16-byte digests and never equal it; every
+// store refuses to Set it, reports it missing on Get and ignores it on
+// Delete, whether or not it keeps generations in the bucket, so that all
+// stores accept the same fields.
+const GenerationField = "\x00g"
+
+// DefaultFenceTTL is the default lifetime of a purge tombstone: how long
+// after a purge a fill that started before it can still be refused (see
+// [Fencer] and [SetOptions.Fenced]). It must exceed the longest fill
+// (origin time plus the time to store the response). Stores take another
+// through an option of their own.
+const DefaultFenceTTL = 2 * time.Minute
+
+// SetOptions are the per-write settings of a stored field; [Store.Set]
+// states what a store does with each.
 type SetOptions struct {
-	// TTL is the Redis lifetime the bucket needs for this field; a store
-	// only ever grows a bucket's lifetime, never shortens it.
+	// TTL is the lifetime the bucket needs for this field; a store only
+	// ever grows a bucket's lifetime, never shortens it, and zero leaves
+	// it as it is.
 	TTL time.Duration
 	// MaxFields bounds the number of fields (variants) in the bucket; 0
 	// means no bound. [GenerationField] never counts. When the bucket
@@ -58,58 +83,4 @@ type SetOptions struct {
 	// a fill that raced a purge from storing content older than the purge.
 	Fenced     bool
 	Generation string
-}
-
-// Lock is a held fill lock.
-type Lock interface {
-	// Extend pushes the lock's expiry out by its TTL again. It returns an
-	// error matching ErrLockLost when the lock is no longer held.
-	Extend(ctx context.Context) error
-	// Unlock releases the lock. It returns an error matching ErrLockLost
-	// when the lock had expired or vanished before the call.
-	Unlock(ctx context.Context) error
-}
-
-// Fill is a fill notification: another caller finished filling a field.
-type Fill struct {
-	// Stored says whether the fill left an entry in the store. When false
-	// the response was not cacheable or the fill failed, and waiters must
-	// fetch their own.
-	Stored bool
-	// Failed says the filler gave up before it had a whole response
-	// (origin panic, timeout): one of the waiters should take the lock and
-	// fill instead.
-	Failed bool
-}
-
-// Store, Locker, Fencer, Purger and DictionaryStore are the contract.
-// (Temporary: the storage contract step declares them with their docs.)
-type Store interface {
-	Get(ctx context.Context, bucket, field string) ([]byte, error)
-	Set(ctx context.Context, bucket, field string, value []byte, opt SetOptions) error
-	Delete(ctx context.Context, bucket, field string) error
-}
-
-type Locker interface {
-	TryLock(ctx context.Context, bucket, field string, ttl time.Duration) (Lock, error)
-	Watch(bucket, field string) (<-chan Fill, func())
-	Publish(ctx context.Context, bucket, field string, f Fill) error
-}
-
-type Fencer interface {
-	GetForFill(ctx context.Context, bucket, field string) ([]byte, string, error)
-}
-
-type Purger interface {
-	PurgeBucket(ctx context.Context, bucket string) (int64, error)
-	PurgePrefix(ctx context.Context, bucketPrefix string) (int64, error)
-	PurgeTag(ctx context.Context, tag string) (int64, error)
-	PurgeAll(ctx context.Context) (int64, error)
-}
-
-// DictionaryStore keeps the compression dictionaries of routes.
-type DictionaryStore interface {
-	Dictionaries(ctx context.Context, route string) (current uint32, dicts map[uint32][]byte, err error)
-	AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (current uint32, err error)
-	CurrentDictionary(ctx context.Context, route string) (uint32, error)
 }

@@ -75,13 +75,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return h
 `)
 
-// Dictionaries returns every compression dictionary stored for route, by
-// id, and the id of the route's current one (0 when it has none or its
-// dictionary is no longer stored), in one script run that also sets the
-// route's lifetime to [DictionaryTTL]. The map is never nil. A cache reads
-// them to decode entries that any instance compressed with any of them,
-// and to compress new entries with the current one. Fields that are not
-// dictionary ids are ignored. A route with a brace is an error.
+// Dictionaries implements [storage.DictionaryStore.Dictionaries] with one
+// script run that reads the route's hash, "<prefix>:d:{<route>}", and sets
+// its lifetime to [DictionaryTTL] again. Fields that are not dictionary
+// ids are ignored.
 func (s *Store) Dictionaries(ctx context.Context, route string) (uint32, map[uint32][]byte, error) {
 	if err := checkRoute(route); err != nil {
 		return 0, nil, err
@@ -152,17 +149,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return cur
 `)
 
-// AddDictionary stores dict as compression dictionary id of route,
-// replacing the bytes of an id that exists, and makes it the route's
-// current one unless the route already has a current one whose dictionary
-// is stored; it returns the current id after the call. When the route
-// would then hold more than [storage.MaxDictionaries], it removes others,
-// lowest ids first, but never the current one or id. It is one script run,
-// atomic against other instances adding theirs, that also sets the route's
-// lifetime to [DictionaryTTL]. Sharing dictionaries through Redis lets
-// every instance decode the entries the others compressed. A route with a
-// brace, the id 0 and an empty dict are errors; a refused write (Redis out
-// of memory) matches [storage.ErrRefused].
+// AddDictionary implements [storage.DictionaryStore.AddDictionary] with
+// one script run on the route's hash, atomic against other instances
+// adding theirs, that also sets its lifetime to [DictionaryTTL] again. A
+// write Redis refuses (out of memory) matches [storage.ErrRefused].
 func (s *Store) AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (uint32, error) {
 	if err := storage.CheckDictionary(route, id, dict); err != nil {
 		return 0, fmt.Errorf("redisstore: %w", err)
@@ -196,12 +186,9 @@ end
 return '0'
 `)
 
-// CurrentDictionary returns the id of route's current compression
-// dictionary, or 0 when it has none (or its dictionary is no longer
-// stored), in one script run that also sets the route's lifetime to
-// [DictionaryTTL]. It is the cheap check a cache makes to notice that
-// another instance chose a dictionary, before it reads them all with
-// [Store.Dictionaries]. A route with a brace is an error.
+// CurrentDictionary implements [storage.DictionaryStore.CurrentDictionary]
+// with one script run that reads the route's "current" field and sets the
+// route's lifetime to [DictionaryTTL] again.
 func (s *Store) CurrentDictionary(ctx context.Context, route string) (uint32, error) {
 	if err := checkRoute(route); err != nil {
 		return 0, err

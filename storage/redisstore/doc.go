@@ -4,6 +4,13 @@
 // and Redis Cluster through go-redis's [redis.UniversalClient], and on
 // miniredis for examples and tests.
 //
+// A [Store] implements every interface of the storage contract
+// ([storage.Store], [storage.Locker], [storage.Fencer], [storage.Purger]
+// and [storage.DictionaryStore]) and passes the conformance suite of
+// package storage/storetest on all of those servers. The contract says
+// what each method does; this documentation says how the store does it
+// in Redis.
+//
 // # Keys
 //
 // With the default prefix "rt":
@@ -76,7 +83,10 @@
 //
 // A [Store] holds one pub/sub subscription, opened on the first
 // [Store.Watch], and one goroutine that reads it and wakes the registered
-// watchers. The payload of a notification is a version byte, a flags byte
+// watchers. A Watch promises delivery once Redis has confirmed the
+// subscription; while it is being opened, a Watch waits for that up to
+// [WithWatchBound] or until its context ends, and otherwise returns an
+// error matching [storage.ErrWatchUnconfirmed]. The payload of a notification is a version byte, a flags byte
 // (bit 0: an entry was stored), the bucket's length as a uvarint, the bucket
 // and the field. When the connection fails or stops answering pings, the
 // goroutine reopens the subscription by itself, backing off while Redis is

@@ -60,8 +60,10 @@ func decodeFill(p string) (bucket, field string, f storage.Fill, ok bool) {
 	return rest[:n], rest[n:], f, true
 }
 
-// Publish tells every watcher of field in bucket, in every process, that a
-// fill finished: one PUBLISH on the store's fill channel.
+// Publish implements [storage.Locker.Publish] with one PUBLISH (SPUBLISH
+// on a cluster) on the store's fill channel, "<prefix>:fill". A
+// notification published while a process's subscription is down or being
+// reopened is lost for that process's watchers.
 func (s *Store) Publish(ctx context.Context, bucket, field string, f storage.Fill) error {
 	payload := encodeFill(bucket, field, f)
 	var err error
@@ -76,20 +78,18 @@ func (s *Store) Publish(ctx context.Context, bucket, field string, f storage.Fil
 	return nil
 }
 
-// Watch registers interest in the next fill notification of field in
-// bucket. The returned channel receives exactly one [storage.Fill] and is
-// never closed; the returned func unregisters the watcher and may be called
-// any number of times.
-//
-// When the store's subscription is confirmed by Redis, Watch returns at
-// once, and a [Store.Publish] from any process that happens after Watch
-// returns is delivered. The first Watch opens the subscription and waits for
-// its confirmation, as does a Watch while it is being reopened, up to the
-// bound set by [WithWatchBound]. When the subscription is down, or the bound
-// passes, the channel may never fire and the caller falls back on its own
-// wait bound.
-func (s *Store) Watch(bucket, field string) (<-chan storage.Fill, func()) {
-	return s.sub.watch(bucket, field)
+// Watch implements [storage.Locker.Watch] on the store's one pub/sub
+// subscription, which the first Watch opens. Watch returns at once, with
+// a nil error, while Redis has confirmed the subscription. While it is
+// being opened or reopened, Watch waits for the confirmation up to the
+// bound set by [WithWatchBound] or until ctx ends, whichever comes first;
+// while it is down (Redis unreachable, the store backing off before the
+// next attempt) and after [Store.Close], Watch does not wait. In those
+// cases the error matches [storage.ErrWatchUnconfirmed], and the watcher
+// stays registered: a notification published once the subscription is
+// confirmed is delivered.
+func (s *Store) Watch(ctx context.Context, bucket, field string) (<-chan storage.Fill, func(), error) {
+	return s.sub.watch(ctx, bucket, field)
 }
 
 type fillKey struct{ bucket, field string }
@@ -141,13 +141,13 @@ func newSubscriber(client rediser, channel string, watchBound, healthEvery time.
 	}
 }
 
-func (s *subscriber) watch(bucket, field string) (<-chan storage.Fill, func()) {
+func (s *subscriber) watch(ctx context.Context, bucket, field string) (<-chan storage.Fill, func(), error) {
 	w := &waiter{ch: make(chan storage.Fill, 1)}
 	k := fillKey{bucket, field}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return w.ch, func() {}
+		return w.ch, func() {}, errWatchClosed
 	}
 	set := s.waiters[k]
 	if set == nil {
@@ -161,9 +161,8 @@ func (s *subscriber) watch(bucket, field string) (<-chan storage.Fill, func()) {
 		go s.run()
 	}
 	s.mu.Unlock()
-	s.awaitConfirmation()
 	var once sync.Once
-	return w.ch, func() {
+	stop := func() {
 		once.Do(func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -175,18 +174,30 @@ func (s *subscriber) watch(bucket, field string) (<-chan storage.Fill, func()) {
 			}
 		})
 	}
+	return w.ch, stop, s.awaitConfirmation(ctx)
 }
 
-// awaitConfirmation waits, up to the watch bound, while the subscription is
-// being opened: until Redis confirms it or the attempt fails.
-func (s *subscriber) awaitConfirmation() {
+// errWatchClosed is the error of a Watch on a closed store.
+var errWatchClosed = fmt.Errorf("redisstore: watch: store closed: %w", storage.ErrWatchUnconfirmed)
+
+// awaitConfirmation waits while the subscription is being opened: until
+// Redis confirms it, the attempt fails, the watch bound passes, ctx ends or
+// the subscriber is closed. It returns nil when the subscription is
+// confirmed, and an error matching storage.ErrWatchUnconfirmed otherwise
+// (and ctx.Err() when ctx ended).
+func (s *subscriber) awaitConfirmation(ctx context.Context) error {
 	var t *time.Timer
 	for {
 		s.mu.Lock()
-		state, changed := s.state, s.changed
+		state, changed, closed := s.state, s.changed, s.closed
 		s.mu.Unlock()
-		if state != stateConnecting {
-			break
+		switch {
+		case closed:
+			return errWatchClosed
+		case state == stateUp:
+			return nil
+		case state == stateDown:
+			return fmt.Errorf("redisstore: watch: subscription down: %w", storage.ErrWatchUnconfirmed)
 		}
 		if t == nil {
 			t = time.NewTimer(s.watchBound)
@@ -195,9 +206,11 @@ func (s *subscriber) awaitConfirmation() {
 		select {
 		case <-changed:
 		case <-t.C:
-			return
+			return fmt.Errorf("redisstore: watch: subscription not confirmed within %v: %w", s.watchBound, storage.ErrWatchUnconfirmed)
+		case <-ctx.Done():
+			return fmt.Errorf("redisstore: watch: subscription not confirmed: %w: %w", storage.ErrWatchUnconfirmed, ctx.Err())
 		case <-s.done:
-			return
+			return errWatchClosed
 		}
 	}
 }

@@ -18,11 +18,13 @@ import (
 // is of little use anyway.
 const lockTimeoutFactor = 0.5
 
-// TryLock takes the fill lock of field in bucket for ttl with one attempt
-// (a redsync mutex named "<prefix>:l:{<bucket>}:<field>", no retry loop).
-// It returns an error matching [storage.ErrLockHeld] when someone else holds
-// the lock, and Redis errors wrapped as they are. ttl must be at least a
-// millisecond.
+// TryLock implements [storage.Locker.TryLock] with a redsync mutex named
+// "<prefix>:l:{<bucket>}:<field>", tried once (no retry loop). Each of its
+// commands is bounded to half the lock's ttl, which must be at least a
+// millisecond; a lock taken too late to be of use is released and
+// reported as an error, not as [storage.ErrLockHeld]. Redis errors are
+// wrapped as they are, so a Redis that is down is never mistaken for a
+// held or lost lock.
 func (s *Store) TryLock(ctx context.Context, bucket, field string, ttl time.Duration) (storage.Lock, error) {
 	if err := checkBucket(bucket); err != nil {
 		return nil, err
@@ -49,6 +51,8 @@ func (s *Store) TryLock(ctx context.Context, bucket, field string, ttl time.Dura
 	return nil, fmt.Errorf("redisstore: lock: %w", err)
 }
 
+var _ storage.Lock = (*lock)(nil)
+
 // lock is a held redsync mutex. redsync's Mutex is not safe for concurrent
 // use, so calls are serialised.
 type lock struct {
@@ -71,8 +75,8 @@ func lostOr(op string, err error) error {
 	return fmt.Errorf("redisstore: %s: %w", op, err)
 }
 
-// Extend pushes the lock's expiry out by its TTL again. It returns an error
-// matching [storage.ErrLockLost] when the lock expired or vanished.
+// Extend implements [storage.Lock.Extend] with redsync's extend script,
+// which checks that the lock's key still holds this holder's value.
 func (l *lock) Extend(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -83,8 +87,8 @@ func (l *lock) Extend(ctx context.Context) error {
 	return lostOr("extend lock", err)
 }
 
-// Unlock releases the lock. It returns an error matching
-// [storage.ErrLockLost] when the lock had expired or vanished.
+// Unlock implements [storage.Lock.Unlock] with redsync's delete script,
+// which checks that the lock's key still holds this holder's value.
 func (l *lock) Unlock(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -211,13 +211,9 @@ func (s *Store) scanPurge(ctx context.Context, match string, sort sortFunc) (int
 	return total.Load(), err
 }
 
-// PurgeBucket replaces bucket with a purge tombstone (one script run, see
-// the package documentation, "Purges and fences"): every entry field goes,
-// and a fill that read the bucket's generation before the purge cannot
-// store its response after it. The tombstone is written even when the
-// bucket does not exist, so a first fill in flight is fenced too. It
-// returns 1 when the bucket held at least one entry field and 0 otherwise
-// (a missing bucket, or the tombstone of an earlier purge).
+// PurgeBucket implements [storage.Purger.PurgeBucket] with one run of
+// the tombstone script on the bucket's key (see the package
+// documentation, "Purges and fences").
 func (s *Store) PurgeBucket(ctx context.Context, bucket string) (int64, error) {
 	if err := checkBucket(bucket); err != nil {
 		return 0, err
@@ -229,16 +225,11 @@ func (s *Store) PurgeBucket(ctx context.Context, bucket string) (int64, error) {
 	return n, nil
 }
 
-// PurgePrefix replaces every bucket whose name starts with bucketPrefix,
-// for example every bucket of one route, with a tombstone, as
-// [Store.PurgeBucket] does, and returns how many of them held at least one
-// entry field. It walks the keyspace of every master with one SCAN MATCH
-// for the buckets and the fill locks of the prefix, "<prefix>:[bl]:{<bucketPrefix>*":
-// a bucket that does not exist yet but whose fill lock is held (a first
-// fill in flight) gets a tombstone too; the locks themselves stay. It
-// purges in pipelined batches, so it never blocks Redis for long; buckets
-// written while it runs may survive. On error it returns how many it
-// counted so far.
+// PurgePrefix implements [storage.Purger.PurgePrefix]. It walks the
+// keyspace of every master with SCAN MATCH "<prefix>:[bl]:{<bucketPrefix>*"
+// (the prefix's glob characters escaped), which finds the buckets and the
+// fill locks under the prefix, and runs the tombstone script on each
+// bucket in pipelined batches.
 func (s *Store) PurgePrefix(ctx context.Context, bucketPrefix string) (int64, error) {
 	if err := checkBucket(bucketPrefix); err != nil {
 		return 0, err
@@ -268,13 +259,9 @@ func (s *Store) PurgePrefix(ctx context.Context, bucketPrefix string) (int64, er
 	return n, nil
 }
 
-// PurgeTag replaces every bucket recorded under tag with a tombstone, as
-// [Store.PurgeBucket] does, then removes the tag's set, and returns how
-// many of the buckets held at least one entry field. It reads the set with
-// SSCAN and purges the buckets in pipelined batches. A bucket whose first
-// fill is in flight is not in the set yet, so that fill is not fenced. On
-// error it returns how many it counted so far, and the set is kept for a
-// retry.
+// PurgeTag implements [storage.Purger.PurgeTag]. It reads the tag's set
+// with SSCAN, runs the tombstone script on its buckets in pipelined
+// batches, then removes the set. On error the set is kept for a retry.
 func (s *Store) PurgeTag(ctx context.Context, tag string) (int64, error) {
 	key := s.tagKey(tag)
 	// Only keys of this store's buckets are purged, whatever else the
@@ -310,17 +297,13 @@ func (s *Store) PurgeTag(ctx context.Context, tag string) (int64, error) {
 	return total, nil
 }
 
-// PurgeAll walks every key under the store's prefix on every master with
-// SCAN ("<prefix>:*") and purges it in pipelined batches: buckets are
-// replaced with tombstones, as [Store.PurgeBucket] does; fill locks are
-// removed (held locks are lost) and their buckets get tombstones too, which
-// fences first fills in flight; tag sets and any other key are removed,
-// except the routes' compression dictionaries ("<prefix>:d:{<route>}"),
-// which are kept: they are not cached responses, and instances that hold
-// one in memory keep writing entries with it, which other instances could
-// not read once it was gone. It returns the number of buckets that held at
-// least one entry field plus the number of other keys (locks, tag sets) it
-// removed. On error it returns how many it counted so far.
+// PurgeAll implements [storage.Purger.PurgeAll] on every key under the
+// store's prefix: it walks them on every master with SCAN ("<prefix>:*")
+// and, in pipelined batches, runs the tombstone script on each bucket and
+// on the bucket of each fill lock, and UNLINKs the locks, tag sets and any
+// other key, except the routes' compression dictionaries
+// ("<prefix>:d:{<route>}"). Keys of other prefixes on the same Redis are
+// left alone.
 func (s *Store) PurgeAll(ctx context.Context) (int64, error) {
 	bucketKey := s.prefix + ":b:{"
 	dictionaryKey := s.prefix + ":d:{"

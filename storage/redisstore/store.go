@@ -37,10 +37,22 @@ type scanner interface {
 	Scan(ctx context.Context, cursor uint64, match string, count int64) *redis.ScanCmd
 }
 
-// Store is a readthrough store in Redis. It is safe for concurrent use; one
-// Store per process is meant to be shared by every middleware instance, since
-// each Store holds one pub/sub subscription. Create it with [New] and stop it
-// with [Store.Close].
+// The interfaces of the storage contract that a Store implements.
+var (
+	_ storage.Store           = (*Store)(nil)
+	_ storage.Locker          = (*Store)(nil)
+	_ storage.Fencer          = (*Store)(nil)
+	_ storage.Purger          = (*Store)(nil)
+	_ storage.DictionaryStore = (*Store)(nil)
+)
+
+// Store is a readthrough store in Redis. It implements [storage.Store],
+// [storage.Locker], [storage.Fencer], [storage.Purger] and
+// [storage.DictionaryStore]; the method docs say what those leave open:
+// the commands, round trips and keys. It is safe for concurrent use; one
+// Store per process is meant to be shared by every cache, since each Store
+// holds one pub/sub subscription. Create it with [New] and stop it with
+// [Store.Close].
 type Store struct {
 	rdb    rediser
 	rs     *redsync.Redsync
@@ -57,7 +69,8 @@ type Store struct {
 	sub      *subscriber
 }
 
-// Option configures a [Store] in [New].
+// Option configures a [Store] in [New]. For every option, zero means the
+// default, and a negative value makes New return an error.
 type Option interface {
 	apply(*options)
 }
@@ -69,14 +82,21 @@ type options struct {
 	fenceTTL    time.Duration
 }
 
+// Defaults of the options.
+const (
+	defaultPrefix      = "rt"
+	defaultWatchBound  = time.Second
+	defaultHealthEvery = 15 * time.Second
+)
+
 type prefixOption string
 
 func (p prefixOption) apply(o *options) { o.prefix = string(p) }
 
 // WithPrefix sets the prefix of every key and channel the store uses, so
-// that several services or environments can share one Redis. The default
-// is "rt". It must be non-empty and must not contain '{', '}', spaces or
-// control characters; [New] returns an error otherwise.
+// that several services or environments can share one Redis. Default
+// "rt"; the empty string means the default. A prefix that is not UTF-8 or
+// contains '{', '}', spaces or control characters is an error.
 func WithPrefix(p string) Option { return prefixOption(p) }
 
 type watchBoundOption time.Duration
@@ -85,37 +105,36 @@ func (d watchBoundOption) apply(o *options) { o.watchBound = time.Duration(d) }
 
 // WithWatchBound sets the longest [Store.Watch] waits for the store's
 // subscription to be confirmed by Redis while it is being opened or
-// reopened. Past it Watch returns a channel that may never fire, and the
-// caller falls back on its own wait bound. The default is one second; zero
-// or less keeps it.
+// reopened, when its context does not end sooner. Past it Watch returns an
+// error matching [storage.ErrWatchUnconfirmed], and the caller falls back
+// on its own wait bound. Default one second; zero means the default;
+// negative is an error.
 func WithWatchBound(d time.Duration) Option { return watchBoundOption(d) }
 
 type fenceTTLOption time.Duration
 
-func (d fenceTTLOption) apply(o *options) {
-	if d > 0 {
-		o.fenceTTL = time.Duration(d)
-	}
-}
+func (d fenceTTLOption) apply(o *options) { o.fenceTTL = time.Duration(d) }
 
 // WithFenceTTL sets the lifetime of the tombstone a purge leaves in each
-// purged bucket (see the package documentation, "Purges and fences"). A
-// fill that read the bucket's generation before a purge is refused by its
-// fenced [Store.Set] only while the tombstone, or the bucket refilled after
-// it, lives: d must exceed the longest fill (the origin's time plus storing
-// the response), or a slow fill may store a response older than the purge.
-// The default is [storage.DefaultFenceTTL], two minutes; zero or less keeps
-// it.
+// purged bucket (see [storage.Fencer] and the package documentation,
+// "Purges and fences"). A fill that read the bucket's generation before a
+// purge is refused by its fenced [Store.Set] only while the tombstone, or
+// the bucket refilled after it, lives: d must exceed the longest fill (the
+// origin's time plus storing the response), or a slow fill may store a
+// response older than the purge. It is kept to the millisecond, at least
+// one. Default [storage.DefaultFenceTTL], two minutes; zero means the
+// default; negative is an error.
 func WithFenceTTL(d time.Duration) Option { return fenceTTLOption(d) }
 
 // New returns a store on client. The client stays the caller's: Close does
-// not close it. New returns an error for a nil client, an invalid prefix,
-// or a client whose settings would let a slow or dead Redis hold requests
-// past the cache's per-call deadlines: a *redis.Client (including one from
-// [redis.NewFailoverClient]), *redis.ClusterClient or *redis.Ring must set
-// ContextTimeoutEnabled: true, so that those deadlines reach the socket,
-// and DialerRetries: 1, so that dialing a Redis that is down fails at once
-// instead of being tried 5 times 100ms apart. The recommended settings:
+// not close it. New returns an error for a nil client, an invalid option
+// (naming it), or a client whose settings would let a slow or dead Redis
+// hold requests past the cache's per-call deadlines: a *redis.Client
+// (including one from [redis.NewFailoverClient]), *redis.ClusterClient or
+// *redis.Ring must set ContextTimeoutEnabled: true, so that those
+// deadlines reach the socket, and DialerRetries: 1, so that dialing a
+// Redis that is down fails at once instead of being tried 5 times 100ms
+// apart. The recommended settings:
 //
 //	redis.NewClient(&redis.Options{
 //		Addr:                  addr,
@@ -128,16 +147,11 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
 	}
-	o := options{
-		prefix:      "rt",
-		watchBound:  time.Second,
-		healthEvery: 15 * time.Second,
-		fenceTTL:    storage.DefaultFenceTTL,
-	}
+	var o options
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	if err := checkPrefix(o.prefix); err != nil {
+	if err := o.resolve(); err != nil {
 		return nil, err
 	}
 	if err := checkClient(client); err != nil {
@@ -174,16 +188,43 @@ func New(client redis.UniversalClient, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-func checkPrefix(p string) error {
-	if p == "" {
-		return errors.New("redisstore: empty prefix")
+// resolve checks the options and replaces each zero by its default.
+func (o *options) resolve() error {
+	if o.prefix == "" {
+		o.prefix = defaultPrefix
 	}
+	if err := checkPrefix(o.prefix); err != nil {
+		return fmt.Errorf("redisstore: WithPrefix(%q): %w", o.prefix, err)
+	}
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"WithWatchBound", &o.watchBound, defaultWatchBound},
+		{"WithFenceTTL", &o.fenceTTL, storage.DefaultFenceTTL},
+		{"health check interval", &o.healthEvery, defaultHealthEvery},
+	}
+	for _, d := range durations {
+		switch {
+		case *d.d < 0:
+			return fmt.Errorf("redisstore: %s(%v) is negative", d.name, *d.d)
+		case *d.d == 0:
+			*d.d = d.def
+		}
+	}
+	return nil
+}
+
+// checkPrefix rejects a prefix that would break the key layout; its
+// errors are wrapped by the caller.
+func checkPrefix(p string) error {
 	if !utf8.ValidString(p) {
-		return fmt.Errorf("redisstore: prefix %q is not UTF-8", p)
+		return errors.New("not UTF-8")
 	}
 	for _, r := range p {
 		if r == '{' || r == '}' || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("redisstore: prefix %q contains %q", p, r)
+			return fmt.Errorf("contains %q", r)
 		}
 	}
 	return nil
@@ -221,10 +262,8 @@ func (s *Store) tagKey(tag string) string {
 	return s.prefix + ":t:" + tag
 }
 
-// Get returns the value of field in bucket with one HGET, or an error
-// matching [storage.ErrNotFound] when the bucket or the field does not
-// exist (a purge tombstone holds no fields, and [storage.GenerationField]
-// is never found).
+// Get implements [storage.Store.Get] with one HGET on the bucket's hash,
+// and no command at all for [storage.GenerationField].
 func (s *Store) Get(ctx context.Context, bucket, field string) ([]byte, error) {
 	if field == storage.GenerationField {
 		return nil, storage.ErrNotFound
@@ -239,12 +278,10 @@ func (s *Store) Get(ctx context.Context, bucket, field string) ([]byte, error) {
 	return b, nil
 }
 
-// GetForFill is Get for the miss path: one HMGET of field and of the
-// bucket's purge generation ([storage.GenerationField]), which the fill
-// passes to its fenced [Store.Set]. The generation is "" when the bucket
-// was never purged or its tombstone expired. When the field does not
-// exist the value is nil, the error matches [storage.ErrNotFound] and the
-// generation is still returned.
+// GetForFill implements [storage.Fencer.GetForFill] with one HMGET of
+// field and of [storage.GenerationField], under which the bucket's hash
+// holds its purge generation: a decimal count of purges, absent ("") in a
+// bucket never purged.
 func (s *Store) GetForFill(ctx context.Context, bucket, field string) ([]byte, string, error) {
 	vals, err := s.rdb.HMGet(ctx, s.BucketKey(bucket), field, storage.GenerationField).Result()
 	if err != nil {
@@ -306,19 +343,15 @@ const (
 	setFull   = -2
 )
 
-// Set stores value as field of bucket in one round trip: it grows the
-// bucket's lifetime to at least opt.TTL (never shortens it; zero leaves it
-// as it is). With opt.Fenced the same script first compares the bucket's
-// purge generation with opt.Generation and, when they differ, stores
-// nothing and returns an error matching [storage.ErrPurged]. Then, when
-// opt.MaxFields is positive, the bucket already holds that many fields or
-// more (the purge generation does not count) and field is not one of
-// them, it stores nothing (no value, lifetime or tags) and returns an
-// error matching [storage.ErrBucketFull]; overwriting a field the bucket
-// holds is always allowed, and no field is ever evicted. When opt.Tags is
-// not empty and the value was stored, a second round trip records the
-// bucket under each tag; if that one fails, Set returns an error although
-// the value was stored. Setting [storage.GenerationField] is an error.
+// Set implements [storage.Store.Set] with one Lua script on the bucket's
+// hash (the fence, the field bound, HSET and the TTL that only grows, kept
+// to the millisecond, in one atomic step). When opt.Tags is not empty and
+// the value was stored, a second, pipelined round trip adds the bucket's
+// key to each tag's set and grows the set's TTL: tag sets live in other
+// cluster slots than the bucket, so they cannot be part of the script. If
+// that round trip fails, Set returns an error although the value was
+// stored. A write Redis refuses (OOM under the noeviction policy) matches
+// [storage.ErrRefused].
 func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt storage.SetOptions) error {
 	if err := checkBucket(bucket); err != nil {
 		return err
@@ -375,9 +408,8 @@ func (s *Store) Set(ctx context.Context, bucket, field string, value []byte, opt
 	return nil
 }
 
-// Delete removes field from bucket with one HDEL. Deleting a missing field
-// is not an error. The bucket's purge generation stays; deleting
-// [storage.GenerationField] does nothing.
+// Delete implements [storage.Store.Delete] with one HDEL, and no command
+// at all for [storage.GenerationField].
 func (s *Store) Delete(ctx context.Context, bucket, field string) error {
 	if field == storage.GenerationField {
 		return nil

@@ -22,13 +22,6 @@ import (
 	"github.com/readthrough/readthrough/storage/storetest"
 )
 
-var (
-	_ storetest.Store        = (*redisstore.Store)(nil)
-	_ storetest.Purger       = (*redisstore.Store)(nil)
-	_ storetest.Fencer       = (*redisstore.Store)(nil)
-	_ storetest.Dictionaries = (*redisstore.Store)(nil)
-)
-
 var unsafePrefix = regexp.MustCompile(`[^A-Za-z0-9_./=|-]`)
 
 // prefixFor gives each test its own key prefix, so that stores made for one
@@ -112,7 +105,7 @@ func TestNewRejectsBadPrefixes(t *testing.T) {
 		{give: "rt"},
 		{give: "my-service:prod"},
 		{give: "a*b?[c]"},
-		{give: "", wantErr: true},
+		{give: ""}, // the default
 		{give: "a{b", wantErr: true},
 		{give: "a}b", wantErr: true},
 		{give: "a b", wantErr: true},
@@ -126,12 +119,63 @@ func TestNewRejectsBadPrefixes(t *testing.T) {
 		if (err != nil) != tt.wantErr {
 			t.Errorf("New(WithPrefix(%q)) error = %v, want error %v", tt.give, err, tt.wantErr)
 		}
+		if err != nil && !strings.HasPrefix(err.Error(), "redisstore: WithPrefix(") {
+			t.Errorf("New(WithPrefix(%q)) = %v, want an error naming WithPrefix", tt.give, err)
+		}
 		if s != nil {
 			_ = s.Close()
 		}
 	}
 	if _, err := redisstore.New(nil); err == nil {
 		t.Error("New(nil) succeeded")
+	}
+}
+
+// TestNewOptions checks the rule every option follows: zero means the
+// default, negative is an error naming the option.
+func TestNewOptions(t *testing.T) {
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: "127.0.0.1:1"})
+	defer client.Close()
+	tests := []struct {
+		name    string
+		give    redisstore.Option
+		wantErr string // the start of the error; "" for none
+	}{
+		{name: "zero prefix", give: redisstore.WithPrefix("")},
+		{name: "zero watch bound", give: redisstore.WithWatchBound(0)},
+		{name: "watch bound", give: redisstore.WithWatchBound(time.Millisecond)},
+		{name: "negative watch bound", give: redisstore.WithWatchBound(-time.Second), wantErr: "redisstore: WithWatchBound(-1s)"},
+		{name: "zero fence TTL", give: redisstore.WithFenceTTL(0)},
+		{name: "fence TTL", give: redisstore.WithFenceTTL(time.Microsecond)},
+		{name: "negative fence TTL", give: redisstore.WithFenceTTL(-time.Nanosecond), wantErr: "redisstore: WithFenceTTL(-1ns)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := redisstore.New(client, tt.give)
+			if err == nil {
+				_ = s.Close()
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("New = %v, want no error", err)
+			case tt.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.wantErr)):
+				t.Errorf("New = %v, want an error starting %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestZeroPrefix checks that WithPrefix("") gives the default prefix.
+func TestZeroPrefix(t *testing.T) {
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: "127.0.0.1:1"})
+	defer client.Close()
+	s, err := redisstore.New(client, redisstore.WithPrefix("app"), redisstore.WithPrefix(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, want := s.BucketKey("b"), "rt:b:{b}"; got != want {
+		t.Errorf("BucketKey with WithPrefix(\"\") = %q, want %q", got, want)
 	}
 }
 
@@ -440,7 +484,6 @@ func TestWithFenceTTL(t *testing.T) {
 		min, max time.Duration
 	}{
 		{give: 0, min: storage.DefaultFenceTTL - 5*time.Second, max: storage.DefaultFenceTTL},
-		{give: -time.Second, min: storage.DefaultFenceTTL - 5*time.Second, max: storage.DefaultFenceTTL},
 		{give: 10 * time.Minute, min: 10*time.Minute - 5*time.Second, max: 10 * time.Minute},
 		{give: 30 * time.Second, min: 25 * time.Second, max: 30 * time.Second},
 	}
@@ -665,13 +708,14 @@ func eventually(t *testing.T, cond func() bool) {
 	}
 }
 
-func receive(t *testing.T, ch <-chan storage.Fill, d time.Duration) bool {
+// wantFill waits for a notification on ch, up to a deadline only a broken
+// store reaches.
+func wantFill(t *testing.T, ch <-chan storage.Fill) {
 	t.Helper()
 	select {
 	case <-ch:
-		return true
-	case <-time.After(d):
-		return false
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification after 5s")
 	}
 }
 
@@ -684,38 +728,56 @@ func TestWatchSurvivesRestart(t *testing.T) {
 	s := newStore(t, client, redisstore.WithWatchBound(bound))
 	ctx := t.Context()
 
-	ch, stop := s.Watch("b", "f")
+	_, stop, err := s.Watch(ctx, "b", "f")
 	stop()
-	_ = ch
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
 	for range 5 {
-		_, stop := s.Watch("b", "f")
+		_, stop, err := s.Watch(ctx, "b", "f")
 		stop()
+		// Until the store notices the kill, its subscription is up.
+		if err != nil && !errors.Is(err, storage.ErrWatchUnconfirmed) {
+			t.Errorf("Watch with Redis down: %v, want nil or an error matching storage.ErrWatchUnconfirmed", err)
+		}
 	}
 	if d := time.Since(start); d > 2*bound+time.Second {
 		t.Errorf("five Watch calls with Redis down took %v", d)
 	}
+	// The store notices: Watch no longer promises delivery.
+	eventually(t, func() bool {
+		_, stop, err := s.Watch(ctx, "b", "f")
+		stop()
+		return err != nil
+	})
 
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	// Once the subscription is back, a Watch then Publish is delivered.
+	// Once a new subscription is confirmed, Watch keeps its promise: a
+	// Publish after it is delivered.
+	var ch <-chan storage.Fill
 	eventually(t, func() bool {
-		ch, stop := s.Watch("b", "f")
-		defer stop()
-		if err := s.Publish(ctx, "b", "f", storage.Fill{Stored: true}); err != nil {
-			return false
+		ch, stop, err = s.Watch(ctx, "b", "f")
+		if err != nil {
+			stop()
 		}
-		return receive(t, ch, 200*time.Millisecond)
+		return err == nil
 	})
+	defer stop()
+	if err := s.Publish(ctx, "b", "f", storage.Fill{Stored: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantFill(t, ch)
 }
 
-// TestWatchAfterClose checks that a closed store's Watch returns at once
-// with a channel that never fires.
+// TestWatchAfterClose checks that a closed store's Watch returns at once,
+// says it cannot keep its promise, and never delivers.
 func TestWatchAfterClose(t *testing.T) {
 	m := startMiniredis(t)
 	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: m.Addr()})
@@ -723,18 +785,30 @@ func TestWatchAfterClose(t *testing.T) {
 	s := newStore(t, client)
 	other := newStore(t, client)
 	_ = s.Close()
-	ch, stop := s.Watch("b", "f")
+	ch, stop, err := s.Watch(t.Context(), "b", "f")
 	defer stop()
+	if !errors.Is(err, storage.ErrWatchUnconfirmed) {
+		t.Errorf("Watch on a closed store: %v, want an error matching storage.ErrWatchUnconfirmed", err)
+	}
+	// other delivers this notification once it has handled the first.
+	seen, stopSeen, err := other.Watch(t.Context(), "b", "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopSeen()
 	if err := other.Publish(t.Context(), "b", "f", storage.Fill{Stored: true}); err != nil {
 		t.Fatal(err)
 	}
-	if receive(t, ch, 100*time.Millisecond) {
+	wantFill(t, seen)
+	select {
+	case <-ch:
 		t.Error("a closed store delivered a notification")
+	default:
 	}
 }
 
-// TestWatchUnreachable checks that the first Watch gives up after its bound
-// when Redis cannot be reached.
+// TestWatchUnreachable checks that the first Watch gives up at once when
+// Redis cannot be reached, or after its bound.
 func TestWatchUnreachable(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -747,8 +821,11 @@ func TestWatchUnreachable(t *testing.T) {
 	bound := 200 * time.Millisecond
 	s := newStore(t, client, redisstore.WithWatchBound(bound))
 	start := time.Now()
-	_, stop := s.Watch("b", "f")
+	_, stop, err := s.Watch(t.Context(), "b", "f")
 	stop()
+	if !errors.Is(err, storage.ErrWatchUnconfirmed) {
+		t.Errorf("Watch with Redis unreachable: %v, want an error matching storage.ErrWatchUnconfirmed", err)
+	}
 	if d := time.Since(start); d > bound+time.Second {
 		t.Errorf("Watch took %v with Redis unreachable", d)
 	}
@@ -758,6 +835,93 @@ func TestWatchUnreachable(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Close took %v", d)
+	}
+}
+
+// silentServer accepts TCP connections and never answers, as a Redis
+// that hangs would; it closes them when the test ends.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// TestWatchContext checks that a Watch waiting for its subscription's
+// confirmation returns when its context ends, well before its bound, with
+// an error matching both ErrWatchUnconfirmed and the context's; and that
+// the bound applies when the context does not end.
+func TestWatchContext(t *testing.T) {
+	// Each attempt to subscribe waits for the read timeout of go-redis's
+	// handshake, which Close waits for too; the store is in the
+	// connecting state all that time.
+	client := redis.NewClient(&redis.Options{ContextTimeoutEnabled: true, DialerRetries: 1, Addr: silentServer(t), MaxRetries: -1, ReadTimeout: time.Second})
+	defer client.Close()
+	tests := []struct {
+		name    string
+		bound   time.Duration
+		timeout time.Duration // of Watch's context; 0: none
+		wantCtx bool
+	}{
+		{name: "context", bound: time.Minute, timeout: 50 * time.Millisecond, wantCtx: true},
+		{name: "bound", bound: 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t, client, redisstore.WithWatchBound(tt.bound))
+			ctx := t.Context()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, stop, err := s.Watch(ctx, "b", "f")
+				stop()
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Watch on a Redis that does not answer still waits after 10s")
+			}
+			if !errors.Is(err, storage.ErrWatchUnconfirmed) {
+				t.Errorf("Watch = %v, want an error matching storage.ErrWatchUnconfirmed", err)
+			}
+			if got := errors.Is(err, context.DeadlineExceeded); got != tt.wantCtx {
+				t.Errorf("Watch = %v: matches context.DeadlineExceeded %v, want %v", err, got, tt.wantCtx)
+			}
+			if !strings.HasPrefix(err.Error(), "redisstore: ") {
+				t.Errorf("Watch = %v, want a redisstore error", err)
+			}
+		})
 	}
 }
 

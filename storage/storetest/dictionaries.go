@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"maps"
 	"math/rand/v2"
@@ -12,38 +11,17 @@ import (
 	"github.com/readthrough/readthrough/storage"
 )
 
-// Dictionaries is the contract of shared compression dictionaries: each
-// route keeps up to [storage.MaxDictionaries] of them, one of which is
-// current, so every instance can decode what the others compressed. [Run]
-// checks it on stores that implement it.
-type Dictionaries interface {
-	// Dictionaries returns every compression dictionary stored for
-	// route, by id, and the id of the route's current one (0 when it has
-	// none). The map is never nil, even for a route without dictionaries.
-	Dictionaries(ctx context.Context, route string) (current uint32, dicts map[uint32][]byte, err error)
-	// AddDictionary stores dict as dictionary id of route and makes it
-	// the route's current one unless the route already has a current one
-	// whose dictionary is stored; it returns the current id after the
-	// call. Adding an id that exists replaces its bytes. When the route
-	// would hold more than [storage.MaxDictionaries], it removes others,
-	// lowest ids first, never the current one or id.
-	AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (current uint32, err error)
-	// CurrentDictionary returns the id of route's current dictionary, or
-	// 0 when it has none (or its dictionary is no longer stored).
-	CurrentDictionary(ctx context.Context, route string) (uint32, error)
-}
-
 // dictRoute is a route as the middleware names it: the escaped pattern,
 // with no braces, and the bucket separator.
 const dictRoute = "GET /items/%7Bid%7D|"
 
-// dictionaries returns the store as a Dictionaries, skipping the test when
+// dictionaries returns the store as a DictionaryStore, skipping the test when
 // it is not one.
-func dictionaries(t *testing.T, s Store) Dictionaries {
+func dictionaries(t *testing.T, s Store) storage.DictionaryStore {
 	t.Helper()
-	d, ok := s.(Dictionaries)
+	d, ok := s.(storage.DictionaryStore)
 	if !ok {
-		t.Skipf("%T does not implement storetest.Dictionaries", s)
+		t.Skipf("%T does not implement storage.DictionaryStore", s)
 	}
 	return d
 }
@@ -59,7 +37,7 @@ func dictBytes(seed uint32) []byte {
 	return b
 }
 
-func mustAddDictionary(t *testing.T, d Dictionaries, route string, id uint32, dict []byte, wantCurrent uint32) {
+func mustAddDictionary(t *testing.T, d storage.DictionaryStore, route string, id uint32, dict []byte, wantCurrent uint32) {
 	t.Helper()
 	cur, err := d.AddDictionary(t.Context(), route, id, dict)
 	if err != nil {
@@ -71,9 +49,9 @@ func mustAddDictionary(t *testing.T, d Dictionaries, route string, id uint32, di
 }
 
 // wantDictionaries checks the current id of route, with both
-// CurrentDictionary and Dictionaries, and that the route holds exactly
+// CurrentDictionary and storage.DictionaryStore, and that the route holds exactly
 // want.
-func wantDictionaries(t *testing.T, d Dictionaries, route string, wantCurrent uint32, want map[uint32][]byte) {
+func wantDictionaries(t *testing.T, d storage.DictionaryStore, route string, wantCurrent uint32, want map[uint32][]byte) {
 	t.Helper()
 	ctx := t.Context()
 	cur, err := d.CurrentDictionary(ctx, route)

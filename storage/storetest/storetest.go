@@ -5,40 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/readthrough/readthrough/storage"
 )
 
-// Store is the store contract the suite checks: the methods the middleware
-// calls.
+// Store is what [Run] checks: a [storage.Store] that is also a
+// [storage.Locker], since a cache collapses misses across instances through
+// its store's locks and notifications. Run also checks the optional
+// [storage.Fencer], [storage.Purger] and [storage.DictionaryStore] on a
+// store that implements them, and Close on one that implements
+// [io.Closer]; the tests of a capability the store lacks are skipped.
 type Store interface {
-	Get(ctx context.Context, bucket, field string) ([]byte, error)
-	Set(ctx context.Context, bucket, field string, value []byte, opt storage.SetOptions) error
-	Delete(ctx context.Context, bucket, field string) error
-	TryLock(ctx context.Context, bucket, field string, ttl time.Duration) (storage.Lock, error)
-	Watch(bucket, field string) (<-chan storage.Fill, func())
-	Publish(ctx context.Context, bucket, field string, f storage.Fill) error
-	Close() error
-}
-
-// Purger is the invalidation contract. [Run] checks it on stores that
-// implement it.
-type Purger interface {
-	PurgeBucket(ctx context.Context, bucket string) (int64, error)
-	PurgePrefix(ctx context.Context, bucketPrefix string) (int64, error)
-	PurgeTag(ctx context.Context, tag string) (int64, error)
-	PurgeAll(ctx context.Context) (int64, error)
-}
-
-// Fencer is the purge fence contract of the miss path: GetForFill reads a
-// field and the bucket's purge generation, which a fill passes to its Set
-// with [storage.SetOptions].Fenced. [Run] checks it on stores that
-// implement it and [Purger].
-type Fencer interface {
-	GetForFill(ctx context.Context, bucket, field string) (value []byte, generation string, err error)
+	storage.Store
+	storage.Locker
 }
 
 // ShortFenceTTL is the fence TTL the suite asks for in the tests of
@@ -49,22 +34,21 @@ const ShortFenceTTL = 200 * time.Millisecond
 
 // within bounds every wait for something that should happen; it is long so
 // that a loaded machine does not fail the suite, and it is only reached when
-// the store is broken.
+// the store is broken. The suite never waits a fixed time to conclude that
+// something does not happen: it waits for a later event that proves it
+// (see settle).
 const within = 3 * time.Second
 
-// quiet is how long the suite waits to conclude that something does not
-// happen (a notification that must not be delivered).
-const quiet = 100 * time.Millisecond
-
-// Run checks a store against the contract. newStore returns a new store
-// instance for the test t whose purge tombstones live for fenceTTL, or for
-// the store's default when fenceTTL is zero (see [ShortFenceTTL]); one test
-// always asks for the same fenceTTL. Every instance returned for the same t
-// must share one backend (the same MemoryStore, or the same Redis and key
-// prefix), because some tests use two instances to stand for two
-// processes, and that backend must hold nothing of other tests (PurgeAll
-// is checked). newStore is responsible for closing what it creates, for
-// example with t.Cleanup.
+// Run checks a store against the contract of package storage, each check a
+// subtest of t. newStore returns a new store instance for the test t whose
+// purge tombstones live for fenceTTL, or for the store's default when
+// fenceTTL is zero (see [ShortFenceTTL]); one test always asks for the
+// same fenceTTL. Every instance returned for the same t must share one
+// backend (the same memstore.Store, or the same Redis and key prefix),
+// because some tests use two instances to stand for two processes, and
+// that backend must hold nothing of other tests (PurgeAll is checked).
+// newStore is responsible for closing what it creates, for example with
+// t.Cleanup.
 func Run(t *testing.T, newStore func(t *testing.T, fenceTTL time.Duration) Store) {
 	tests := []struct {
 		name     string
@@ -90,6 +74,7 @@ func Run(t *testing.T, newStore func(t *testing.T, fenceTTL time.Duration) Store
 		{name: "WatchOtherKeys", run: testWatchOtherKeys},
 		{name: "WatchSecondInstance", run: testWatchSecondInstance},
 		{name: "WatchUnregister", run: testWatchUnregister},
+		{name: "WatchContext", run: testWatchContext},
 		{name: "WatchConcurrent", run: testWatchConcurrent},
 		{name: "CloseIdempotent", run: testCloseIdempotent},
 		{name: "PurgeBucket", run: testPurgeBucket},
@@ -292,32 +277,40 @@ func testTTLExpires(t *testing.T, newStore func(t *testing.T) Store) {
 	eventuallyMissing(t, s, "b", "f")
 }
 
+// testTTLNeverShrinks checks that a write with a shorter TTL leaves the
+// bucket's longer lifetime. It waits for a control bucket written with the
+// shorter TTL at the same time to expire, which proves that the shorter
+// TTL has run out; the verdict is only drawn while the longer one cannot
+// have.
 func testTTLNeverShrinks(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
-	long := 600 * time.Millisecond
+	long, short := 800*time.Millisecond, 30*time.Millisecond
 	start := time.Now()
 	mustSet(t, s, "b", "long", "v", storage.SetOptions{TTL: long})
-	mustSet(t, s, "b", "short", "v", storage.SetOptions{TTL: 30 * time.Millisecond})
-	time.Sleep(150 * time.Millisecond)
-	if time.Since(start) < long {
-		if !present(t, s, "b", "long") || !present(t, s, "b", "short") {
-			t.Fatal("a write with a shorter TTL shortened the bucket's lifetime")
-		}
+	mustSet(t, s, "b", "short", "v", storage.SetOptions{TTL: short})
+	mustSet(t, s, "control", "f", "v", storage.SetOptions{TTL: short})
+	eventuallyMissing(t, s, "control", "f")
+	longLived := present(t, s, "b", "long")
+	shortLived := present(t, s, "b", "short")
+	if time.Since(start) < long && (!longLived || !shortLived) {
+		t.Fatal("a write with a shorter TTL shortened the bucket's lifetime")
 	}
 	// The bucket still expires at the longer lifetime.
 	eventuallyMissing(t, s, "b", "long")
 }
 
+// testTTLGrows checks that a write with a longer TTL grows the bucket's
+// lifetime, with a control bucket as testTTLNeverShrinks does.
 func testTTLGrows(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
-	mustSet(t, s, "b", "first", "v", storage.SetOptions{TTL: 60 * time.Millisecond})
+	short, long := 60*time.Millisecond, 800*time.Millisecond
+	mustSet(t, s, "b", "first", "v", storage.SetOptions{TTL: short})
 	start := time.Now()
-	mustSet(t, s, "b", "second", "v", storage.SetOptions{TTL: 800 * time.Millisecond})
-	time.Sleep(200 * time.Millisecond)
-	if time.Since(start) < 800*time.Millisecond {
-		if !present(t, s, "b", "first") {
-			t.Fatal("a write with a longer TTL did not grow the bucket's lifetime")
-		}
+	mustSet(t, s, "b", "second", "v", storage.SetOptions{TTL: long})
+	mustSet(t, s, "control", "f", "v", storage.SetOptions{TTL: short})
+	eventuallyMissing(t, s, "control", "f")
+	if !present(t, s, "b", "first") && time.Since(start) < long {
+		t.Fatal("a write with a longer TTL did not grow the bucket's lifetime")
 	}
 	eventuallyMissing(t, s, "b", "second")
 }
@@ -479,33 +472,78 @@ func testLockExclusive(t *testing.T, newStore func(t *testing.T) Store) {
 	}
 }
 
+// testLockExtend extends a lock until it has outlived its first expiry
+// well, then checks that it is still held. A failure is reported only when
+// the lock could not have expired: when the call that found it gone
+// returned less than its TTL after the previous Extend started. A machine
+// too slow to tell skips the test.
 func testLockExtend(t *testing.T, newStore func(t *testing.T) Store) {
 	s1, s2 := newStore(t), newStore(t)
 	ctx := t.Context()
-	ttl := 150 * time.Millisecond
+	ttl := 300 * time.Millisecond
+	last := time.Now() // the start of the last call that took or extended the lock
 	l := mustLock(t, s1, "b", "f", ttl)
-	// Extending keeps the lock well past its first expiry.
-	for range 6 {
-		time.Sleep(ttl / 3)
-		if err := l.Extend(ctx); err != nil {
-			t.Fatalf("Extend: %v", err)
+	for first := last; time.Since(first) < 2*ttl; {
+		time.Sleep(ttl / 5) // pacing only: the verdict does not rest on it
+		start := time.Now()
+		err := l.Extend(ctx)
+		if err != nil {
+			if errors.Is(err, storage.ErrLockLost) && time.Since(last) >= ttl {
+				t.Skipf("the machine is too slow to check Extend: %v between extensions of a lock of %v", time.Since(last), ttl)
+			}
+			t.Fatalf("Extend %v after the previous one started, lock TTL %v: %v", start.Sub(last), ttl, err)
 		}
+		last = start
 	}
-	wantHeld(t, s2, "b", "f")
+	// The lock outlived its first TTL; the last Extend keeps it a TTL more.
+	l2, err := s2.TryLock(ctx, "b", "f", time.Second)
+	switch {
+	case errors.Is(err, storage.ErrLockHeld):
+	case err == nil && time.Since(last) >= ttl:
+		_ = l2.Unlock(ctx)
+		t.Skipf("the machine is too slow to check Extend: %v after the last extension of a lock of %v", time.Since(last), ttl)
+	case err == nil:
+		_ = l2.Unlock(ctx)
+		t.Fatalf("TryLock of an extended lock succeeded %v after the last Extend started, lock TTL %v", time.Since(last), ttl)
+	default:
+		t.Fatalf("TryLock of an extended lock: %v, want an error matching storage.ErrLockHeld", err)
+	}
 	if err := l.Unlock(ctx); err != nil {
 		t.Fatalf("Unlock: %v", err)
 	}
 	mustLock(t, s2, "b", "f", time.Second)
 }
 
+// eventuallyLock waits until TryLock takes the lock of field in bucket.
+func eventuallyLock(t *testing.T, s Store, bucket, field string, ttl time.Duration) storage.Lock {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		l, err := s.TryLock(t.Context(), bucket, field, ttl)
+		switch {
+		case err == nil:
+			return l
+		case !errors.Is(err, storage.ErrLockHeld):
+			t.Fatalf("TryLock(%q, %q): %v", bucket, field, err)
+		case time.Now().After(deadline):
+			t.Fatalf("TryLock(%q, %q) still finds the lock held after %v", bucket, field, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func testLockExpires(t *testing.T, newStore func(t *testing.T) Store) {
 	s1, s2 := newStore(t), newStore(t)
 	ctx := t.Context()
-	ttl := 50 * time.Millisecond
+	// A store may bound a lock's commands by a fraction of its TTL (the
+	// Redis store: half): a first command opens the connections, so that
+	// the short lock's do not pay for the dial.
+	wantMissing(t, s1, "b", "f")
+	wantMissing(t, s2, "b", "f")
+	ttl := 100 * time.Millisecond
 	l := mustLock(t, s1, "b", "f", ttl)
-	time.Sleep(ttl + 50*time.Millisecond)
 	// Expired: another caller gets it.
-	l2 := mustLock(t, s2, "b", "f", 5*time.Second)
+	l2 := eventuallyLock(t, s2, "b", "f", 5*time.Second)
 	if err := l.Extend(ctx); !errors.Is(err, storage.ErrLockLost) {
 		t.Errorf("Extend of an expired lock: %v, want an error matching storage.ErrLockLost", err)
 	}
@@ -518,9 +556,12 @@ func testLockExpires(t *testing.T, newStore func(t *testing.T) Store) {
 		t.Fatalf("Unlock of the new holder: %v", err)
 	}
 
-	// Expired with nobody taking it over: still lost.
+	// Expired with nobody taking it over: still lost. The lock was
+	// taken before TryLock returned, so it has expired a TTL after that
+	// (and a margin for the backend's millisecond clock).
 	l = mustLock(t, s1, "b", "g", ttl)
-	time.Sleep(ttl + 50*time.Millisecond)
+	expired := time.Now().Add(ttl + 5*time.Millisecond)
+	time.Sleep(time.Until(expired))
 	if err := l.Extend(ctx); !errors.Is(err, storage.ErrLockLost) {
 		t.Errorf("Extend of an expired lock: %v, want an error matching storage.ErrLockLost", err)
 	}
@@ -544,6 +585,24 @@ func testLockUnlockTwice(t *testing.T, newStore func(t *testing.T) Store) {
 	}
 }
 
+// watch calls Watch, which must keep its promise, and unregisters the
+// watcher when the test ends.
+func watch(t *testing.T, s Store, bucket, field string) (<-chan storage.Fill, func()) {
+	t.Helper()
+	ch, stop, err := s.Watch(t.Context(), bucket, field)
+	if stop == nil {
+		t.Fatalf("Watch(%q, %q) returned a nil func", bucket, field)
+	}
+	t.Cleanup(stop)
+	if err != nil {
+		t.Fatalf("Watch(%q, %q): %v", bucket, field, err)
+	}
+	if ch == nil {
+		t.Fatalf("Watch(%q, %q) returned a nil channel", bucket, field)
+	}
+	return ch, stop
+}
+
 // wantFill waits for a notification on ch.
 func wantFill(t *testing.T, ch <-chan storage.Fill, want storage.Fill) {
 	t.Helper()
@@ -557,13 +616,31 @@ func wantFill(t *testing.T, ch <-chan storage.Fill, want storage.Fill) {
 	}
 }
 
-// wantNoFill checks that nothing arrives on ch for a while.
-func wantNoFill(t *testing.T, ch <-chan storage.Fill) {
+// settles numbers the keys settle watches, so that no two calls share one.
+var settles atomic.Int64
+
+// settle returns once s has delivered every notification that its backend
+// received before the call: it watches a key of its own, publishes on it
+// and waits for that notification, which a Locker delivers after the
+// earlier ones.
+func settle(t *testing.T, s Store) {
 	t.Helper()
+	field := strconv.FormatInt(settles.Add(1), 10)
+	ch, stop := watch(t, s, "storetest-settle", field)
+	defer stop()
+	mustPublish(t, s, "storetest-settle", field, storage.Fill{Stored: true})
+	wantFill(t, ch, storage.Fill{Stored: true})
+}
+
+// wantNoFill checks that ch, a channel of a watcher registered with s,
+// holds nothing once s has delivered every notification published so far.
+func wantNoFill(t *testing.T, s Store, ch <-chan storage.Fill) {
+	t.Helper()
+	settle(t, s)
 	select {
 	case got, ok := <-ch:
 		t.Fatalf("received %+v (open: %v), want nothing", got, ok)
-	case <-time.After(quiet):
+	default:
 	}
 }
 
@@ -577,8 +654,8 @@ func mustPublish(t *testing.T, s Store, bucket, field string, f storage.Fill) {
 func testWatchPublish(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
 	for _, want := range []storage.Fill{{Stored: true}, {Stored: false}, {Failed: true}} {
-		t.Run(fmt.Sprintf("stored=%v", want.Stored), func(t *testing.T) {
-			ch, stop := s.Watch("b", "f\x00\xff")
+		t.Run(fmt.Sprintf("stored=%v,failed=%v", want.Stored, want.Failed), func(t *testing.T) {
+			ch, stop := watch(t, s, "b", "f\x00\xff")
 			defer stop()
 			mustPublish(t, s, "b", "f\x00\xff", want)
 			wantFill(t, ch, want)
@@ -588,39 +665,39 @@ func testWatchPublish(t *testing.T, newStore func(t *testing.T) Store) {
 
 func testWatchOnce(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
-	ch, stop := s.Watch("b", "f")
+	ch, stop := watch(t, s, "b", "f")
 	defer stop()
 	mustPublish(t, s, "b", "f", storage.Fill{Stored: true})
 	mustPublish(t, s, "b", "f", storage.Fill{Stored: false})
 	wantFill(t, ch, storage.Fill{Stored: true})
-	wantNoFill(t, ch)
+	wantNoFill(t, s, ch)
 }
 
 func testWatchOtherKeys(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
 	// Pairs that a careless encoding of (bucket, field) would confuse.
-	ch, stop := s.Watch("ab", "c")
+	ch, stop := watch(t, s, "ab", "c")
 	defer stop()
 	mustPublish(t, s, "a", "bc", storage.Fill{Stored: true})
 	mustPublish(t, s, "abc", "", storage.Fill{Stored: true})
 	mustPublish(t, s, "ab", "c\x00", storage.Fill{Stored: true})
 	mustPublish(t, s, "ab", "C", storage.Fill{Stored: true})
-	wantNoFill(t, ch)
+	wantNoFill(t, s, ch)
 	mustPublish(t, s, "ab", "c", storage.Fill{Stored: true})
 	wantFill(t, ch, storage.Fill{Stored: true})
 }
 
 func testWatchSecondInstance(t *testing.T, newStore func(t *testing.T) Store) {
 	s1, s2 := newStore(t), newStore(t)
-	ch1, stop1 := s1.Watch("b", "f")
+	ch1, stop1 := watch(t, s1, "b", "f")
 	defer stop1()
-	ch2, stop2 := s2.Watch("b", "f")
+	ch2, stop2 := watch(t, s2, "b", "f")
 	defer stop2()
 	mustPublish(t, s2, "b", "f", storage.Fill{Stored: true})
 	wantFill(t, ch1, storage.Fill{Stored: true})
 	wantFill(t, ch2, storage.Fill{Stored: true})
 
-	ch1, stop1 = s1.Watch("b", "g")
+	ch1, stop1 = watch(t, s1, "b", "g")
 	defer stop1()
 	mustPublish(t, s2, "b", "g", storage.Fill{})
 	wantFill(t, ch1, storage.Fill{})
@@ -628,106 +705,160 @@ func testWatchSecondInstance(t *testing.T, newStore func(t *testing.T) Store) {
 
 func testWatchUnregister(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
-	ch, stop := s.Watch("b", "f")
-	kept, stopKept := s.Watch("b", "f")
+	ch, stop := watch(t, s, "b", "f")
+	kept, stopKept := watch(t, s, "b", "f")
 	defer stopKept()
 	stop()
 	stop() // idempotent
 	mustPublish(t, s, "b", "f", storage.Fill{Stored: true})
 	wantFill(t, kept, storage.Fill{Stored: true})
-	wantNoFill(t, ch)
+	wantNoFill(t, s, ch)
 	stopKept()
 	stopKept()
 }
 
+// testWatchContext checks that Watch does not block past its context: with
+// one that has ended, on a new instance (whose notifications may not be
+// set up yet), it returns at once, and either keeps its promise or says it
+// cannot. A Watch with a live context afterwards keeps its promise.
+func testWatchContext(t *testing.T, newStore func(t *testing.T) Store) {
+	s := newStore(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	type result struct {
+		ch   <-chan storage.Fill
+		stop func()
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ch, stop, err := s.Watch(ctx, "b", "f")
+		done <- result{ch, stop, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(within):
+		t.Fatalf("Watch with an ended context still blocks after %v", within)
+	}
+	if r.stop == nil {
+		t.Fatal("Watch with an ended context returned a nil func")
+	}
+	defer r.stop()
+	switch {
+	case r.err == nil:
+		mustPublish(t, s, "b", "f", storage.Fill{Stored: true})
+		wantFill(t, r.ch, storage.Fill{Stored: true})
+	case !errors.Is(r.err, storage.ErrWatchUnconfirmed) || !errors.Is(r.err, context.Canceled):
+		t.Fatalf("Watch with an ended context: %v, want nil or an error matching storage.ErrWatchUnconfirmed and context.Canceled", r.err)
+	}
+	r.stop()
+	r.stop() // idempotent
+	ch, stop := watch(t, s, "b", "g")
+	defer stop()
+	mustPublish(t, s, "b", "g", storage.Fill{Failed: true})
+	wantFill(t, ch, storage.Fill{Failed: true})
+}
+
+// testWatchConcurrent registers watchers of two instances from many
+// goroutines at once, publishes two of their three keys, and checks that
+// exactly the watchers of those two are notified.
 func testWatchConcurrent(t *testing.T, newStore func(t *testing.T) Store) {
 	s1, s2 := newStore(t), newStore(t)
 	const watchers = 100
+	keys := []string{"f1", "f2", "f3"} // f3 is never published
 	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		got     = map[string]int{}
-		stops   []func()
-		ready   sync.WaitGroup
-		publish = make(chan struct{})
+		mu    sync.Mutex
+		got   = map[string]int{}
+		chans = map[string][]<-chan storage.Fill{}
+		ready sync.WaitGroup
 	)
-	keys := []string{"f1", "f2", "f3"}
 	for i := range watchers {
 		field := keys[i%len(keys)]
 		s := s1
 		if i%2 == 1 {
 			s = s2
 		}
-		wg.Add(1)
-		ready.Add(1)
-		go func() {
-			defer wg.Done()
-			ch, stop := s.Watch("b", field)
+		ready.Go(func() {
+			ch, stop, err := s.Watch(t.Context(), "b", field)
+			if stop != nil {
+				t.Cleanup(stop)
+			}
+			if err != nil {
+				t.Errorf("Watch: %v", err)
+				return
+			}
 			mu.Lock()
-			stops = append(stops, stop)
+			chans[field] = append(chans[field], ch)
 			mu.Unlock()
-			ready.Done()
-			<-publish
-			wait := within
-			if field == "f3" {
-				wait = quiet // never published
-			}
-			select {
-			case f := <-ch:
-				if !f.Stored {
-					t.Errorf("watcher of %s received %+v", field, f)
-				}
-				mu.Lock()
-				got[field]++
-				mu.Unlock()
-			case <-time.After(wait):
-			}
-		}()
+		})
 	}
 	ready.Wait()
-	close(publish)
-	for _, f := range keys[:2] { // f3 is never published
+	if t.Failed() {
+		return
+	}
+	var wg sync.WaitGroup
+	for _, field := range keys[:2] {
+		for _, ch := range chans[field] {
+			wg.Go(func() {
+				select {
+				case f := <-ch:
+					if !f.Stored {
+						t.Errorf("watcher of %s received %+v", field, f)
+					}
+					mu.Lock()
+					got[field]++
+					mu.Unlock()
+				case <-time.After(within):
+				}
+			})
+		}
+	}
+	for _, f := range keys[:2] {
 		mustPublish(t, s1, "b", f, storage.Fill{Stored: true})
 	}
 	wg.Wait()
-	for _, stop := range stops {
-		stop()
-	}
 	for _, f := range keys[:2] {
-		want := 0
-		for i := range watchers {
-			if keys[i%len(keys)] == f {
-				want++
-			}
-		}
-		if got[f] != want {
+		if want := len(chans[f]); got[f] != want {
 			t.Errorf("%d watchers of %s notified, want %d", got[f], f, want)
 		}
 	}
-	if got["f3"] != 0 {
-		t.Errorf("%d watchers of an unpublished field notified", got["f3"])
+	settle(t, s1)
+	settle(t, s2)
+	for _, ch := range chans["f3"] {
+		select {
+		case f := <-ch:
+			t.Errorf("a watcher of an unpublished field received %+v", f)
+		default:
+		}
 	}
 }
 
+// testCloseIdempotent checks Close, on a store that has one, with a
+// watcher registered.
 func testCloseIdempotent(t *testing.T, newStore func(t *testing.T) Store) {
 	s := newStore(t)
-	ch, stop := s.Watch("b", "f")
+	c, ok := s.(io.Closer)
+	if !ok {
+		t.Skipf("%T does not implement io.Closer", s)
+	}
+	_, stop := watch(t, s, "b", "f")
 	defer stop()
-	_ = ch
-	if err := s.Close(); err != nil {
+	if err := c.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	if err := s.Close(); err != nil {
+	if err := c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
 }
 
 // purger returns the store as a Purger, skipping the test when it is not
 // one.
-func purger(t *testing.T, s Store) Purger {
-	p, ok := s.(Purger)
+func purger(t *testing.T, s Store) storage.Purger {
+	t.Helper()
+	p, ok := s.(storage.Purger)
 	if !ok {
-		t.Skipf("%T does not implement storetest.Purger", s)
+		t.Skipf("%T does not implement storage.Purger", s)
 	}
 	return p
 }
