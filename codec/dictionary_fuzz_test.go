@@ -15,7 +15,7 @@ import (
 // a route's dictionary, to the codec: it never panics and never returns a
 // body over its limit; what does not decode is an error.
 func FuzzDictionaryOpen(f *testing.F) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(f)
 	d, err := NewDictionary(store, routeName, WithMaxBody(64<<10), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		f.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 // item is a 2 KB JSON answer of one shape, the kind a dictionary is for.
@@ -53,7 +54,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestDictionaryCodec(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	var trained, loaded atomic.Int64
 	a := newDictionary(t, store, &trained, &loaded)
 	ctx := t.Context()
@@ -119,7 +120,7 @@ func TestDictionaryCodec(t *testing.T) {
 }
 
 func TestDictionaryOptions(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	for _, tt := range []struct {
 		name string
 		give []Option
@@ -138,4 +139,14 @@ func TestDictionaryOptions(t *testing.T) {
 	if _, err := NewDictionary(nil, "r|"); err == nil {
 		t.Error("a nil store was accepted")
 	}
+}
+
+// newMemStore returns an empty in-process store.
+func newMemStore(t testing.TB) *memstore.Store {
+	t.Helper()
+	s, err := memstore.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 // The upkeep of a route's dictionary (training, publishing, checking,
@@ -69,7 +70,7 @@ func (d *Dictionary) idle() bool {
 // refusingStore refuses the first refusals dictionary publications, as a
 // Redis out of memory would, and counts publications and checks.
 type refusingStore struct {
-	*storage.MemoryStore
+	*memstore.Store
 	mu       sync.Mutex
 	refusals int
 	adds     int
@@ -87,14 +88,14 @@ func (s *refusingStore) AddDictionary(ctx context.Context, route string, id uint
 	if refuse {
 		return 0, fmt.Errorf("test: %w", storage.ErrRefused)
 	}
-	return s.MemoryStore.AddDictionary(ctx, route, id, dict)
+	return s.Store.AddDictionary(ctx, route, id, dict)
 }
 
 func (s *refusingStore) CurrentDictionary(ctx context.Context, route string) (uint32, error) {
 	s.mu.Lock()
 	s.checks++
 	s.mu.Unlock()
-	return s.MemoryStore.CurrentDictionary(ctx, route)
+	return s.Store.CurrentDictionary(ctx, route)
 }
 
 func (s *refusingStore) counts() (adds, checks int) {
@@ -107,7 +108,7 @@ func (s *refusingStore) counts() (adds, checks int) {
 // without being trained again.
 func TestDictionaryPublishRetriedWithoutRetraining(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := &refusingStore{MemoryStore: storage.NewMemoryStore(), refusals: 2}
+		store := &refusingStore{Store: newMemStore(t), refusals: 2}
 		var errs atomic.Int64
 		d := testCodec(t, store, time.Hour, &errs)
 		for id := 1; d.Current() == 0; id++ {
@@ -134,7 +135,7 @@ func TestDictionaryPublishRetriedWithoutRetraining(t *testing.T) {
 // that the store renews it (Redis: its expiry) while the route is in use.
 func TestDictionaryCheckedOnReads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := &refusingStore{MemoryStore: storage.NewMemoryStore()}
+		store := &refusingStore{Store: newMemStore(t)}
 		d := testCodec(t, store, 20*time.Millisecond, nil)
 		next := trainOn(t, d, 1)
 		_, stored := d.Encode(t.Context(), item(next))
@@ -160,7 +161,7 @@ func TestDictionaryCheckedOnReads(t *testing.T) {
 // panickyStore panics in AddDictionary, as a faulty store or library
 // might.
 type panickyStore struct {
-	*storage.MemoryStore
+	*memstore.Store
 	adds atomic.Int64
 }
 
@@ -174,7 +175,7 @@ func (s *panickyStore) AddDictionary(context.Context, string, uint32, []byte) (u
 // loop.
 func TestDictionaryTaskPanicBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := &panickyStore{MemoryStore: storage.NewMemoryStore()}
+		store := &panickyStore{Store: newMemStore(t)}
 		var panics atomic.Int64
 		d, err := NewDictionary(store, routeName, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 			WithEvents(Events{Error: func(_ context.Context, _ string, err error) {
@@ -208,7 +209,7 @@ func TestDictionaryTaskPanicBacksOff(t *testing.T) {
 // new current one, so a third instance reads the entries of both.
 func TestDictionaryInstancesConvergeAfterFlush(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		a := testCodec(t, store, 10*time.Millisecond, nil)
 		next := trainOn(t, a, 1)
 		x := a.Current()
@@ -252,7 +253,7 @@ func TestDictionaryInstancesConvergeAfterFlush(t *testing.T) {
 // train again and again.
 func TestDictionaryUnusableCurrent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		if _, err := store.AddDictionary(t.Context(), routeName, 99999, []byte("not a zstd dictionary")); err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/policy"
-	"github.com/readthrough/readthrough/storage"
 )
 
 const testToken = "0123456789abcdef-admin"
@@ -29,7 +28,7 @@ type adminFixture struct {
 
 func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	app := http.NewServeMux()
 	posts := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Surrogate-Key", "user-"+r.PathValue("id")+" posts")
@@ -230,7 +229,7 @@ func TestAdminInspectAndStats(t *testing.T) {
 }
 
 func TestAdminRefusesWithoutToken(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	if _, err := c.AdminHandler(); err == nil {
 		t.Error("no token and not insecure: want an error")
 	}
@@ -252,7 +251,7 @@ func TestAdminRefusesWithoutToken(t *testing.T) {
 // TestPurgeRacingFill: a fill that started before a purge and stores
 // after it must not leave the pre-purge content cached.
 func TestPurgeRacingFill(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	version := "old"
 	started := make(chan struct{})

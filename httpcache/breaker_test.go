@@ -10,14 +10,13 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/policy"
-	"github.com/readthrough/readthrough/storage"
 )
 
 func TestBreakerSkipsAFailingStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var down atomic.Bool
 		var gets atomic.Int64
-		store := storeFuncs{Store: storage.NewMemoryStore(), get: func() error {
+		store := storeFuncs{Store: newMemStore(t), get: func() error {
 			gets.Add(1)
 			if down.Load() {
 				return errors.New("connection refused")
@@ -68,7 +67,7 @@ func TestBreakerSkipsAFailingStore(t *testing.T) {
 
 func TestStoreTimeoutBoundsSlowStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storeFuncs{Store: storage.NewMemoryStore()}
+		store := storeFuncs{Store: newMemStore(t)}
 		slow := &slowStore{storeFuncs: store, delay: time.Hour}
 		c := newTestCache(t, slow, WithStoreTimeout(50*time.Millisecond), WithoutBreaker())
 		h := mux(t, c, "/s", policy.Policy{}, textOrigin("ok"))

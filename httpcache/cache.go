@@ -251,6 +251,9 @@ type route struct {
 
 	// bucketFullLogged is set once a full bucket of the route was logged.
 	bucketFullLogged atomic.Bool
+	// lastDrain is when a full bucket of the route was last sampled for
+	// dead variants, in Unix nanoseconds (see drain).
+	lastDrain atomic.Int64
 }
 
 // reportError counts an error the route absorbed by going to the origin,

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/policy"
-	"github.com/readthrough/readthrough/storage"
 )
 
 // discard is a reusable ResponseWriter that drops the body.
@@ -28,7 +27,7 @@ func BenchmarkHitPath(b *testing.B) {
 	for _, size := range []int{200, 2048} {
 		for _, ae := range []string{"gzip", ""} {
 			b.Run(fmt.Sprintf("body=%d/accept=%q", size, ae), func(b *testing.B) {
-				c, err := New(storage.NewMemoryStore(), WithLogger(quietLogger()))
+				c, err := New(newMemStore(b), WithLogger(quietLogger()))
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -49,7 +48,7 @@ func BenchmarkHitPath(b *testing.B) {
 func BenchmarkHitPathCompression(b *testing.B) {
 	for _, comp := range []policy.Compression{policy.CompressGzip, policy.CompressDictionary, policy.CompressNone} {
 		b.Run(string(comp), func(b *testing.B) {
-			c, err := New(storage.NewMemoryStore(), WithLogger(quietLogger()))
+			c, err := New(newMemStore(b), WithLogger(quietLogger()))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -15,7 +15,7 @@ import (
 )
 
 func TestMissThenHit(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	o := textOrigin("hello", "Etag", `"v1"`, "X-Origin", "yes")
 	h := mux(t, c, "GET /users/{id}", policy.Policy{TTL: time.Minute}, o)
@@ -56,7 +56,7 @@ func TestMissThenHit(t *testing.T) {
 
 func TestConditionalAndHead(t *testing.T) {
 	lm := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Format(http.TimeFormat)
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	o := textOrigin("body", "Etag", `"abc"`, "Last-Modified", lm)
 	h := mux(t, c, "GET /x", policy.Policy{}, o)
 	do(h, "GET", "/x")
@@ -98,7 +98,7 @@ func TestConditionalAndHead(t *testing.T) {
 }
 
 func TestHeadMissFillsGetEntry(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	var methods []string
 	o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		methods = append(methods, r.Method)
@@ -117,7 +117,7 @@ func TestHeadMissFillsGetEntry(t *testing.T) {
 }
 
 func TestContentCoding(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	body := strings.Repeat(`{"name":"readthrough","kind":"cache"},`, 100)
 	h := mux(t, c, "/j", policy.Policy{}, textOrigin(body, "Content-Type", "application/json", "Etag", `"j1"`))
 	do(h, "GET", "/j")
@@ -148,7 +148,7 @@ func TestContentCoding(t *testing.T) {
 }
 
 func TestOriginEncodedBodyKept(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	plain := strings.Repeat("abc", 500)
 	var buf strings.Builder
 	zw := gzip.NewWriter(&buf)
@@ -181,7 +181,7 @@ func TestBypass(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestCache(t, storage.NewMemoryStore())
+			c := newTestCache(t, newMemStore(t))
 			o := textOrigin("x")
 			h := mux(t, c, "/b", tt.pol, o)
 			for range 2 {
@@ -198,7 +198,7 @@ func TestBypass(t *testing.T) {
 		})
 	}
 	t.Run("allow authorized", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		h := mux(t, c, "/b", policy.Policy{AllowAuthorized: true, Vary: []string{"Authorization"}}, textOrigin("x"))
 		do(h, "GET", "/b", "Authorization", "Bearer a")
 		if got := do(h, "GET", "/b", "Authorization", "Bearer a"); !got.isHit() {
@@ -266,7 +266,7 @@ func TestNeverStore(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := storage.NewMemoryStore()
+			store := newMemStore(t)
 			c := newTestCache(t, store)
 			o := &origin{fn: tt.fn}
 			h := mux(t, c, "/n", tt.pol, o)
@@ -286,7 +286,7 @@ func TestNeverStore(t *testing.T) {
 }
 
 func TestPanicIsNotStored(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	var fail bool = true
 	o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "partial")
@@ -325,7 +325,7 @@ func TestHonorOriginCacheControl(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			store := storage.NewMemoryStore()
+			store := newMemStore(t)
 			c := newTestCache(t, store)
 			h := mux(t, c, "/c", policy.Policy{TTL: 42 * time.Second, HonorOriginCacheControl: true}, textOrigin("x", tt.give...))
 			first := do(h, "GET", "/c")
@@ -344,7 +344,7 @@ func TestHonorOriginCacheControl(t *testing.T) {
 func TestStoreErrorsGoToOrigin(t *testing.T) {
 	boom := errors.New("redis down")
 	var seen []error
-	store := storeFuncs{Store: storage.NewMemoryStore(), get: func() error { return boom }, set: func() error { return boom }}
+	store := storeFuncs{Store: newMemStore(t), get: func() error { return boom }, set: func() error { return boom }}
 	c := newTestCache(t, store, WithOnError(func(_ context.Context, err error) { seen = append(seen, err) }))
 	o := textOrigin("fine")
 	h := mux(t, c, "/e", policy.Policy{}, o)
@@ -359,7 +359,7 @@ func TestStoreErrorsGoToOrigin(t *testing.T) {
 }
 
 func TestUndecodableEntryIsAMiss(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	o := textOrigin("good")
 	h := mux(t, c, "/u", policy.Policy{}, o)
@@ -377,7 +377,7 @@ func TestUndecodableEntryIsAMiss(t *testing.T) {
 }
 
 func TestInvalidPolicyNamesRoute(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	tests := []struct {
 		name      string
 		pattern   string
@@ -411,7 +411,7 @@ func TestPolicyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newTestCache(t, storage.NewMemoryStore(), WithPolicyFile(f))
+	c := newTestCache(t, newMemStore(t), WithPolicyFile(f))
 	h := mux(t, c, "GET /a/{id}", policy.Policy{TTL: time.Second, StaleIfError: time.Hour}, textOrigin("x"))
 	do(h, "GET", "/a/1")
 	if got := do(h, "GET", "/a/1"); !strings.Contains(got.cacheStatus(), "ttl=120") {
@@ -427,7 +427,7 @@ func TestPolicyFile(t *testing.T) {
 }
 
 func TestPolicyVaryIsAdvertised(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	h := mux(t, c, "/v", policy.Policy{Vary: []string{"Accept-Language"}}, textOrigin("x"))
 	miss := do(h, "GET", "/v", "Accept-Language", "fr")
 	hit := do(h, "GET", "/v", "Accept-Language", "fr")

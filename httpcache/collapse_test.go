@@ -15,11 +15,12 @@ import (
 
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 // instances returns n caches ("processes") sharing one store, each routing
 // pattern to h.
-func instances(t *testing.T, store *storage.MemoryStore, n int, pattern string, p policy.Policy, h http.Handler) []http.Handler {
+func instances(t *testing.T, store *memstore.Store, n int, pattern string, p policy.Policy, h http.Handler) []http.Handler {
 	t.Helper()
 	hs := make([]http.Handler, n)
 	for i := range hs {
@@ -59,7 +60,7 @@ func countStatus(results []result, substr string) int {
 
 func TestCollapseAcrossInstances(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(500 * time.Millisecond)
 			io.WriteString(w, "the one answer")
@@ -85,7 +86,7 @@ func TestCollapseAcrossInstances(t *testing.T) {
 
 func TestCollapseLeaderPanics(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		var calls atomic.Int64
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			n := calls.Add(1)
@@ -121,7 +122,7 @@ func TestCollapseLeaderPanics(t *testing.T) {
 
 func TestCollapseUncacheableIsNotShared(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		var calls atomic.Int64
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			n := calls.Add(1)
@@ -150,7 +151,7 @@ func TestCollapseUncacheableIsNotShared(t *testing.T) {
 
 func TestCollapseLeaderClientGone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(300 * time.Millisecond)
 			if r.Context().Err() != nil {
@@ -188,7 +189,7 @@ func TestCollapseLeaderClientGone(t *testing.T) {
 
 func TestCollapseLockLost(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(time.Second)
 			io.WriteString(w, "ok")
@@ -226,7 +227,7 @@ func TestCollapseLockLost(t *testing.T) {
 
 func TestWaiterBoundedByLockWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		release := make(chan struct{})
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("X-Slow") != "" {
@@ -251,13 +252,13 @@ func TestWaiterBoundedByLockWait(t *testing.T) {
 
 // lossyStore loses every fill notification, as a pub/sub connection that
 // is down would.
-type lossyStore struct{ *storage.MemoryStore }
+type lossyStore struct{ *memstore.Store }
 
 func (lossyStore) Publish(context.Context, string, string, storage.Fill) error { return nil }
 
 func TestLostNotificationCostsARecheckNotTheWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := lossyStore{storage.NewMemoryStore()}
+		store := lossyStore{newMemStore(t)}
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(200 * time.Millisecond)
 			io.WriteString(w, "filled")

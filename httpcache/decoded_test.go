@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/policy"
-	"github.com/readthrough/readthrough/storage"
 )
 
 // The decoded cache never serves a body the store no longer holds: a
@@ -18,7 +17,7 @@ import (
 func TestDecodedBodyFollowsTheStore(t *testing.T) {
 	for _, comp := range []policy.Compression{policy.CompressGzip, policy.CompressDictionary} {
 		t.Run(string(comp), func(t *testing.T) {
-			store := storage.NewMemoryStore()
+			store := newMemStore(t)
 			c := newTestCache(t, store)
 			var mu sync.Mutex
 			version := "one"

@@ -18,6 +18,7 @@ import (
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 var dictPolicy = policy.Policy{TTL: time.Hour, Compression: policy.CompressDictionary}
@@ -100,7 +101,7 @@ func train(t *testing.T, c *Cache, h http.Handler, from int) int {
 }
 
 func TestDictionaryCompression(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	o := itemOrigin()
 	h := mux(t, c, "GET /items/{id}", dictPolicy, o)
@@ -158,7 +159,7 @@ func TestDictionaryCompression(t *testing.T) {
 }
 
 func TestDictionarySharedBetweenInstances(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	a := newTestCache(t, store)
 	ha := mux(t, a, "GET /items/{id}", dictPolicy, itemOrigin())
 	next := train(t, a, ha, 1)
@@ -207,7 +208,7 @@ func frameDict(t *testing.T, body []byte) uint32 {
 // forgetfulStore hides the dictionaries of its MemoryStore while forget
 // is set, as a flushed or evicting Redis would.
 type forgetfulStore struct {
-	*storage.MemoryStore
+	*memstore.Store
 	mu     sync.Mutex
 	forget bool
 	adds   int
@@ -229,14 +230,14 @@ func (s *forgetfulStore) Dictionaries(ctx context.Context, route string) (uint32
 	if s.forgetting() {
 		return 0, nil, nil
 	}
-	return s.MemoryStore.Dictionaries(ctx, route)
+	return s.Store.Dictionaries(ctx, route)
 }
 
 func (s *forgetfulStore) CurrentDictionary(ctx context.Context, route string) (uint32, error) {
 	if s.forgetting() {
 		return 0, nil
 	}
-	return s.MemoryStore.CurrentDictionary(ctx, route)
+	return s.Store.CurrentDictionary(ctx, route)
 }
 
 func (s *forgetfulStore) AddDictionary(ctx context.Context, route string, id uint32, dict []byte) (uint32, error) {
@@ -244,11 +245,11 @@ func (s *forgetfulStore) AddDictionary(ctx context.Context, route string, id uin
 	s.adds++
 	s.forget = false // the store has it again
 	s.mu.Unlock()
-	return s.MemoryStore.AddDictionary(ctx, route, id, dict)
+	return s.Store.AddDictionary(ctx, route, id, dict)
 }
 
 func TestDictionaryLostIsAMiss(t *testing.T) {
-	store := &forgetfulStore{MemoryStore: storage.NewMemoryStore()}
+	store := &forgetfulStore{Store: newMemStore(t)}
 	a := newTestCache(t, store)
 	ha := mux(t, a, "GET /items/{id}", dictPolicy, itemOrigin())
 	next := train(t, a, ha, 1)
@@ -278,7 +279,7 @@ func TestDictionaryLostIsAMiss(t *testing.T) {
 }
 
 func TestDictionaryRepublishedAfterFlush(t *testing.T) {
-	store := &forgetfulStore{MemoryStore: storage.NewMemoryStore()}
+	store := &forgetfulStore{Store: newMemStore(t)}
 	a := newTestCache(t, store)
 	a.dictCheckInterval = 10 * time.Millisecond
 	ha := mux(t, a, "GET /items/{id}", dictPolicy, itemOrigin())
@@ -307,7 +308,7 @@ func TestDictionaryRepublishedAfterFlush(t *testing.T) {
 }
 
 func TestDictionaryCorruptEntryIsDeleted(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	a := newTestCache(t, store)
 	o := itemOrigin()
 	ha := mux(t, a, "GET /items/{id}", dictPolicy, o)
@@ -345,7 +346,7 @@ func TestDictionaryCorruptEntryIsDeleted(t *testing.T) {
 }
 
 func TestCompressionPolicies(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	p := policy.Policy{TTL: time.Hour, Compression: policy.CompressNone}
 	h := mux(t, c, "GET /items/{id}", p, itemOrigin())
@@ -355,7 +356,7 @@ func TestCompressionPolicies(t *testing.T) {
 	}
 
 	// A store without dictionaries cannot take a dictionary route.
-	other := newTestCache(t, storeFuncs{Store: storage.NewMemoryStore()})
+	other := newTestCache(t, storeFuncs{Store: newMemStore(t)})
 	_, err := other.Route("GET /items/{id}", dictPolicy)
 	var fe *policy.FieldError
 	if err == nil || !strings.Contains(err.Error(), `route "GET /items/{id}": Compression`) || !errors.As(err, &fe) {
@@ -380,7 +381,7 @@ func frameDictionaryID(b []byte) (uint32, error) {
 // body, whatever they accept: the entry shared with them is not the one
 // compressed for the store.
 func TestDictionaryCollapsedWaiters(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	items := itemOrigin()
 	gate := make(chan struct{})
@@ -423,7 +424,7 @@ func TestDictionaryCollapsedWaiters(t *testing.T) {
 // slowDictionaries is a store whose dictionary reads hang until their
 // context ends, as on an overloaded Redis.
 type slowDictionaries struct {
-	*storage.MemoryStore
+	*memstore.Store
 	reads atomic.Int64
 }
 
@@ -438,7 +439,7 @@ func (s *slowDictionaries) Dictionaries(ctx context.Context, route string) (uint
 // store timeout over the one-second retry interval, reads queued one after
 // another would each run in turn.)
 func TestDictionaryLoadIsSharedAndBounded(t *testing.T) {
-	store := &slowDictionaries{MemoryStore: storage.NewMemoryStore()}
+	store := &slowDictionaries{Store: newMemStore(t)}
 	c := newTestCache(t, store, WithStoreTimeout(1500*time.Millisecond), WithoutBreaker())
 	h := mux(t, c, "GET /items/{id}", dictPolicy, itemOrigin())
 	var wg sync.WaitGroup

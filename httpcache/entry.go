@@ -96,22 +96,12 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 		rt.dropField(ctx, k)
 		return err
 	}
-	// The store is not trusted with time either: no window outlasts the
-	// route's MaxTTL, and a stored time in the future is now when it is
-	// within the clock skew between instances, and a refused entry past
-	// it (clamped at every read, such an entry would never age).
-	if e.Stored.After(now) {
-		if e.Stored.Sub(now) > maxClockSkew {
-			rt.stats.add(cEntriesRejected, 1)
-			rt.reportError(ctx, "decode entry", fmt.Errorf("%w: stored %v in the future", storage.ErrCorrupt, e.Stored.Sub(now)))
-			rt.dropField(ctx, k)
-			return storage.ErrCorrupt
-		}
-		e.Stored = now
+	if err := rt.clampTimes(e, now); err != nil {
+		rt.stats.add(cEntriesRejected, 1)
+		rt.reportError(ctx, "decode entry", err)
+		rt.dropField(ctx, k)
+		return err
 	}
-	e.Fresh = min(e.Fresh, rt.policy.MaxTTL)
-	e.StaleWhileRevalidate = min(e.StaleWhileRevalidate, rt.policy.MaxTTL)
-	e.StaleIfError = min(e.StaleIfError, rt.policy.MaxTTL)
 	if freshness(e, now) == stateDead {
 		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
 		return storage.ErrNotFound
@@ -142,6 +132,74 @@ func (rt *route) dropField(ctx context.Context, k keying.Key) {
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		rt.reportError(ctx, "store delete", err)
 	}
+}
+
+// clampTimes holds a decoded entry's times to the route's rules: the store
+// is not trusted with time either. No window outlasts the route's MaxTTL,
+// and a stored time in the future is now when it is within the clock skew
+// between instances, and an error matching [storage.ErrCorrupt] past it
+// (clamped at every read, such an entry would never age).
+func (rt *route) clampTimes(e *storage.Entry, now time.Time) error {
+	if e.Stored.After(now) {
+		if ahead := e.Stored.Sub(now); ahead > maxClockSkew {
+			return fmt.Errorf("%w: stored %v in the future", storage.ErrCorrupt, ahead)
+		}
+		e.Stored = now
+	}
+	e.Fresh = min(e.Fresh, rt.policy.MaxTTL)
+	e.StaleWhileRevalidate = min(e.StaleWhileRevalidate, rt.policy.MaxTTL)
+	e.StaleIfError = min(e.StaleIfError, rt.policy.MaxTTL)
+	return nil
+}
+
+// drainInterval is the shortest time between two samplings of a route's
+// full buckets (see drain).
+const drainInterval = 100 * time.Millisecond
+
+// drainSample is how many fields one sampling of a full bucket reads.
+const drainSample = 16
+
+// drain deletes dead fields of bucket, which refused a new variant
+// because it is full: fields are only deleted when read, and junk
+// variants nobody reads again would keep the bucket full for as long as
+// its live variants keep it alive. It samples drainSample fields at
+// random, as Redis samples keys to expire them, at most once per
+// drainInterval per route, and reports whether it deleted any.
+func (rt *route) drain(ctx context.Context, bucket string) bool {
+	sm, ok := rt.cache.store.(storage.Sampler)
+	if !ok {
+		return false
+	}
+	now := time.Now()
+	last := rt.lastDrain.Load()
+	if now.UnixNano()-last < int64(drainInterval) || !rt.lastDrain.CompareAndSwap(last, now.UnixNano()) {
+		return false
+	}
+	sctx, cancel := rt.cache.storeCtx(ctx)
+	fields, err := sm.SampleFields(sctx, bucket, drainSample)
+	cancel()
+	rt.cache.observe(err)
+	if err != nil {
+		rt.reportError(ctx, "sample full bucket", err)
+		return false
+	}
+	deleted := false
+	var e storage.Entry
+	for field, raw := range fields {
+		err := storage.Decode(raw, &e)
+		if errors.Is(err, storage.ErrVersion) {
+			continue // a newer release's: it judges it
+		}
+		if err == nil {
+			err = rt.clampTimes(&e, now)
+		}
+		if err == nil && freshness(&e, now) != stateDead {
+			continue
+		}
+		rt.dropField(ctx, keying.Key{Bucket: bucket, Field: field})
+		deleted = true
+	}
+	return deleted
 }
 
 // maxClockSkew is how far in the future an entry's stored time may be:

@@ -11,13 +11,17 @@ import (
 
 	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/policy"
-	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 // A ServeMux route wrapped in the cache: the first request fills the entry,
 // the second is served from it.
 func ExampleCache_Handler() {
-	cache, err := httpcache.New(storage.NewMemoryStore())
+	store, err := memstore.New() // in-process; redisstore.New for Redis
+	if err != nil {
+		panic(err)
+	}
+	cache, err := httpcache.New(store)
 	if err != nil {
 		panic(err)
 	}
@@ -43,7 +47,11 @@ func ExampleCache_Handler() {
 // With chi, the cache is mounted per route with With, so the route pattern
 // it keys by is the one declared.
 func ExampleCache_MustRoute() {
-	cache, err := httpcache.New(storage.NewMemoryStore())
+	store, err := memstore.New() // in-process; redisstore.New for Redis
+	if err != nil {
+		panic(err)
+	}
+	cache, err := httpcache.New(store)
 	if err != nil {
 		panic(err)
 	}
@@ -71,7 +79,11 @@ func ExampleCache_MustRoute() {
 
 // An invalid policy is an error that names the route and the field.
 func ExampleCache_Route() {
-	cache, err := httpcache.New(storage.NewMemoryStore())
+	store, err := memstore.New() // in-process; redisstore.New for Redis
+	if err != nil {
+		panic(err)
+	}
+	cache, err := httpcache.New(store)
 	if err != nil {
 		panic(err)
 	}

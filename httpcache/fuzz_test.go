@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/policy"
-	"github.com/readthrough/readthrough/storage"
 )
 
 // FuzzCacheControl: origin Cache-Control, Surrogate-Control and
@@ -21,7 +20,7 @@ func FuzzCacheControl(f *testing.F) {
 	f.Add(`private="Set-Cookie", max-age="10"`, "no-store, max-age=abc", "  a   b ")
 	f.Add("max-age=99999999999999999999", "stale-if-error=-1", "x\ty")
 	f.Fuzz(func(t *testing.T, cc, sc, sk string) {
-		c, err := New(storage.NewMemoryStore(), WithLogger(quietLogger()))
+		c, err := New(newMemStore(t), WithLogger(quietLogger()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +82,7 @@ func FuzzAdminPurge(f *testing.F) {
 	f.Add(`{"route": "GET /users/{id}", "params": null}`)
 	f.Add(`{"params": {}}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		c, err := New(storage.NewMemoryStore(), WithLogger(quietLogger()))
+		c, err := New(newMemStore(t), WithLogger(quietLogger()))
 		if err != nil {
 			t.Fatal(err)
 		}

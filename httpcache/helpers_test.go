@@ -12,6 +12,7 @@ import (
 
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 // quietLogger drops logs below errors so expected warnings (lost locks,
@@ -108,4 +109,14 @@ func (s storeFuncs) Set(ctx context.Context, bucket, field string, v []byte, o s
 		}
 	}
 	return s.Store.Set(ctx, bucket, field, v, o)
+}
+
+// newMemStore returns an empty in-process store.
+func newMemStore(t testing.TB) *memstore.Store {
+	t.Helper()
+	s, err := memstore.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

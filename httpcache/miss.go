@@ -91,7 +91,12 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 		return
 	}
 	for attempt := 1; attempt <= maxLeadAttempts; attempt++ {
-		fills, unwatch := l.Watch(k.Bucket, k.Field)
+		// Watching before the lock attempt: a notification sent between
+		// the two is not missed. A watch Redis has not confirmed may never
+		// fire, which awaitRemote's re-reads of the store make up for.
+		wctx, cancel := rt.cache.storeCtx(ctx)
+		fills, unwatch, _ := l.Watch(wctx, k.Bucket, k.Field)
+		cancel()
 		lock, err := rt.tryLock(ctx, k)
 		if err == nil {
 			unwatch()

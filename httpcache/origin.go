@@ -223,16 +223,23 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 // records that in o.
 func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fence) bool {
 	value := storage.Encode(nil, o.storeAs)
-	sctx, cancel := rt.cache.storeCtx(ctx)
-	defer cancel()
-	err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, storage.SetOptions{
-		TTL:        o.storeAs.Lifetime(),
-		MaxFields:  rt.policy.MaxFields,
-		Tags:       o.tags,
-		Fenced:     fc.ok,
-		Generation: fc.generation,
-	})
-	rt.cache.observe(err)
+	set := func() error {
+		sctx, cancel := rt.cache.storeCtx(ctx)
+		defer cancel()
+		err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, storage.SetOptions{
+			TTL:        o.storeAs.Lifetime(),
+			MaxFields:  rt.policy.MaxFields,
+			Tags:       o.tags,
+			Fenced:     fc.ok,
+			Generation: fc.generation,
+		})
+		rt.cache.observe(err)
+		return err
+	}
+	err := set()
+	if errors.Is(err, storage.ErrBucketFull) && rt.drain(ctx, k.Bucket) {
+		err = set() // dead variants made room
+	}
 	switch {
 	case errors.Is(err, storage.ErrPurged):
 		// A purge came while the origin ran: its response may be older than

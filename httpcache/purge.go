@@ -14,28 +14,13 @@ import (
 	"github.com/readthrough/readthrough/storage"
 )
 
-// Purger is implemented by stores that invalidate in bulk; both
-// [storage.MemoryStore] and the Redis store do. Each method returns how many
-// buckets (or keys) it removed. Route, tag and prefix purges work in bounded
-// batches and never block Redis.
-type Purger interface {
-	// PurgeBucket removes one bucket: every variant stored in it.
-	PurgeBucket(ctx context.Context, bucket string) (int64, error)
-	// PurgePrefix removes every bucket whose name starts with bucketPrefix.
-	PurgePrefix(ctx context.Context, bucketPrefix string) (int64, error)
-	// PurgeTag removes every bucket stored with tag.
-	PurgeTag(ctx context.Context, tag string) (int64, error)
-	// PurgeAll removes everything the store holds under its prefix.
-	PurgeAll(ctx context.Context) (int64, error)
-}
-
 // Errors of the purge and inspect methods; match them with [errors.Is].
 var (
 	// ErrUnknownRoute: no route was declared with that pattern.
 	ErrUnknownRoute = errors.New("httpcache: unknown route")
 	// ErrNoRoute: no declared route matches the URL.
 	ErrNoRoute = errors.New("httpcache: no cached route matches the URL")
-	// ErrCannotPurge: the store does not implement [Purger].
+	// ErrCannotPurge: the store does not implement [storage.Purger].
 	ErrCannotPurge = errors.New("httpcache: the store cannot purge")
 	// ErrInvalid: a malformed argument (URL, bucket parameters, tag).
 	ErrInvalid = errors.New("httpcache: invalid argument")
@@ -54,8 +39,8 @@ type fence struct {
 	ok         bool
 }
 
-func (c *Cache) purger() (Purger, error) {
-	p, ok := c.store.(Purger)
+func (c *Cache) purger() (storage.Purger, error) {
+	p, ok := c.store.(storage.Purger)
 	if !ok {
 		return nil, ErrCannotPurge
 	}
@@ -64,7 +49,7 @@ func (c *Cache) purger() (Purger, error) {
 
 // routePurger returns the store's purger and the route declared with
 // pattern.
-func (c *Cache) routePurger(pattern string) (Purger, *route, error) {
+func (c *Cache) routePurger(pattern string) (storage.Purger, *route, error) {
 	p, err := c.purger()
 	if err != nil {
 		return nil, nil, err

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/policy"
-	"github.com/readthrough/readthrough/storage"
 )
 
 // versioned is an origin whose body says how many times it was called.
@@ -29,7 +28,7 @@ func versioned(delay time.Duration) *origin {
 
 func TestRefreshAheadRatio(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		o := versioned(0)
 		h := mux(t, c, "/r", policy.Policy{TTL: 10 * time.Second, RefreshAhead: 0.8}, o)
 		do(h, "GET", "/r")
@@ -63,7 +62,7 @@ func TestRefreshAheadRatio(t *testing.T) {
 
 func TestStaleWhileRevalidate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		o := versioned(time.Second)
 		h := mux(t, c, "/s", policy.Policy{TTL: 10 * time.Second, StaleWhileRevalidate: 5 * time.Second}, o)
 		do(h, "GET", "/s")
@@ -109,7 +108,7 @@ func TestStaleIfError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c := newTestCache(t, storage.NewMemoryStore())
+				c := newTestCache(t, newMemStore(t))
 				var failing atomic.Bool
 				o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 					if failing.Load() {
@@ -141,7 +140,7 @@ func TestStaleIfError(t *testing.T) {
 	}
 	t.Run("past the window", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			c := newTestCache(t, storage.NewMemoryStore())
+			c := newTestCache(t, newMemStore(t))
 			var failing atomic.Bool
 			o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 				if failing.Load() {
@@ -163,7 +162,7 @@ func TestStaleIfError(t *testing.T) {
 
 func TestOriginStaleDirectivesHonoured(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		var failing atomic.Bool
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			if failing.Load() {
@@ -190,7 +189,7 @@ func TestOriginStaleDirectivesHonoured(t *testing.T) {
 
 func TestRefreshPoolOverflowDrops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore(), WithRefreshWorkers(1))
+		c := newTestCache(t, newMemStore(t), WithRefreshWorkers(1))
 		release := make(chan struct{})
 		var refreshing atomic.Bool
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
@@ -231,7 +230,7 @@ func TestRefreshPoolOverflowDrops(t *testing.T) {
 
 func TestCloseWaitsForRefreshes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		o := versioned(0)
 		o2 := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			if o.calls.Load() > 0 {
@@ -298,7 +297,7 @@ func TestXFetchDistribution(t *testing.T) {
 
 func TestXFetchRefreshesAcrossInstancesOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		o := versioned(200 * time.Millisecond)
 		hs := instances(t, store, 4, "/x", policy.Policy{TTL: 10 * time.Second, XFetchBeta: 1, StaleWhileRevalidate: 5 * time.Second}, o)
 		do(hs[0], "GET", "/x")
@@ -323,7 +322,7 @@ func TestXFetchRefreshesAcrossInstancesOnce(t *testing.T) {
 // origin failed get the stale entry marked as such, not as collapsed.
 func TestStaleIfErrorSharedWithWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		var failing atomic.Bool
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			if failing.Load() {

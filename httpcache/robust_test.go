@@ -13,6 +13,7 @@ import (
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 // keyOf is the cache key of target on a route of pattern under p.
@@ -30,7 +31,7 @@ func keyOf(t *testing.T, pattern, target string, p policy.Policy) keying.Key {
 }
 
 // plant stores e as the entry of target, as another writer would.
-func plant(t *testing.T, s *storage.MemoryStore, pattern, target string, p policy.Policy, e *storage.Entry) {
+func plant(t *testing.T, s *memstore.Store, pattern, target string, p policy.Policy, e *storage.Entry) {
 	t.Helper()
 	k := keyOf(t, pattern, target, p)
 	err := s.Set(context.Background(), k.Bucket, k.Field, storage.Encode(nil, e), storage.SetOptions{TTL: time.Hour})
@@ -42,7 +43,7 @@ func plant(t *testing.T, s *storage.MemoryStore, pattern, target string, p polic
 // An entry in a coding this release cannot decode (another writer's) is a
 // miss, even for a client that lists the coding: ENVELOPE.md's rule.
 func TestUnsupportedCodingIsAMiss(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	o := textOrigin(strings.Repeat("fresh from the origin ", 20))
 	h := mux(t, c, "GET /doc/{id}", policy.Policy{TTL: time.Hour}, o)
@@ -71,7 +72,7 @@ func TestUnsupportedCodingIsAMiss(t *testing.T) {
 // is never sent: the request goes to the origin, and the entry is
 // replaced.
 func TestUndecodableBodyGoesToOrigin(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	var reported atomic.Int64
 	c := newTestCache(t, store, WithOnError(func(_ context.Context, err error) {
 		if errors.Is(err, codec.ErrCorrupt) {
@@ -113,7 +114,7 @@ func TestUndecodableBodyGoesToOrigin(t *testing.T) {
 // release's) is a miss that is neither reported nor deleted: only the
 // fill replaces it.
 func TestUnknownVersionIsAQuietMiss(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	var reported atomic.Int64
 	c := newTestCache(t, store, WithOnError(func(context.Context, error) { reported.Add(1) }))
 	o := textOrigin("from the origin")
@@ -151,7 +152,7 @@ func TestUnknownVersionIsAQuietMiss(t *testing.T) {
 // recovers itself) is recovered and reported, and the pool goes on.
 func TestRefreshPanicRecovered(t *testing.T) {
 	var reported atomic.Int64
-	c := newTestCache(t, storage.NewMemoryStore(), WithOnError(func(_ context.Context, err error) {
+	c := newTestCache(t, newMemStore(t), WithOnError(func(_ context.Context, err error) {
 		if strings.Contains(err.Error(), "refresh panicked") {
 			reported.Add(1)
 		}

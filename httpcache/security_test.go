@@ -96,7 +96,7 @@ func TestAttackQueryParserDisagreement(t *testing.T) {
 	}
 	for _, attack := range attacks {
 		t.Run(attack[:min(len(attack), 30)], func(t *testing.T) {
-			c := newTestCache(t, storage.NewMemoryStore())
+			c := newTestCache(t, newMemStore(t))
 			// The origin answers 404 when the page it needs is missing or
 			// the query is malformed: stored for everyone, that would be a
 			// denial of service.
@@ -137,7 +137,7 @@ func tenantOrigin() *origin {
 // sees.
 func TestAttackRouterNesting(t *testing.T) {
 	t.Run("chi sub-router with the local pattern bypasses", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		r := chi.NewRouter()
 		r.Route("/tenants/{tenant}", func(r chi.Router) {
 			r.With(c.MustRoute("/items/{id}", policy.Policy{})).Get("/items/{id}", tenantOrigin().ServeHTTP)
@@ -156,7 +156,7 @@ func TestAttackRouterNesting(t *testing.T) {
 		}
 	})
 	t.Run("chi sub-router with the whole pattern is cached per tenant", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		r := chi.NewRouter()
 		r.Route("/tenants/{tenant}", func(r chi.Router) {
 			r.With(c.MustRoute("/tenants/{tenant}/items/{id}", policy.Policy{})).Get("/items/{id}", tenantOrigin().ServeHTTP)
@@ -173,7 +173,7 @@ func TestAttackRouterNesting(t *testing.T) {
 		}
 	})
 	t.Run("chi Mount twice", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		sub := func(prefix string) chi.Router {
 			r := chi.NewRouter()
 			r.With(c.MustRoute(prefix+"/items/{id}", policy.Policy{})).Get("/items/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -195,7 +195,7 @@ func TestAttackRouterNesting(t *testing.T) {
 		}
 	})
 	t.Run("one sub-router mounted twice with its local pattern bypasses", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		sub := chi.NewRouter()
 		sub.With(c.MustRoute("/items/{id}", policy.Policy{})).Get("/items/{id}", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s item=%s", r.Pattern, r.PathValue("id"))
@@ -210,7 +210,7 @@ func TestAttackRouterNesting(t *testing.T) {
 		}
 	})
 	t.Run("http.StripPrefix", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		inner := http.NewServeMux()
 		inner.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s item=%s", r.RequestURI, r.PathValue("id"))
@@ -229,7 +229,7 @@ func TestAttackRouterNesting(t *testing.T) {
 		}
 	})
 	t.Run("no router", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		h := c.Handler("/items/{id}", policy.Policy{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, r.URL.Path)
 		}))
@@ -243,7 +243,7 @@ func TestAttackRouterNesting(t *testing.T) {
 
 // Path 2, the scheme: http and https requests never share an entry.
 func TestAttackScheme(t *testing.T) {
-	store := storage.NewMemoryStore()
+	store := newMemStore(t)
 	c := newTestCache(t, store)
 	h := mux(t, c, "GET /s", policy.Policy{}, &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil {
@@ -295,7 +295,7 @@ func TestAttackStorageDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newTestCache(t, storage.NewMemoryStore())
+			c := newTestCache(t, newMemStore(t))
 			wr := serveHTTP(t, mux(t, c, "GET /me", policy.Policy{}, &origin{fn: tt.fn}))
 			wr.get(t, "GET", "/me", "X-User", "alice")
 			got := wr.get(t, "GET", "/me", "X-User", "bob")
@@ -312,7 +312,7 @@ func TestAttackStorageDecisions(t *testing.T) {
 	}
 
 	t.Run("headers set after WriteHeader", func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		wr := serveHTTP(t, mux(t, c, "GET /late", policy.Policy{}, &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			w.Header().Set("Set-Cookie", "session=alice")
@@ -343,7 +343,7 @@ func TestAttackStorageDecisions(t *testing.T) {
 // with an unkeyed header of its own.
 func TestAttackRefreshReplaysHeaders(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCache(t, storage.NewMemoryStore())
+		c := newTestCache(t, newMemStore(t))
 		var mu sync.Mutex
 		var seen []http.Header
 		o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
@@ -389,7 +389,7 @@ func TestAttackRefreshReplaysHeaders(t *testing.T) {
 
 // Path 5: a GET with a body is keyed without it, so it bypasses.
 func TestAttackFatGET(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	wr := serveHTTP(t, mux(t, c, "GET /search", policy.Policy{}, &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "results for %q", b)
@@ -405,7 +405,7 @@ func TestAttackFatGET(t *testing.T) {
 
 // Path 5: a handler that hijacks the connection leaves no entry.
 func TestAttackHijack(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	wr := serveHTTP(t, mux(t, c, "GET /ws", policy.Policy{}, &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Hijack") == "" {
 			io.WriteString(w, "plain answer")
@@ -447,7 +447,7 @@ func TestAttackHijack(t *testing.T) {
 // fresh for longer than its lifetime from now.
 func TestAttackPlantedFutureEntry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := storage.NewMemoryStore()
+		store := newMemStore(t)
 		c := newTestCache(t, store)
 		h := mux(t, c, "GET /p", policy.Policy{TTL: time.Minute, MaxTTL: 10 * time.Minute}, textOrigin("origin"))
 		plant(t, store, "GET /p", "/p", policy.Policy{}, &storage.Entry{
@@ -493,7 +493,7 @@ func gzipOf(t testing.TB, b []byte) []byte {
 // is never decoded past the limit for a client that does not take gzip.
 func TestAttackDecompressionBomb(t *testing.T) {
 	bomb := gzipOf(t, make([]byte, 100<<20)) // 100 MiB of zeros in ~100 KB
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 			io.WriteString(w, "small identity answer")
@@ -524,7 +524,7 @@ func TestAttackDecompressionBomb(t *testing.T) {
 // Path 8: a huge path segment and a huge Surrogate-Key cannot make the
 // store hold huge keys or unbounded numbers of them.
 func TestAttackKeySizes(t *testing.T) {
-	store := &recordingStore{Store: storage.NewMemoryStore()}
+	store := &recordingStore{Store: newMemStore(t)}
 	c := newTestCache(t, store)
 	o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		if n := r.URL.Query().Get("tags"); n != "" {
@@ -575,7 +575,7 @@ func (s *recordingStore) Set(ctx context.Context, bucket, field string, v []byte
 
 // Path 9: junk variants cannot push out the variant real clients use.
 func TestAttackJunkVariants(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	h := mux(t, c, "GET /items/{id}", policy.Policy{MaxFields: 5}, textOrigin("item"))
 	do(h, "GET", "/items/1?page=1")
 	for i := range 20 {
@@ -621,7 +621,7 @@ func TestAttackSlowLeaderClient(t *testing.T) {
 		cacheable bool
 	}{{"cacheable", true}, {"not cacheable", false}} {
 		t.Run(tt.name, func(t *testing.T) {
-			store := storage.NewMemoryStore()
+			store := newMemStore(t)
 			body := strings.Repeat("x", 4<<20)
 			started := make(chan struct{}, 8)
 			release := make(chan struct{})
@@ -679,13 +679,13 @@ func TestAttackSlowLeaderClient(t *testing.T) {
 
 // Cache-Status says "stored" only when the response was stored.
 func TestCacheStatusStoredIsTrue(t *testing.T) {
-	store := storeFuncs{Store: storage.NewMemoryStore(), set: func() error { return storage.ErrRefused }}
+	store := storeFuncs{Store: newMemStore(t), set: func() error { return storage.ErrRefused }}
 	c := newTestCache(t, store)
 	h := mux(t, c, "GET /s", policy.Policy{}, textOrigin("x"))
 	if got := do(h, "GET", "/s"); strings.Contains(got.cacheStatus(), "stored") || !strings.Contains(got.cacheStatus(), "fwd-status=200") {
 		t.Errorf("Cache-Status %q after a refused write", got.cacheStatus())
 	}
-	ok := newTestCache(t, storage.NewMemoryStore())
+	ok := newTestCache(t, newMemStore(t))
 	h = mux(t, ok, "GET /s", policy.Policy{}, textOrigin("x"))
 	if got := do(h, "GET", "/s"); !strings.HasSuffix(got.cacheStatus(), "; stored") {
 		t.Errorf("Cache-Status %q after a write", got.cacheStatus())
@@ -695,7 +695,7 @@ func TestCacheStatusStoredIsTrue(t *testing.T) {
 // A strong ETag of an origin-gzipped body is weakened when the body is
 // served decoded: those are not the bytes the ETag names.
 func TestETagWeakenedWhenDecoded(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	gz := gzipOf(t, []byte(strings.Repeat("hello ", 100)))
 	h := mux(t, c, "GET /e", policy.Policy{}, &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"v1"`)
@@ -713,7 +713,7 @@ func TestETagWeakenedWhenDecoded(t *testing.T) {
 
 // Lifetimes the origin sets are capped by MaxTTL.
 func TestOriginLifetimeCapped(t *testing.T) {
-	c := newTestCache(t, storage.NewMemoryStore())
+	c := newTestCache(t, newMemStore(t))
 	h := mux(t, c, "GET /long", policy.Policy{HonorOriginCacheControl: true}, textOrigin("x",
 		"Cache-Control", "s-maxage=99999999999, stale-while-revalidate=99999999999"))
 	do(h, "GET", "/long")

@@ -268,7 +268,10 @@ func testFillNotificationsAcrossClients(t *testing.T) {
 		masters[owners[slot]] = true
 		field := fmt.Sprint("field ", i)
 		sub, pub := stores[i%3], stores[(i+1)%3]
-		fills, unwatch := sub.Watch(buckets[i], field)
+		fills, unwatch, err := sub.Watch(ctx, buckets[i], field)
+		if err != nil {
+			t.Fatalf("watch %q: %v", buckets[i], err)
+		}
 		if err := pub.Publish(ctx, buckets[i], field, storage.Fill{Stored: true}); err != nil {
 			t.Fatal(err)
 		}
@@ -502,8 +505,11 @@ func TestClusterSlotMigration(t *testing.T) {
 	var notes atomic.Int64
 	notifies := func(from, to *app) bool {
 		field := fmt.Sprint("note ", notes.Add(1))
-		fills, unwatch := to.Store.Watch("probe", field)
+		fills, unwatch, err := to.Store.Watch(ctx, "probe", field)
 		defer unwatch()
+		if err != nil {
+			return false // not subscribed yet: the notification may not arrive
+		}
 		if err := from.Store.Publish(ctx, "probe", field, storage.Fill{Stored: true}); err != nil {
 			t.Errorf("publish: %v", err)
 			return false

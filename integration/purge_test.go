@@ -169,7 +169,8 @@ func TestBulkPurges(t *testing.T) {
 		}
 		for id := range r.n {
 			target := strings.Replace(strings.TrimPrefix(r.pattern, "GET "), "{id}", fmt.Sprint(id), 1)
-			req := httptest.NewRequest("GET", "http://"+serviceHost+target, nil)
+			req := httptest.NewRequest("GET", target, nil) // origin-form, as a client sends it
+			req.Host = serviceHost
 			req.SetPathValue("id", fmt.Sprint(id))
 			k, err := kr.Key(req)
 			if err != nil {

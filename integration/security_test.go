@@ -97,7 +97,8 @@ func TestSecurityPlantedEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	plant := func(id string, e *storage.Entry) {
-		req := httptest.NewRequest("GET", "http://"+serviceHost+"/p/"+id, nil)
+		req := httptest.NewRequest("GET", "/p/"+id, nil) // origin-form, as a client sends it
+		req.Host = serviceHost
 		req.SetPathValue("id", id)
 		k, err := kr.Key(req)
 		if err != nil {

@@ -14,11 +14,11 @@ import (
 	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/promcache"
-	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
 )
 
 func TestCollectorExposesRouteCounters(t *testing.T) {
-	cache, err := httpcache.New(storage.NewMemoryStore())
+	cache, err := httpcache.New(mustMemStore(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,4 +49,13 @@ func TestCollectorExposesRouteCounters(t *testing.T) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
 	}
+}
+
+func mustMemStore(t *testing.T) *memstore.Store {
+	t.Helper()
+	s, err := memstore.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -201,6 +201,20 @@ type Fencer interface {
 // the store holds for the cache. A cache that finds it offers purges;
 // without one it refuses them.
 //
+// Sampler is implemented by stores that can show a few fields of a
+// bucket at random. Dead variants are only removed from a bucket when a
+// cache reads them, so junk variants nobody reads again would keep a
+// bucket at its MaxFields bound, refusing new variants (see
+// [ErrBucketFull]), for as long as its live variants keep it alive; a
+// cache whose write a full bucket refused samples it and deletes what
+// is dead, as Redis samples keys to expire them.
+type Sampler interface {
+	// SampleFields returns up to n distinct fields of bucket, chosen at
+	// random, with copies of their values; never [GenerationField]. A
+	// bucket that does not exist gives an empty map.
+	SampleFields(ctx context.Context, bucket string, n int) (map[string][]byte, error)
+}
+
 // Purger is optional. A store that implements it should also implement
 // [Fencer]: then every purge leaves tombstones that fence the fills in
 // flight, as Fencer describes, and the counts below never count a

@@ -16,6 +16,7 @@ var (
 	_ storage.Locker          = (*Store)(nil)
 	_ storage.Fencer          = (*Store)(nil)
 	_ storage.Purger          = (*Store)(nil)
+	_ storage.Sampler         = (*Store)(nil)
 	_ storage.DictionaryStore = (*Store)(nil)
 )
 
@@ -293,6 +294,25 @@ func (s *Store) Delete(_ context.Context, bucket, field string) error {
 		delete(s.buckets, bucket)
 	}
 	return nil
+}
+
+// SampleFields returns up to n fields of bucket with copies of their
+// values, in the map's random order; never [storage.GenerationField].
+func (s *Store) SampleFields(_ context.Context, bucket string, n int) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string][]byte, min(max(n, 0), 64))
+	b := s.bucket(bucket, time.Now())
+	if b == nil {
+		return out, nil
+	}
+	for f, v := range b.fields {
+		if len(out) >= n {
+			break
+		}
+		out[f] = append([]byte(nil), v...)
+	}
+	return out, nil
 }
 
 // Close does nothing and returns nil: a Store holds no connections or

@@ -43,6 +43,7 @@ var (
 	_ storage.Locker          = (*Store)(nil)
 	_ storage.Fencer          = (*Store)(nil)
 	_ storage.Purger          = (*Store)(nil)
+	_ storage.Sampler         = (*Store)(nil)
 	_ storage.DictionaryStore = (*Store)(nil)
 )
 
@@ -418,6 +419,42 @@ func (s *Store) Delete(ctx context.Context, bucket, field string) error {
 		return fmt.Errorf("redisstore: delete: %w", err)
 	}
 	return nil
+}
+
+// sampleScript returns ARGV[1] random fields of the hash KEYS[1] and
+// their values, flat: field, value, field, value, ...
+var sampleScript = redis.NewScript(`
+local fields = redis.call('HRANDFIELD', KEYS[1], tonumber(ARGV[1]))
+local out = {}
+for _, f in ipairs(fields) do
+  local v = redis.call('HGET', KEYS[1], f)
+  if v then
+    out[#out + 1] = f
+    out[#out + 1] = v
+  end
+end
+return out
+`)
+
+// SampleFields returns up to n fields of bucket with their values, chosen
+// by HRANDFIELD (Redis 6.2 and later) in one script run; never
+// [storage.GenerationField].
+func (s *Store) SampleFields(ctx context.Context, bucket string, n int) (map[string][]byte, error) {
+	out := make(map[string][]byte, min(max(n, 0), 64))
+	if n <= 0 {
+		return out, nil
+	}
+	// One more than asked for, in case the generation field is drawn.
+	flat, err := sampleScript.Run(ctx, s.rdb, []string{s.BucketKey(bucket)}, n+1).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: sample fields: %w", err)
+	}
+	for i := 0; i+1 < len(flat); i += 2 {
+		if flat[i] != storage.GenerationField && len(out) < n {
+			out[flat[i]] = []byte(flat[i+1])
+		}
+	}
+	return out, nil
 }
 
 // Close stops the store's subscription and its goroutine. It does not close

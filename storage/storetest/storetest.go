@@ -77,6 +77,7 @@ func Run(t *testing.T, newStore func(t *testing.T, fenceTTL time.Duration) Store
 		{name: "WatchContext", run: testWatchContext},
 		{name: "WatchConcurrent", run: testWatchConcurrent},
 		{name: "CloseIdempotent", run: testCloseIdempotent},
+		{name: "SampleFields", run: testSampleFields},
 		{name: "PurgeBucket", run: testPurgeBucket},
 		{name: "PurgePrefix", run: testPurgePrefix},
 		{name: "PurgeTag", run: testPurgeTag},
@@ -854,6 +855,49 @@ func testCloseIdempotent(t *testing.T, newStore func(t *testing.T) Store) {
 
 // purger returns the store as a Purger, skipping the test when it is not
 // one.
+// testSampleFields checks [storage.Sampler]: distinct fields of the
+// bucket with their values, at most n, never the generation field.
+func testSampleFields(t *testing.T, newStore func(t *testing.T) Store) {
+	s := newStore(t)
+	sm, ok := s.(storage.Sampler)
+	if !ok {
+		t.Skipf("%T does not implement storage.Sampler", s)
+	}
+	ctx := t.Context()
+	if got, err := sm.SampleFields(ctx, "none", 5); err != nil || len(got) != 0 {
+		t.Fatalf("sample of a missing bucket = %v, %v", got, err)
+	}
+	want := map[string]string{}
+	for i := range 10 {
+		f, v := fmt.Sprintf("f%d", i), fmt.Sprintf("v%d", i)
+		mustSet(t, s, "b", f, v, opt)
+		want[f] = v
+	}
+	if p, ok := s.(storage.Purger); ok {
+		// A purge leaves the generation field; refill after it.
+		if _, err := p.PurgeBucket(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range want {
+			mustSet(t, s, "b", f, v, opt)
+		}
+	}
+	for _, n := range []int{0, 3, 10, 20} {
+		got, err := sm.SampleFields(ctx, "b", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != min(n, 10) {
+			t.Errorf("SampleFields(%d) gave %d fields", n, len(got))
+		}
+		for f, v := range got {
+			if want[f] != string(v) {
+				t.Errorf("SampleFields(%d): field %q = %q, want %q", n, f, v, want[f])
+			}
+		}
+	}
+}
+
 func purger(t *testing.T, s Store) storage.Purger {
 	t.Helper()
 	p, ok := s.(storage.Purger)
