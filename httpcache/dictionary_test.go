@@ -401,7 +401,7 @@ func TestDictionaryCollapsedWaiters(t *testing.T) {
 			results[i] = do(h, "GET", "/items/4711", "Accept-Encoding", []string{"gzip", "", "*", "zstd-dict"}[i%4])
 		})
 	}
-	time.Sleep(200 * time.Millisecond) // let them all wait on the one fill
+	waitFor(t, "the other 29 requests waiting on the one fill", func() bool { return c.flights.waiting() == 29 })
 	close(gate)
 	wg.Wait()
 	collapsed := 0
