@@ -1,4 +1,6 @@
 // Command chi is a small chi service whose routes go through readthrough.
+// Copy this directory (main.go and support.go) into a module of your own
+// to start from it.
 //
 //	make run                      # embedded Redis, no setup
 //	REDIS_URL=redis://127.0.0.1:6379/0 make run
@@ -7,6 +9,10 @@
 //
 // ADDR sets the listen address (default 127.0.0.1:8080), POLICY_FILE an
 // optional JSON policy file that overrides the policies declared below.
+// The admin API and Prometheus metrics are on ADMIN_ADDR (default
+// 127.0.0.1:9090), behind the bearer token ADMIN_TOKEN (default
+// example-admin-token-change-me, which is refused on any address but a
+// loopback one).
 package main
 
 import (
@@ -16,28 +22,49 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/readthrough/readthrough/httpcache"
-	"github.com/readthrough/readthrough/internal/examplekit"
 	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/promcache"
 	"github.com/readthrough/readthrough/storage/redisstore"
 )
 
 func main() {
-	examplekit.Main("127.0.0.1:8080", "127.0.0.1:9090", run)
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, adminLn, err := listen(env("ADDR", "127.0.0.1:8080"), env("ADMIN_ADDR", "127.0.0.1:9090"), os.Getenv("ADMIN_TOKEN"))
+	if err == nil {
+		err = run(ctx, ln, adminLn, log)
+	}
+	if err != nil {
+		log.Error("example stopped", "err", err)
+		os.Exit(1)
+	}
 }
 
 // run serves the example on ln, and the cache's admin API and metrics on
 // adminLn, until ctx ends.
 func run(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error {
-	client, release, err := examplekit.Redis(log)
+	opt, stopEmbedded, err := redisOptions(log) // REDIS_URL, or an embedded Redis
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer stopEmbedded()
+	opt.ContextTimeoutEnabled = true // required: the cache's deadlines reach the socket
+	opt.DialerRetries = 1            // required: a dead Redis fails at once
+	opt.MaxRetries = -1              // no retries: an error sends the request to the origin
+	opt.DialTimeout = 200 * time.Millisecond
+	client := redis.NewClient(opt)
+	defer client.Close()
 	store, err := redisstore.New(client, redisstore.WithPrefix("example"))
 	if err != nil {
 		return err
@@ -64,7 +91,7 @@ func run(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error 
 		TTL:                  30 * time.Second,
 		StaleWhileRevalidate: time.Minute,
 		RefreshAhead:         0.8,
-	})).Get("/slow/{id}", examplekit.SlowOrigin(300*time.Millisecond))
+	})).Get("/slow/{id}", slowOrigin(300*time.Millisecond))
 	// Everything about one user lives in one bucket, so it can be purged at
 	// once; the page query parameter is part of the key, others are not.
 	r.With(cache.MustRoute("/users/{id}/posts", policy.Policy{
@@ -73,23 +100,34 @@ func run(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error 
 		QueryParams:  []string{"page"},
 		// Tagged "user-<id>" so that a purge of the tag drops it too.
 		Tags: func(r *http.Request) []string { return []string{"user-" + r.PathValue("id")} },
-	})).Get("/users/{id}/posts", examplekit.SlowOrigin(100*time.Millisecond))
+	})).Get("/users/{id}/posts", slowOrigin(100*time.Millisecond))
 	// Catalogue answers are JSON documents of one shape: compressed with
 	// a dictionary trained from the route's own responses (and shared
 	// through Redis), each takes far less Redis memory than gzipped.
 	r.With(cache.MustRoute("/products/{id}", policy.Policy{
 		TTL:         10 * time.Minute,
 		Compression: policy.CompressDictionary,
-	})).Get("/products/{id}", examplekit.ProductOrigin())
+	})).Get("/products/{id}", productOrigin())
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	// A policy file naming a route declared nowhere is a start-up error.
 	if err := cache.VerifyRoutes(); err != nil {
 		return err
 	}
 
-	admin, err := examplekit.Admin(cache, log)
+	// The admin API (purge, inspect, stats) and the metrics, on an
+	// internal port.
+	adminAPI, err := cache.AdminHandler(
+		httpcache.WithAdminToken("operator", env("ADMIN_TOKEN", defaultAdminToken)),
+		httpcache.WithAdminLogger(log))
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(promcache.NewCollector(cache, ""))
+	admin := http.NewServeMux()
+	admin.Handle("/admin/", adminAPI)
+	admin.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
 	log.Info("example listening", "url", "http://"+ln.Addr().String()+"/slow/1", "admin", "http://"+adminLn.Addr().String()+"/admin/")
-	return examplekit.Serve(ctx, map[net.Listener]http.Handler{ln: r, adminLn: admin}, cache)
+	return serve(ctx, cache, ln, r, adminLn, admin)
 }

@@ -1,3 +1,8 @@
+// Package examplekit holds the tests' helpers of the runnable examples
+// (examples/chi, examples/stdlib): starting an example on free loopback
+// ports, the smoke test the README's "Try it" promises, and the checks of
+// its admin token. The examples themselves do not import it: each is a
+// program a user can copy as it stands.
 package examplekit
 
 import (
@@ -10,6 +15,10 @@ import (
 	"testing"
 	"time"
 )
+
+// DefaultAdminToken is the examples' admin token when ADMIN_TOKEN is unset,
+// as each example declares it.
+const DefaultAdminToken = "example-admin-token-change-me"
 
 // Start starts an example's run func on loopback ports with the embedded
 // Redis, stops it when the test ends, and returns the base URLs of its
