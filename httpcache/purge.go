@@ -26,12 +26,6 @@ var (
 	ErrInvalid = errors.New("httpcache: invalid argument")
 )
 
-// fillReader is implemented by stores that fence fills against purges:
-// GetForFill reads a field and its bucket's purge generation at once.
-type fillReader interface {
-	GetForFill(ctx context.Context, bucket, field string) ([]byte, string, error)
-}
-
 // fence is the purge generation a fill read before running the origin; a
 // fenced store write fails if the bucket was purged since.
 type fence struct {
