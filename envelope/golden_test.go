@@ -605,7 +605,7 @@ func TestGolden(t *testing.T) {
 			data, err := os.ReadFile(path)
 			if errors.Is(err, fs.ErrNotExist) && *update {
 				if tt.give != nil {
-					data = storage.Encode(nil, tt.give)
+					data = Encode(nil, tt.give)
 				} else {
 					data = tt.raw()
 				}
@@ -615,7 +615,7 @@ func TestGolden(t *testing.T) {
 			}
 
 			var got storage.Entry
-			if err := storage.Decode(data, &got); err != nil {
+			if err := Decode(data, &got); err != nil {
 				t.Fatalf("Decode(%s): %v", path, err)
 			}
 			if d := diffEntry(&got, want); d != "" {
@@ -642,7 +642,7 @@ func TestGolden(t *testing.T) {
 			}
 
 			if tt.give != nil {
-				if enc := storage.Encode(nil, tt.give); !bytes.Equal(enc, data) {
+				if enc := Encode(nil, tt.give); !bytes.Equal(enc, data) {
 					t.Errorf("Encode differs from %s (%d bytes, want %d):\n%s", path, len(enc), len(data), hex.Dump(enc[:min(len(enc), 512)]))
 				}
 			}
