@@ -72,7 +72,14 @@ type decoder struct {
 	dec  *msgpack.Decoder
 	r    bytes.Reader
 	data []byte
+	// elems are the elements of the headers array, as scanHeaders found
+	// them, for decodeHeader: the headers are read once.
+	elems []headerElem
 }
+
+// maxPooledElems bounds the headers a pooled decoder keeps room for, so
+// that one entry with very many headers does not pin its slice.
+const maxPooledElems = 256
 
 var decoders = sync.Pool{New: func() any { return new(decoder) }}
 
@@ -92,6 +99,10 @@ func (d *decoder) release() {
 	d.dec = nil
 	d.r.Reset(nil) // do not keep data alive from the pool
 	d.data = nil
+	d.elems = d.elems[:0]
+	if cap(d.elems) > maxPooledElems {
+		d.elems = nil
+	}
 	decoders.Put(d)
 }
 
@@ -271,7 +282,7 @@ func (d *decoder) uint() (uint64, error) {
 	return uint64(v), err
 }
 
-// position steps over a table position that the caller has peeked: a
+// position reads a table position that the caller has peeked: a
 // positive fixint is one byte, its own value.
 func (d *decoder) position() byte {
 	c, _ := d.r.ReadByte()
@@ -339,13 +350,31 @@ type headerScan struct {
 	dates int  // how many values are dates given as integers
 }
 
-// scanHeaders checks the pairs name/value pairs of the headers array
-// and steps over them. Names are strings or positions in headerNames;
-// values of date names are strings or integers from 0 to maxHTTPDate
-// (Unix seconds), values of other names strings or positions in
-// headerValues. Anything else, including a position past the end of its
-// table, returns an error and the offset of the offending element.
+// headerElem is one element of the headers array, a name or a value, as
+// scanHeaders read it.
+type headerElem struct {
+	kind       elemKind
+	v          int64 // the table position, or the date in Unix seconds
+	start, end int   // where the bytes of a string are in data
+}
+
+type elemKind uint8
+
+const (
+	elemPosition elemKind = iota // a position in headerNames or headerValues
+	elemString
+	elemDate // a date given as an integer
+)
+
+// scanHeaders checks the pairs name/value pairs of the headers array,
+// steps over them and appends them to d.elems. Names are strings or
+// positions in headerNames; values of date names are strings or
+// integers from 0 to maxHTTPDate (Unix seconds), values of other names
+// strings or positions in headerValues. Anything else, including a
+// position past the end of its table, returns an error and the offset
+// of the offending element.
 func (d *decoder) scanHeaders(pairs int, hs *headerScan) (int, error) {
+	d.elems = d.elems[:0]
 	for range pairs {
 		start := d.off()
 		c, err := d.peek()
@@ -358,14 +387,15 @@ func (d *decoder) scanHeaders(pairs int, hs *headerScan) (int, error) {
 				return start, fmt.Errorf("name position %d past the table", c)
 			}
 			date = c == nameLastModified || c == nameExpires
-			d.position()
+			d.elems = append(d.elems, headerElem{kind: elemPosition, v: int64(d.position())})
 		} else {
-			name, err := d.bytes()
+			from, to, err := d.bytesBounds()
 			if err != nil {
 				return start, err
 			}
 			hs.strs = true
-			date = isDateName(name)
+			date = isDateName(d.data[from:to])
+			d.elems = append(d.elems, headerElem{kind: elemString, start: from, end: to})
 		}
 
 		start = d.off()
@@ -383,29 +413,32 @@ func (d *decoder) scanHeaders(pairs int, hs *headerScan) (int, error) {
 				return start, err
 			}
 			hs.dates++
+			d.elems = append(d.elems, headerElem{kind: elemDate, v: v})
 		case !date && isPosition(c):
 			if int(c) >= len(headerValues) {
 				return start, fmt.Errorf("value position %d past the table", c)
 			}
-			d.position()
+			d.elems = append(d.elems, headerElem{kind: elemPosition, v: int64(d.position())})
 		default:
-			if _, err := d.bytes(); err != nil {
+			from, to, err := d.bytesBounds()
+			if err != nil {
 				return start, err
 			}
 			hs.strs = true
+			d.elems = append(d.elems, headerElem{kind: elemString, start: from, end: to})
 		}
 	}
 	return 0, nil
 }
 
 // decodeHeader builds the header from the elements of the headers array
-// between hStart and hEnd, which scanHeaders checked and described in
-// hs: pairs name/value pairs. Strings are sliced out of one string that
-// holds a copy of those bytes (if any element is a string) followed by
-// the text of every date, and all values share one backing array, each
-// name's run capped so that appending to one cannot overwrite another:
-// besides the map, at most two allocations for any number of headers,
-// and one when every name and value is in the tables.
+// between hStart and hEnd, which scanHeaders checked, described in hs
+// and left in d.elems: pairs name/value pairs. Strings are sliced out of
+// one string that holds a copy of those bytes (if any element is a
+// string) followed by the text of every date, and all values share one
+// backing array, each name's run capped so that appending to one cannot
+// overwrite another: besides the map, at most two allocations for any
+// number of headers, and one when every name and value is in the tables.
 func (d *decoder) decodeHeader(h http.Header, hStart, hEnd, pairs int, hs *headerScan) http.Header {
 	if h == nil {
 		h = make(http.Header, pairs)
@@ -425,8 +458,8 @@ func (d *decoder) decodeHeader(h http.Header, hStart, hEnd, pairs int, hs *heade
 	text.Grow(copied + hs.dates*httpDateLen)
 	text.Write(d.data[hStart : hStart+copied])
 	// str is the string at start:end of data, from the copy.
-	str := func(start, end int) string {
-		return text.String()[start-hStart : end-hStart]
+	str := func(el headerElem) string {
+		return text.String()[el.start-hStart : el.end-hStart]
 	}
 
 	vals := make([]string, pairs)
@@ -452,23 +485,16 @@ func (d *decoder) decodeHeader(h http.Header, hStart, hEnd, pairs int, hs *heade
 	// A position in the name table costs an array lookup, a name given
 	// as a string a map lookup.
 	drop := false
-	d.seek(hStart)
 	for i := range pairs {
-		// Every element was checked by scanHeaders: no errors here.
 		var k string
-		date := false
-		if c, _ := d.peek(); isPosition(c) {
-			c = d.position()
-			k = headerNames[c]
-			date = c == nameLastModified || c == nameExpires
-			drop = drop || !tableNameStorable[c]
+		if el := d.elems[2*i]; el.kind == elemPosition {
+			k = headerNames[el.v]
+			drop = drop || !tableNameStorable[el.v]
 		} else {
-			start, end, _ := d.bytesBounds()
-			k = str(start, end)
+			k = str(el)
 			if !isCanonical(k) {
 				k = textproto.CanonicalMIMEHeaderKey(k)
 			}
-			date = isDateName(k)
 			drop = drop || !storable(k)
 		}
 		if i == 0 || k != name {
@@ -479,18 +505,16 @@ func (d *decoder) decodeHeader(h http.Header, hStart, hEnd, pairs int, hs *heade
 			run, name = i, k
 		}
 
-		switch c, _ := d.peek(); {
-		case date && isInt(c):
-			v, _ := d.int()
+		switch el := d.elems[2*i+1]; el.kind {
+		case elemDate:
 			var buf [httpDateLen]byte
-			text.Write(appendHTTPDate(buf[:0], v))
+			text.Write(appendHTTPDate(buf[:0], el.v))
 			s := text.String()
 			vals[i] = s[len(s)-httpDateLen:]
-		case isPosition(c):
-			vals[i] = headerValues[d.position()]
+		case elemPosition:
+			vals[i] = headerValues[el.v]
 		default:
-			start, end, _ := d.bytesBounds()
-			vals[i] = str(start, end)
+			vals[i] = str(el)
 		}
 	}
 	flush(pairs)
