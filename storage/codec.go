@@ -22,7 +22,7 @@ import (
 
 // EnvelopeVersion is the version byte that [Encode] writes first for
 // every entry whose body is in an HTTP content coding (or none).
-// ENVELOPE.md describes the format it names.
+// envelope/ENVELOPE.md describes the format it names.
 const EnvelopeVersion = 1
 
 // EnvelopeVersionDictionary is the version byte that [Encode] writes for
@@ -35,7 +35,7 @@ const EnvelopeVersion = 1
 const EnvelopeVersionDictionary = 2
 
 // DictionaryCoding is the envelope coding of a body compressed with a
-// route's zstd dictionary (see ENVELOPE.md): one zstd frame whose header
+// route's zstd dictionary (see envelope/ENVELOPE.md): one zstd frame whose header
 // names the dictionary. It is not an HTTP content coding: no client can
 // decode it, so a server decodes it before sending.
 const DictionaryCoding = "zstd-dict"
@@ -94,7 +94,7 @@ const (
 )
 
 // Encode appends the envelope of e to dst and returns it. The format is
-// described in ENVELOPE.md: a version byte, then one msgpack array of ten
+// described in envelope/ENVELOPE.md: a version byte, then one msgpack array of ten
 // elements using the smallest encoding of every integer, string and length.
 //
 // Header names are written in canonical form, sorted, each value as its
@@ -870,7 +870,7 @@ func (r *reader) uint() (uint64, bool) {
 }
 
 // str reads a str, bin or nil value (nil as empty) and returns its bytes,
-// aliasing b. Writers must use str and bin as ENVELOPE.md says; readers
+// aliasing b. Writers must use str and bin as envelope/ENVELOPE.md says; readers
 // accept either because some msgpack libraries write one for the other.
 func (r *reader) str() ([]byte, bool) {
 	start, end, ok := strBounds(r.b, r.off)

@@ -2,7 +2,7 @@ package storage
 
 import "net/http"
 
-// headerNames is the static table of header names of ENVELOPE.md: in a
+// headerNames is the static table of header names of envelope/ENVELOPE.md: in a
 // name position of the headers array, the positive fixint i stands for
 // headerNames[i]. Names are in canonical form. The table is append-only:
 // an entry is never removed, reordered or changed, because entries already
@@ -58,7 +58,7 @@ const (
 	nameExpires      = 5
 )
 
-// headerValues is the static table of header values of ENVELOPE.md: in
+// headerValues is the static table of header values of envelope/ENVELOPE.md: in
 // a value position whose name is not a date name, the positive fixint i
 // stands for headerValues[i]. Values match byte for byte (case matters).
 // Append-only, like headerNames.

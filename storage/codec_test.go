@@ -522,7 +522,7 @@ func TestHeaderTables(t *testing.T) {
 // TestEnvelopeDocTables checks that the tables in ENVELOPE.md, and the
 // lists in its Python reader, are headerNames and headerValues.
 func TestEnvelopeDocTables(t *testing.T) {
-	doc, err := os.ReadFile("ENVELOPE.md")
+	doc, err := os.ReadFile("../envelope/ENVELOPE.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -669,7 +669,7 @@ var docExample = &Entry{
 // TestEnvelopeDocExample keeps the hex example in ENVELOPE.md true: it
 // must decode to docExample, and Encode must produce exactly it.
 func TestEnvelopeDocExample(t *testing.T) {
-	doc, err := os.ReadFile("ENVELOPE.md")
+	doc, err := os.ReadFile("../envelope/ENVELOPE.md")
 	if err != nil {
 		t.Fatal(err)
 	}

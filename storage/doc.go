@@ -52,9 +52,12 @@
 // that is stored as the value of one field of a bucket, and [Decode]
 // turns it back, cheaply enough to run on every hit: it copies the headers
 // into one string and aliases the body. The envelope is a version byte
-// followed by a msgpack array; ENVELOPE.md in this folder specifies it
-// byte for byte, so that services in other languages can read the same
-// entries.
+// followed by a msgpack array; envelope/ENVELOPE.md specifies it byte
+// for byte, so that services in other languages can read the same
+// entries. The codec is moving to package
+// [github.com/readthrough/readthrough/envelope], which writes and reads
+// the same bytes with the msgpack/v5 library; Encode, Decode and
+// StorableHeader stay here only until their callers have moved.
 //
 // Before an entry is stored, [StorableHeader] keeps the response headers
 // worth storing and [Compress] gzips a body that is worth it. When an

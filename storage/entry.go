@@ -6,16 +6,21 @@ import (
 )
 
 // Entry is one cached response: the value of one field of a bucket.
-// Encode and Decode turn it into the versioned envelope described in
-// ENVELOPE.md; times are kept to the millisecond.
+// [github.com/readthrough/readthrough/envelope.Encode] and
+// [github.com/readthrough/readthrough/envelope.Decode] turn it into the
+// versioned envelope described in envelope/ENVELOPE.md; times are kept
+// to the millisecond.
 type Entry struct {
 	// Status is the response status code.
 	Status int
 	// Header holds the response headers worth keeping, canonical names.
 	// It never holds hop-by-hop headers, trailers, Set-Cookie, Date, Age,
 	// Content-Length, Content-Encoding (the coding is in Coding),
-	// Cache-Status, Surrogate-Key or Surrogate-Control: [StorableHeader]
-	// drops them before an entry is stored and [Decode] after it is read.
+	// Cache-Status, Surrogate-Key or Surrogate-Control:
+	// [github.com/readthrough/readthrough/envelope.StorableHeader] drops
+	// them before an entry is stored and
+	// [github.com/readthrough/readthrough/envelope.Decode] after it is
+	// read.
 	Header http.Header
 	// Stored is when the response was produced.
 	Stored time.Time
