@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -90,7 +91,7 @@ func (identityCodec) Close(context.Context) error { return nil }
 // unavailable.
 func openPlain(e *storage.Entry) error {
 	switch {
-	case e.Coding == storage.DictionaryCoding:
+	case e.Coding == envelope.DictionaryCoding:
 		return ErrUnknownDictionary
 	case !Supported(e.Coding):
 		return fmt.Errorf("%w: content coding %q, which this release cannot decode", ErrUnavailable, e.Coding)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -322,7 +323,7 @@ func (d *Dictionary) Encode(ctx context.Context, e *storage.Entry) (served, stor
 // An entry whose dictionary cannot be loaded is [ErrUnknownDictionary];
 // one that does not decode, [ErrCorrupt].
 func (d *Dictionary) Open(ctx context.Context, e *storage.Entry) error {
-	if e.Coding != storage.DictionaryCoding {
+	if e.Coding != envelope.DictionaryCoding {
 		return openPlain(e)
 	}
 	if err := d.decode(ctx, e); err != nil {
@@ -357,7 +358,7 @@ func (d *Dictionary) compress(ctx context.Context, e *storage.Entry) {
 	if len(out) > len(e.Body)-len(e.Body)/8 {
 		return
 	}
-	e.Body, e.Coding, e.CacheEncoded = out, storage.DictionaryCoding, true
+	e.Body, e.Coding, e.CacheEncoded = out, envelope.DictionaryCoding, true
 }
 
 // sample keeps a copy of body for training, until enough are kept.

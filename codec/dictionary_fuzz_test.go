@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -36,7 +37,7 @@ func FuzzDictionaryOpen(f *testing.F) {
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd})
 	f.Add([]byte("not zstd at all"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		e := storage.Entry{Coding: storage.DictionaryCoding, Body: bytes.Clone(body)}
+		e := storage.Entry{Coding: envelope.DictionaryCoding, Body: bytes.Clone(body)}
 		err := d.Open(context.Background(), &e)
 		if err == nil && (e.Coding != "" || int64(len(e.Body)) > d.maxBody) {
 			t.Fatalf("decoded to coding %q, %d bytes", e.Coding, len(e.Body))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/storage"
 	"github.com/readthrough/readthrough/storage/memstore"
 )
@@ -77,7 +78,7 @@ func TestDictionaryCodec(t *testing.T) {
 	waitFor(t, "the training to be counted", func() bool { return trained.Load() == 1 })
 
 	_, stored = a.Encode(ctx, item(5000))
-	if stored.Coding != storage.DictionaryCoding || !stored.CacheEncoded || len(stored.Body) >= len(item(5000).Body)/2 {
+	if stored.Coding != envelope.DictionaryCoding || !stored.CacheEncoded || len(stored.Body) >= len(item(5000).Body)/2 {
 		t.Fatalf("after training: coding %q, %d of %d bytes", stored.Coding, len(stored.Body), len(item(5000).Body))
 	}
 	// Another instance on the same store opens what the first wrote.
@@ -111,7 +112,7 @@ func TestDictionaryCodec(t *testing.T) {
 		t.Fatalf("corrupt body: %v", err)
 	}
 	// Plain codecs cannot open dictionary entries.
-	if err := Gzip().Open(ctx, &storage.Entry{Coding: storage.DictionaryCoding}); !errors.Is(err, ErrUnknownDictionary) {
+	if err := Gzip().Open(ctx, &storage.Entry{Coding: envelope.DictionaryCoding}); !errors.Is(err, ErrUnknownDictionary) {
 		t.Fatalf("gzip codec on a dictionary entry: %v", err)
 	}
 	if err := Identity().Open(ctx, &storage.Entry{Coding: "br"}); !errors.Is(err, ErrUnavailable) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/storage"
 	"github.com/readthrough/readthrough/storage/memstore"
 )
@@ -125,7 +126,7 @@ func TestDictionaryPublishRetriedWithoutRetraining(t *testing.T) {
 		if errs.Load() != 2 {
 			t.Errorf("%d errors reported, want the two refusals", errs.Load())
 		}
-		if _, stored := d.Encode(t.Context(), item(99999)); stored.Coding != storage.DictionaryCoding {
+		if _, stored := d.Encode(t.Context(), item(99999)); stored.Coding != envelope.DictionaryCoding {
 			t.Errorf("entry after the publication coded %q", stored.Coding)
 		}
 	})
@@ -268,8 +269,8 @@ func TestDictionaryUnusableCurrent(t *testing.T) {
 		if n := d.builds.Load(); n != 1 || errs.Load() == 0 {
 			t.Errorf("%d dictionaries built, %d errors: want one built and the bad one reported", n, errs.Load())
 		}
-		if _, stored := d.Encode(t.Context(), item(next+100)); stored.Coding != storage.DictionaryCoding {
-			t.Errorf("stored coding %q, want %q", stored.Coding, storage.DictionaryCoding)
+		if _, stored := d.Encode(t.Context(), item(next+100)); stored.Coding != envelope.DictionaryCoding {
+			t.Errorf("stored coding %q, want %q", stored.Coding, envelope.DictionaryCoding)
 		}
 	})
 }

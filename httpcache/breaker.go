@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -105,7 +106,7 @@ func storeFailure(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrLockHeld),
 		errors.Is(err, storage.ErrLockLost), errors.Is(err, storage.ErrPurged), errors.Is(err, storage.ErrRefused), errors.Is(err, storage.ErrBucketFull),
-		errors.Is(err, storage.ErrCorrupt), errors.Is(err, storage.ErrVersion),
+		errors.Is(err, envelope.ErrCorrupt), errors.Is(err, envelope.ErrVersion),
 		errors.Is(err, context.Canceled):
 		return false
 	}

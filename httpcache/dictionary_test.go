@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/readthrough/readthrough/codec"
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
@@ -62,7 +63,7 @@ func storedEntry(t *testing.T, s storage.Store, pattern, target string, p policy
 		t.Fatalf("no stored entry for %s: %v", target, err)
 	}
 	var e storage.Entry
-	if err := storage.Decode(raw, &e); err != nil {
+	if err := envelope.Decode(raw, &e); err != nil {
 		t.Fatal(err)
 	}
 	e.Body = append([]byte(nil), e.Body...)
@@ -121,11 +122,11 @@ func TestDictionaryCompression(t *testing.T) {
 	target := fmt.Sprintf("/items/%d", next)
 	miss := do(h, "GET", target)
 	e := storedEntry(t, store, "GET /items/{id}", target, dictPolicy)
-	if e.Coding != storage.DictionaryCoding || !e.CacheEncoded {
-		t.Fatalf("after training the entry is coded %q, want %q", e.Coding, storage.DictionaryCoding)
+	if e.Coding != envelope.DictionaryCoding || !e.CacheEncoded {
+		t.Fatalf("after training the entry is coded %q, want %q", e.Coding, envelope.DictionaryCoding)
 	}
 	gz := storage.Entry{Body: []byte(itemDoc(next)), Header: http.Header{"Content-Type": {"application/json"}}}
-	storage.Compress(&gz)
+	codec.Compress(&gz)
 	if len(e.Body) >= len(gz.Body)*9/10 {
 		t.Errorf("dictionary body %d bytes against gzip's %d: want at least a tenth smaller", len(e.Body), len(gz.Body))
 	}
@@ -182,8 +183,8 @@ func TestDictionarySharedBetweenInstances(t *testing.T) {
 	do(hb, "GET", target2)
 	ea := storedEntry(t, store, "GET /items/{id}", target, dictPolicy)
 	eb := storedEntry(t, store, "GET /items/{id}", target2, dictPolicy)
-	if eb.Coding != storage.DictionaryCoding {
-		t.Fatalf("second instance stored %q, want %q", eb.Coding, storage.DictionaryCoding)
+	if eb.Coding != envelope.DictionaryCoding {
+		t.Fatalf("second instance stored %q, want %q", eb.Coding, envelope.DictionaryCoding)
 	}
 	if ida, idb := frameDict(t, ea.Body), frameDict(t, eb.Body); ida != idb {
 		t.Errorf("instances compress with dictionaries %d and %d, want one", ida, idb)
@@ -329,7 +330,7 @@ func TestDictionaryCorruptEntryIsDeleted(t *testing.T) {
 	var k keying.Key
 	m.HandleFunc("GET /items/{id}", func(_ http.ResponseWriter, r *http.Request) { k, _ = kr.Key(r) })
 	do(m, "GET", target)
-	if err := store.Set(t.Context(), k.Bucket, k.Field, storage.Encode(nil, &e), storage.SetOptions{TTL: time.Hour}); err != nil {
+	if err := store.Set(t.Context(), k.Bucket, k.Field, envelope.Encode(nil, &e), storage.SetOptions{TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	calls := o.calls.Load()
@@ -416,8 +417,8 @@ func TestDictionaryCollapsedWaiters(t *testing.T) {
 	if collapsed == 0 {
 		t.Errorf("no request was collapsed on the fill: the test tested nothing")
 	}
-	if e := storedEntry(t, store, "GET /items/{id}", "/items/4711", dictPolicy); e.Coding != storage.DictionaryCoding {
-		t.Errorf("stored coding %q, want %q", e.Coding, storage.DictionaryCoding)
+	if e := storedEntry(t, store, "GET /items/{id}", "/items/4711", dictPolicy); e.Coding != envelope.DictionaryCoding {
+		t.Errorf("stored coding %q, want %q", e.Coding, envelope.DictionaryCoding)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/codec"
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/storage"
 )
@@ -87,8 +88,8 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 		}
 		return err
 	}
-	switch err := storage.Decode(raw, e); {
-	case errors.Is(err, storage.ErrVersion):
+	switch err := envelope.Decode(raw, e); {
+	case errors.Is(err, envelope.ErrVersion):
 		return err
 	case err != nil:
 		rt.stats.add(cEntriesRejected, 1)
@@ -137,12 +138,12 @@ func (rt *route) dropField(ctx context.Context, k keying.Key) {
 // clampTimes holds a decoded entry's times to the route's rules: the store
 // is not trusted with time either. No window outlasts the route's MaxTTL,
 // and a stored time in the future is now when it is within the clock skew
-// between instances, and an error matching [storage.ErrCorrupt] past it
+// between instances, and an error matching [envelope.ErrCorrupt] past it
 // (clamped at every read, such an entry would never age).
 func (rt *route) clampTimes(e *storage.Entry, now time.Time) error {
 	if e.Stored.After(now) {
 		if ahead := e.Stored.Sub(now); ahead > maxClockSkew {
-			return fmt.Errorf("%w: stored %v in the future", storage.ErrCorrupt, ahead)
+			return fmt.Errorf("%w: stored %v in the future", envelope.ErrCorrupt, ahead)
 		}
 		e.Stored = now
 	}
@@ -186,8 +187,8 @@ func (rt *route) drain(ctx context.Context, bucket string) bool {
 	deleted := false
 	var e storage.Entry
 	for field, raw := range fields {
-		err := storage.Decode(raw, &e)
-		if errors.Is(err, storage.ErrVersion) {
+		err := envelope.Decode(raw, &e)
+		if errors.Is(err, envelope.ErrVersion) {
 			continue // a newer release's: it judges it
 		}
 		if err == nil {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/storage"
 )
@@ -191,7 +192,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	if !o.whole || !rec.complete() || (ctx.Err() != nil && rec.status >= 500) {
 		return o
 	}
-	header := storage.StorableHeader(rec.snapshot)
+	header := envelope.StorableHeader(rec.snapshot)
 	for name, v := range outer {
 		if equalValues(header[name], v) {
 			delete(header, name)
@@ -222,7 +223,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 // store writes o's entry, fenced by fc; it reports whether it did, and
 // records that in o.
 func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fence) bool {
-	value := storage.Encode(nil, o.storeAs)
+	value := envelope.Encode(nil, o.storeAs)
 	set := func() error {
 		sctx, cancel := rt.cache.storeCtx(ctx)
 		defer cancel()

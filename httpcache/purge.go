@@ -10,6 +10,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/readthrough/readthrough/codec"
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/storage"
 )
@@ -193,7 +195,7 @@ func (c *Cache) Inspect(ctx context.Context, rawURL string, header http.Header) 
 		return in, fmt.Errorf("httpcache: inspect: %w", err)
 	}
 	var e storage.Entry
-	if err := storage.Decode(raw, &e); err != nil {
+	if err := envelope.Decode(raw, &e); err != nil {
 		in.State = "undecodable"
 		in.Size = len(raw)
 		return in, nil
@@ -201,7 +203,7 @@ func (c *Cache) Inspect(ctx context.Context, rawURL string, header http.Header) 
 	now := time.Now()
 	in.Found = true
 	in.State = [...]string{"fresh", "stale", "stale-if-error", "dead"}[freshness(&e, now)]
-	if !storage.SupportedCoding(e.Coding) && e.Coding != storage.DictionaryCoding {
+	if !codec.Supported(e.Coding) && e.Coding != envelope.DictionaryCoding {
 		in.State = "unknown-coding" // a miss on the hit path, whatever its times
 	}
 	in.Status = e.Status

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/codec"
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
@@ -34,7 +35,7 @@ func keyOf(t *testing.T, pattern, target string, p policy.Policy) keying.Key {
 func plant(t *testing.T, s *memstore.Store, pattern, target string, p policy.Policy, e *storage.Entry) {
 	t.Helper()
 	k := keyOf(t, pattern, target, p)
-	err := s.Set(context.Background(), k.Bucket, k.Field, storage.Encode(nil, e), storage.SetOptions{TTL: time.Hour})
+	err := s.Set(context.Background(), k.Bucket, k.Field, envelope.Encode(nil, e), storage.SetOptions{TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestUnknownVersionIsAQuietMiss(t *testing.T) {
 	}}
 	h := mux(t, c, "GET /doc/{id}", policy.Policy{TTL: time.Hour}, slow)
 	k := keyOf(t, "GET /doc/{id}", "/doc/1", policy.Policy{})
-	future := append([]byte{3}, storage.Encode(nil, &storage.Entry{Status: 200, Stored: time.Now(), Fresh: time.Hour, Body: []byte("new")})[1:]...)
+	future := append([]byte{3}, envelope.Encode(nil, &storage.Entry{Status: 200, Stored: time.Now(), Fresh: time.Hour, Body: []byte("new")})[1:]...)
 	if err := store.Set(context.Background(), k.Bucket, k.Field, future, storage.SetOptions{TTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}

@@ -177,7 +177,7 @@ func notModified(r *http.Request, e *storage.Entry) bool {
 // headerValue is h.Get(key) for a key already in canonical form, without
 // Get's canonicalisation of it, which is a measurable share of a hit: the
 // hit path looks up several headers of every request and entry, whose
-// names net/http and storage.Decode have put in canonical form.
+// names net/http and envelope.Decode have put in canonical form.
 func headerValue(h http.Header, key string) string {
 	if v := h[key]; len(v) > 0 {
 		return v[0]

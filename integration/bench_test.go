@@ -29,6 +29,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/internal/redistest"
 	"github.com/readthrough/readthrough/policy"
@@ -618,7 +619,7 @@ func measureMemory(b *testing.B, srv *redistest.Server, layout memLayout, compre
 	if fields, err := rc.HGetAll(ctx, keys[0]).Result(); err == nil {
 		for _, v := range fields {
 			var e storage.Entry
-			if storage.Decode([]byte(v), &e) == nil && e.Coding != "" {
+			if envelope.Decode([]byte(v), &e) == nil && e.Coding != "" {
 				res.coding = e.Coding
 			}
 		}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/readthrough/readthrough/codec"
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
@@ -144,11 +146,11 @@ func TestDictionaryCompressionOverTheWire(t *testing.T) {
 		t.Errorf("%d dictionaries trained, want 1", trained)
 	}
 	coding, value, version := storedCoding(t, rc, p, 1005)
-	if coding != storage.DictionaryCoding || version != storage.EnvelopeVersionDictionary {
-		t.Errorf("stored coding %q in envelope version %d, want %s in version %d", coding, version, storage.DictionaryCoding, storage.EnvelopeVersionDictionary)
+	if coding != envelope.DictionaryCoding || version != envelope.VersionDictionary {
+		t.Errorf("stored coding %q in envelope version %d, want %s in version %d", coding, version, envelope.DictionaryCoding, envelope.VersionDictionary)
 	}
 	gz := storage.Entry{Body: []byte(productDoc(1005)), Header: http.Header{"Content-Type": {"application/json"}}}
-	storage.Compress(&gz)
+	codec.Compress(&gz)
 	t.Logf("product of %d bytes: stored value %d bytes (gzip alone: %d)", len(productDoc(1005)), value, len(gz.Body))
 
 	// FLUSHALL: misses, then hits again; the instances still hold the
@@ -173,7 +175,7 @@ func storedCoding(t *testing.T, rc redis.UniversalClient, p string, id int) (str
 			t.Fatalf("bucket %s: %d values, %v", k, len(vals), err)
 		}
 		var e storage.Entry
-		if err := storage.Decode([]byte(vals[0]), &e); err != nil {
+		if err := envelope.Decode([]byte(vals[0]), &e); err != nil {
 			t.Fatal(err)
 		}
 		return e.Coding, len(vals[0]), vals[0][0]
@@ -218,8 +220,8 @@ func TestDictionaryMixedDeploy(t *testing.T) {
 		if r := get(url(dict, id), "Host", serviceHost); r.status != http.StatusOK || r.body != productDoc(id) {
 			t.Fatalf("dictionary fill of %d: %d %v", id, r.status, r.err)
 		}
-		if coding, _, _ := storedCoding(t, rc, p, id); coding != storage.DictionaryCoding {
-			t.Fatalf("product %d stored as %q, want %s", id, coding, storage.DictionaryCoding)
+		if coding, _, _ := storedCoding(t, rc, p, id); coding != envelope.DictionaryCoding {
+			t.Fatalf("product %d stored as %q, want %s", id, coding, envelope.DictionaryCoding)
 		}
 	}
 	for _, ae := range []string{"", "gzip", "*"} {
@@ -238,8 +240,8 @@ func TestDictionaryMixedDeploy(t *testing.T) {
 		t.Errorf("gzip instance called its origin %d times for %d dictionary entries, want %d (each a miss once)", calls, n, n)
 	}
 	for id := first; id < first+n; id++ {
-		if coding, _, version := storedCoding(t, rc, p, id); coding != "gzip" || version != storage.EnvelopeVersion {
-			t.Fatalf("product %d refilled as %q in version %d, want gzip in version %d", id, coding, version, storage.EnvelopeVersion)
+		if coding, _, version := storedCoding(t, rc, p, id); coding != "gzip" || version != envelope.Version {
+			t.Fatalf("product %d refilled as %q in version %d, want gzip in version %d", id, coding, version, envelope.Version)
 		}
 		r := get(url(dict, id), "Host", serviceHost)
 		if !r.hit() || r.body != productDoc(id) {

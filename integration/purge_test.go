@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
@@ -267,7 +268,7 @@ func fillStore(t *testing.T, a *app, entries []bulkEntry, tags func(bulkEntry) [
 			for e := range work {
 				body := fmt.Sprintf(`{"id":%d,"route":%q,"name":"entry %d"}`, e.id, e.route, e.id)
 				h := http.Header{"Content-Type": {"application/json"}}
-				value := storage.Encode(nil, &storage.Entry{Status: 200, Header: h, Stored: time.Now(), Fresh: time.Hour, Body: []byte(body)})
+				value := envelope.Encode(nil, &storage.Entry{Status: 200, Header: h, Stored: time.Now(), Fresh: time.Hour, Body: []byte(body)})
 				err := a.Store.Set(context.Background(), e.key.Bucket, e.key.Field, value, storage.SetOptions{TTL: time.Hour, MaxFields: 1000, Tags: tags(e)})
 				if err != nil {
 					failed.Add(1)

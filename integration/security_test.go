@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/readthrough/readthrough/envelope"
 	"github.com/readthrough/readthrough/keying"
 	"github.com/readthrough/readthrough/policy"
 	"github.com/readthrough/readthrough/storage"
@@ -104,7 +105,7 @@ func TestSecurityPlantedEntries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := a.Client.HSet(context.Background(), a.Store.BucketKey(k.Bucket), k.Field, storage.Encode(nil, e)).Err(); err != nil {
+		if err := a.Client.HSet(context.Background(), a.Store.BucketKey(k.Bucket), k.Field, envelope.Encode(nil, e)).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -48,27 +48,18 @@
 //
 // # Entries
 //
-// An [Entry] is one cached response. [Encode] turns it into the envelope
-// that is stored as the value of one field of a bucket, and [Decode]
-// turns it back, cheaply enough to run on every hit: it copies the headers
-// into one string and aliases the body. The envelope is a version byte
-// followed by a msgpack array; envelope/ENVELOPE.md specifies it byte
-// for byte, so that services in other languages can read the same
-// entries. The codec is moving to package
-// [github.com/readthrough/readthrough/envelope], which writes and reads
-// the same bytes with the msgpack/v5 library; Encode, Decode and
-// StorableHeader stay here only until their callers have moved.
-//
-// Before an entry is stored, [StorableHeader] keeps the response headers
-// worth storing and [Compress] gzips a body that is worth it. When an
-// entry is served to a client that does not accept its coding,
-// [WriteBody] decodes it through pooled decoders.
+// An [Entry] is one cached response. A store keeps it as bytes: package
+// [github.com/readthrough/readthrough/envelope] turns an Entry into the
+// versioned envelope stored as the value of one field of a bucket and
+// back (envelope/ENVELOPE.md specifies it byte for byte, so that services
+// in other languages can read the same entries), and package
+// [github.com/readthrough/readthrough/codec] compresses and decodes its
+// body. A store never looks inside a value.
 //
 // # Errors
 //
 // Callers match errors with [errors.Is]: [ErrNotFound], [ErrLockHeld],
 // [ErrLockLost], [ErrPurged], [ErrRefused], [ErrBucketFull] and
-// [ErrWatchUnconfirmed] from stores and locks, [ErrCorrupt] and
-// [ErrVersion] from [Decode], and [ErrUnknownCoding] from [WriteBody]. A
-// cache treats a corrupt or unknown entry as a miss.
+// [ErrWatchUnconfirmed]. A cache treats any other error of a store as a
+// miss.
 package storage

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Errors returned by stores, locks and the envelope codec. Callers match
-// them with [errors.Is]; stores wrap them with a prefix of their own.
+// Errors returned by stores and locks. Callers match them with
+// [errors.Is]; stores wrap them with a prefix of their own.
 var (
 	// ErrNotFound is returned by Get and GetForFill when the field does
 	// not exist.
@@ -17,11 +17,6 @@ var (
 	// vanished (Redis flushed, evicted or restarted, or a PurgeAll) before
 	// the call.
 	ErrLockLost = errors.New("storage: lock lost")
-	// ErrCorrupt is returned by Decode for bytes that are not an entry.
-	ErrCorrupt = errors.New("storage: corrupt entry")
-	// ErrVersion is returned by Decode for an envelope version this code
-	// does not know.
-	ErrVersion = errors.New("storage: unknown entry version")
 	// ErrPurged is returned by a fenced Set when the bucket was purged
 	// after the fill read its generation: the response may predate the
 	// purge, so it is not stored.
