@@ -48,6 +48,9 @@ type Cache struct {
 
 	mu     sync.Mutex
 	routes map[string]*route
+	// writes holds the counters of the write routes, by pattern.
+	writes      map[string]*counters
+	writeRoutes []*writeRoute
 }
 
 // New returns a Cache over store. It returns an error for a nil store or an
@@ -56,7 +59,7 @@ func New(store storage.Store, opts ...Option) (*Cache, error) {
 	if store == nil {
 		return nil, errors.New("httpcache: nil store")
 	}
-	c := &Cache{store: store, routes: map[string]*route{}}
+	c := &Cache{store: store, routes: map[string]*route{}, writes: map[string]*counters{}}
 	for _, o := range opts {
 		o.apply(c)
 	}
@@ -187,8 +190,10 @@ func (c *Cache) Handler(pattern string, p policy.Policy, next http.Handler) http
 }
 
 // VerifyRoutes reports the patterns of the policy file that no declared
-// route matches: a typo there would otherwise silently leave a route on its
-// Go defaults. Call it once every route is declared.
+// route matches (a typo there would otherwise silently leave a route on
+// its Go defaults), and the purges of write routes ([Cache.Writes]) that
+// name no declared cached route or cannot work on it. Call it once every
+// route is declared.
 func (c *Cache) VerifyRoutes() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -198,6 +203,7 @@ func (c *Cache) VerifyRoutes() error {
 			errs = append(errs, fmt.Errorf("policy: route %q in the policy file matches no declared route", pattern))
 		}
 	}
+	errs = append(errs, c.verifyWrites()...)
 	return errors.Join(errs...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -35,7 +36,10 @@ func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error)
 	cancel()
 	rt.cache.observe(err)
 	e := new(storage.Entry)
-	if err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); err != nil {
+	switch err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); {
+	case errors.Is(err, errExpired):
+		return e, err
+	case err != nil:
 		return nil, err
 	}
 	return e, nil
@@ -59,7 +63,10 @@ func (rt *route) loadForFill(ctx context.Context, k keying.Key) (*storage.Entry,
 		fc = fence{generation: gen, ok: true}
 	}
 	e := new(storage.Entry)
-	if err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); err != nil {
+	switch err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); {
+	case errors.Is(err, errExpired):
+		return e, fc, err
+	case err != nil:
 		return nil, fc, err
 	}
 	return e, fc, nil
@@ -103,11 +110,16 @@ func (rt *route) decodeInto(ctx context.Context, k keying.Key, raw []byte, err e
 		rt.dropField(ctx, k)
 		return err
 	}
-	if freshness(e, now) == stateDead {
+	dead := freshness(e, now) == stateDead
+	if dead && !revalidatable(e) {
 		rt.dropField(ctx, k) // dead fields in a live bucket are removed when read
 		return storage.ErrNotFound
 	}
 	switch err := rt.codec.Open(ctx, e); {
+	case err == nil && dead:
+		// Never served, but its validators let the fill ask the origin
+		// whether it changed (RFC 9111 section 4.3).
+		return errExpired
 	case err == nil:
 		return nil
 	case errors.Is(err, codec.ErrUnknownDictionary):
@@ -201,6 +213,16 @@ func (rt *route) drain(ctx context.Context, bucket string) bool {
 		deleted = true
 	}
 	return deleted
+}
+
+// errExpired is an entry past every window of its lifetime that is kept
+// for its validators: a miss, whose fill revalidates it.
+var errExpired = fmt.Errorf("%w: expired, kept for its validators", storage.ErrNotFound)
+
+// revalidatable reports whether the origin can be asked whether e changed
+// (RFC 9111 section 4.3.1): a 200 with an ETag or a Last-Modified.
+func revalidatable(e *storage.Entry) bool {
+	return e != nil && e.Status == http.StatusOK && (headerValue(e.Header, "Etag") != "" || headerValue(e.Header, "Last-Modified") != "")
 }
 
 // maxClockSkew is how far in the future an entry's stored time may be:

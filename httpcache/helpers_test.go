@@ -120,3 +120,15 @@ func newMemStore(t testing.TB) *memstore.Store {
 	}
 	return s
 }
+
+// httptestRequest is a request with a body, as a server would read it.
+func httptestRequest(method, target, body string) *http.Request {
+	return httptest.NewRequest(method, target, strings.NewReader(body))
+}
+
+// doRequest serves r with h and returns the response.
+func doRequest(h http.Handler, r *http.Request) result {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return result{status: w.Code, header: w.Header(), body: w.Body.String()}
+}

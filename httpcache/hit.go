@@ -2,6 +2,7 @@ package httpcache
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -24,6 +25,16 @@ type handler struct {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := h.route
 	if reason, ok := rt.bypassReason(r); ok {
+		if reason == bypassMethod && unsafe(r.Method) && rt.key.Routed(r) {
+			// A write to a cached URL invalidates what it is cached
+			// under (RFC 9111 section 4.4).
+			iw := &invalidatingWriter{ResponseWriter: w, onSuccess: func(_ int, header http.Header) {
+				rt.cache.purgeTarget(r, header, &rt.stats, rt.key.Bucket(r))
+			}}
+			rt.bypass(iw, r, reason, h.next)
+			iw.settle(http.StatusOK)
+			return
+		}
 		rt.bypass(w, r, reason, h.next)
 		return
 	}
@@ -43,7 +54,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e := entryPool.Get().(*storage.Entry)
 	var stale *storage.Entry
-	if err := rt.lookup(r.Context(), k, e, now); err == nil {
+	if err := rt.lookup(r.Context(), k, e, now); errors.Is(err, errExpired) {
+		stale = e // never served; its validators revalidate it
+	} else if err == nil {
 		switch freshness(e, now) {
 		// Counted and refreshed before the body is written, which a slow
 		// client may take long to read; taken back in the rare case the
@@ -101,7 +114,7 @@ func (rt *route) bypassReason(r *http.Request) (bypass, bool) {
 		return bypassMethod, true
 	}
 	if !rt.key.Routed(r) {
-		rt.routeMismatch(r)
+		rt.cache.logMismatch(r, rt.key.Pattern())
 		return bypassRoute, true
 	}
 	if headerValue(r.Header, "Upgrade") != "" {
@@ -125,20 +138,19 @@ func (rt *route) bypassReason(r *http.Request) (bypass, bool) {
 	return 0, false
 }
 
-// routeMismatch logs, at most once a second per route, a request routed
-// by another pattern than the route was declared with.
-func (rt *route) routeMismatch(r *http.Request) {
-	c := rt.cache
-	suppressed, ok := c.logLimit.allow("route mismatch "+rt.key.Pattern(), time.Now())
+// logMismatch logs, at most once a second per declared pattern, a
+// request routed by another pattern than the one declared.
+func (c *Cache) logMismatch(r *http.Request, declared string) {
+	suppressed, ok := c.logLimit.allow("route mismatch "+declared, time.Now())
 	if !ok {
 		return
 	}
-	msg := "readthrough: request routed by another pattern than the cached route was declared with; it bypasses the cache. Declare the route with the whole pattern the router reports (under a chi sub-router or Mount, the parents' parts too)"
+	msg := "readthrough: request routed by another pattern than the route was declared with: the cache does not key or invalidate by it. Declare the route with the whole pattern the router reports (under a chi sub-router or Mount, the parents' parts too)"
 	if r.Pattern == "" {
-		msg = "readthrough: request reached a cached route without a router setting http.Request.Pattern; it bypasses the cache. Route it with http.ServeMux or chi, or set r.Pattern before the cache"
+		msg = "readthrough: request reached a declared route without a router setting http.Request.Pattern: the cache does not key or invalidate by it. Route it with http.ServeMux or chi, or set r.Pattern before the cache"
 	}
 	c.log.LogAttrs(r.Context(), slog.LevelError, msg,
-		slog.String("declared", rt.key.Pattern()), slog.String("routed", r.Pattern), slog.Int64("suppressed", suppressed))
+		slog.String("declared", declared), slog.String("routed", r.Pattern), slog.Int64("suppressed", suppressed))
 }
 
 // coarseDeadline hands out contexts whose deadline is between 0.9 and 1

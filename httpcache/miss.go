@@ -100,7 +100,11 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 		lock, err := rt.tryLock(ctx, k)
 		if err == nil {
 			unwatch()
-			if e, done := rt.afterLock(ctx, sh, lock, isFresh); done {
+			e, done := rt.afterLock(ctx, sh, lock, isFresh)
+			if !done && call.stale == nil {
+				call.stale = e // stored since the miss, and stale: its validators
+			}
+			if done {
 				sh.shareLocal(flightResult{outcome: outcomeShared, entry: e})
 				if rt.serveEntry(w, r, e, time.Now(), hitStatus(rt.cache.name, e, time.Now())) {
 					return
@@ -167,7 +171,8 @@ func (rt *route) tryLock(ctx context.Context, k keying.Key) (*heldLock, error) {
 // makes the fill unnecessary, it releases the lock and returns the entry.
 // Otherwise sh takes the lock, with the bucket's purge generation the same
 // read returned, which fences the fill against a purge that comes after
-// it; sh releases the lock when it publishes.
+// it; sh releases the lock when it publishes. It then returns the entry
+// read, if any (a stale or expired one, for revalidation).
 func (rt *route) afterLock(ctx context.Context, sh *sharing, lock *heldLock, done func(*storage.Entry) bool) (*storage.Entry, bool) {
 	e, fc, err := rt.loadForFill(ctx, sh.k)
 	if err == nil && done(e) {
@@ -175,7 +180,7 @@ func (rt *route) afterLock(ctx context.Context, sh *sharing, lock *heldLock, don
 		return e, true
 	}
 	sh.lock, sh.fence = lock, fc
-	return nil, false
+	return e, false // the entry there is, if any, for its validators
 }
 
 // awaitRemote waits up to the policy's lock wait for another process's fill

@@ -40,6 +40,8 @@ type originResult struct {
 	stored      bool   // set by store
 	servedStale bool   // the stale entry went to the client instead
 	staleStatus string // its Cache-Status
+	notModified bool   // the origin answered the revalidation with 304: entry is the stale one, updated
+	outer       http.Header
 	panicVal    any
 }
 
@@ -66,7 +68,7 @@ func (rt *route) originFill(call *fillCall) *originResult {
 		// Even when the store write fails, the whole response is good for
 		// this process's waiters, who need not wait for the store.
 		sh.shareLocal(flightResult{outcome: outcomeShared, entry: o.entry})
-		if rt.cache.storeHealthy() {
+		if o.storeAs != nil && rt.cache.storeHealthy() {
 			rt.store(context.WithoutCancel(ctx), call.k, o, sh.fence)
 		}
 	case o.whole:
@@ -78,8 +80,70 @@ func (rt *route) originFill(call *fillCall) *originResult {
 	if o.panicVal != nil && !o.servedStale && call.w != nil {
 		panic(o.panicVal)
 	}
-	o.rec.deliver(rt.fwdStatus(call.fwd, o.rec.status, o.stored))
+	status := rt.fwdStatus(call.fwd, o.rec.status, o.stored)
+	if o.entry != nil && call.w != nil && (o.notModified || conditional(call.r)) {
+		// Served from the entry: a 304 from the origin is not the
+		// client's answer, and a conditional client may get a 304 of its
+		// own (RFC 9111 section 4.3.2).
+		o.rec.holding = false
+		restore(call.w.Header(), o.outer)
+		rt.serveEntry(call.w, call.r, o.entry, time.Now(), status)
+		return o
+	}
+	o.rec.deliver(status)
 	return o
+}
+
+// conditional reports whether r asks for a 304 when its copy is current.
+func conditional(r *http.Request) bool {
+	return len(r.Header["If-None-Match"]) > 0 || len(r.Header["If-Modified-Since"]) > 0
+}
+
+// restore sets h back to outer, the headers outer middleware had set
+// before the origin ran.
+func restore(h, outer http.Header) {
+	clear(h)
+	for name, v := range outer {
+		h[name] = v
+	}
+}
+
+// revalidation adds to the origin request or the validators of stale, so
+// that the origin can answer 304 when the stored response is still
+// current (RFC 9111 section 4.3.1), and reports whether it did.
+func revalidation(or *http.Request, stale *storage.Entry) bool {
+	if !revalidatable(stale) {
+		return false
+	}
+	if etag := headerValue(stale.Header, "Etag"); etag != "" {
+		or.Header["If-None-Match"] = []string{etag}
+	}
+	if lm := headerValue(stale.Header, "Last-Modified"); lm != "" {
+		or.Header["If-Modified-Since"] = []string{lm}
+	}
+	return true
+}
+
+// updated returns stale with the headers of the 304 that revalidated it
+// (RFC 9111 section 3.2: every header the 304 carries replaces the stored
+// one, but the framing and content-coding ones, which describe the stored
+// body, and those never stored), stored at end, with the freshness the
+// policy gives the updated response.
+func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified http.Header, end time.Time) (*storage.Entry, decision) {
+	header := stale.Header.Clone()
+	for name, v := range envelope.StorableHeader(notModified) {
+		switch name {
+		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding":
+			continue
+		}
+		header[name] = v
+	}
+	dec := rt.decide(or, stale.Status, header)
+	e := *stale
+	e.Header = header
+	e.Stored = end
+	e.Fresh, e.StaleWhileRevalidate, e.StaleIfError = dec.fresh, dec.swr, dec.sie
+	return &e, dec
 }
 
 // fwdStatus is the Cache-Status of a response from the origin.
@@ -132,6 +196,10 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		defer stop()
 	}
 	or := originRequest(ctx, r)
+	revalidating := revalidation(or, stale)
+	if revalidating {
+		rt.stats.add(cRevalidations, 1)
+	}
 
 	rec := newRecorder(w, rt.policy.MaxBodyBytes)
 	o := &originResult{rec: rec}
@@ -139,9 +207,13 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	// Headers set by outer middleware before the origin ran belong to this
 	// response only; they are not stored for others.
 	outer := rec.header.Clone()
+	o.outer = outer
 	rec.holdErrors = w != nil && usableOnError(stale, time.Now())
 	var dec decision
 	rec.decide = func(status int, h http.Header) bool {
+		if revalidating && status == http.StatusNotModified {
+			return true // held: the stale entry, updated, answers for it
+		}
 		dec = rt.decide(or, status, h)
 		if dec.store {
 			// Downstream caches must key on what this cache keys on.
@@ -171,11 +243,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	nothingSent := rec.held || rec.holding || rec.status == 0 && !rec.tainted
 	if failed && nothingSent && w != nil && usableOnError(stale, end) {
 		rec.holding = false
-		h := w.Header()
-		clear(h)
-		for name, v := range outer {
-			h[name] = v
-		}
+		restore(w.Header(), outer)
 		o.staleStatus = staleErrorStatus(rt.cache.name, stale, rec.status, "stale-if-error")
 		if rt.serveEntry(w, r, stale, end, o.staleStatus) {
 			rt.stats.add(cStaleServed, 1)
@@ -189,6 +257,21 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		rec.releaseHeld() // the stale entry expired meanwhile: the failure goes out
 	}
 	o.whole = o.panicVal == nil && !rec.tainted
+	if revalidating && rec.status == http.StatusNotModified && o.whole && rec.holding {
+		// The stored body is current: keep it, with the 304's headers.
+		rt.stats.add(cNotModified, 1)
+		rt.stats.add(cBytesNotResent, int64(len(stale.Body)))
+		e, udec := rt.updated(or, stale, rec.snapshot, end)
+		o.notModified = true
+		e.OriginTime = end.Sub(start)
+		if !udec.store {
+			o.entry, o.storeAs = e, nil // served, not stored: the 304 said so
+			return o
+		}
+		o.entry, o.storeAs = rt.codec.Encode(ctx, e)
+		o.tags = udec.tags
+		return o
+	}
 	if !o.whole || !rec.complete() || (ctx.Err() != nil && rec.status >= 500) {
 		return o
 	}
@@ -228,7 +311,7 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fe
 		sctx, cancel := rt.cache.storeCtx(ctx)
 		defer cancel()
 		err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, storage.SetOptions{
-			TTL:        o.storeAs.Lifetime(),
+			TTL:        rt.storeTTL(o.storeAs),
 			MaxFields:  rt.policy.MaxFields,
 			Tags:       o.tags,
 			Fenced:     fc.ok,
@@ -264,6 +347,18 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fe
 	rt.stats.add(cStored, 1)
 	rt.stats.add(cBytesStored, int64(len(value)))
 	return true
+}
+
+// storeTTL is how long the store keeps e: its lifetime, and for an entry
+// the origin can revalidate (an ETag or a Last-Modified) one more
+// freshness lifetime (at most MaxTTL), during which a fill asks the
+// origin whether it changed instead of fetching it again.
+func (rt *route) storeTTL(e *storage.Entry) time.Duration {
+	ttl := e.Lifetime()
+	if revalidatable(e) {
+		ttl += min(e.Fresh, rt.policy.MaxTTL)
+	}
+	return ttl
 }
 
 // callOrigin runs h and returns what it panicked with, if it did.

@@ -135,10 +135,12 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			return
 		}
 		notDue := func(e *storage.Entry) bool { return isFresh(e) && !rt.refreshDue(e, time.Now()) }
-		if _, done := rt.afterLock(ctx, call.sh, lock, notDue); done {
+		e, done := rt.afterLock(ctx, call.sh, lock, notDue)
+		if done {
 			rt.stats.add(cRefreshSkipped, 1)
 			return
 		}
+		call.stale = e // revalidated with its validators; no client to serve it to
 		defer call.sh.publish(ctx, storage.Fill{Failed: true}) // unless published before
 	}
 	o := rt.originFill(call)

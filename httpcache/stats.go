@@ -31,6 +31,13 @@ type Stats struct {
 	DictionariesLoaded  int64 `json:"dictionaries_loaded"`
 	DictionaryMisses    int64 `json:"dictionary_misses"`
 
+	Invalidations      int64 `json:"invalidations"`
+	Invalidated        int64 `json:"invalidated"`
+	InvalidationErrors int64 `json:"invalidation_errors"`
+	Revalidations      int64 `json:"revalidations"`
+	NotModified        int64 `json:"not_modified"`
+	BytesNotResent     int64 `json:"bytes_not_resent"`
+
 	// Bypassed counts the requests sent straight to the origin, for any
 	// reason; BypassedBy by reason (see [BypassReasons]).
 	Bypassed   int64            `json:"bypassed"`
@@ -73,6 +80,12 @@ const (
 	cDictsTrained
 	cDictsLoaded
 	cDictMisses
+	cInvalidations
+	cInvalidated
+	cInvalidationErrors
+	cRevalidations
+	cNotModified
+	cBytesNotResent
 	numCounters
 )
 
@@ -103,6 +116,13 @@ var counterDefs = [numCounters]struct {
 	cDictsTrained:    {"dictionaries_trained", "Compression dictionaries this instance trained and published.", func(s *Stats) *int64 { return &s.DictionariesTrained }},
 	cDictsLoaded:     {"dictionaries_loaded", "Compression dictionaries installed in this instance, trained here or read from the store (a count of installs).", func(s *Stats) *int64 { return &s.DictionariesLoaded }},
 	cDictMisses:      {"dictionary_misses", "Reads of entries whose compression dictionary could not be loaded (misses).", func(s *Stats) *int64 { return &s.DictionaryMisses }},
+
+	cInvalidations:      {"invalidations", "Purges made after successful writes (write routes, and unsafe methods on cached routes).", func(s *Stats) *int64 { return &s.Invalidations }},
+	cInvalidated:        {"invalidated", "Buckets those purges removed.", func(s *Stats) *int64 { return &s.Invalidated }},
+	cInvalidationErrors: {"invalidation_errors", "Purges after writes that failed (the entries live until their TTL).", func(s *Stats) *int64 { return &s.InvalidationErrors }},
+	cRevalidations:      {"revalidations", "Conditional requests the cache sent the origin with a stored entry's validators.", func(s *Stats) *int64 { return &s.Revalidations }},
+	cNotModified:        {"not_modified", "Revalidations the origin answered 304: the stored body was kept.", func(s *Stats) *int64 { return &s.NotModified }},
+	cBytesNotResent:     {"bytes_not_resent", "Stored body bytes the origin did not send again thanks to those 304s.", func(s *Stats) *int64 { return &s.BytesNotResent }},
 }
 
 // Counters returns the description of every counter of [Stats] but the
@@ -206,13 +226,21 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// RouteStats returns the counts of each declared route, by pattern.
+// RouteStats returns the counts of each declared route, cached and write
+// routes (see [Cache.Writes]) alike, by pattern.
 func (c *Cache) RouteStats() map[string]Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := make(map[string]Stats, len(c.routes))
+	m := make(map[string]Stats, len(c.routes)+len(c.writes))
 	for p, r := range c.routes {
 		m[p] = r.stats.snapshot()
+	}
+	for p, ws := range c.writes {
+		s := ws.snapshot()
+		if rs, ok := m[p]; ok { // a write route on a cached route's pattern
+			s.Add(rs)
+		}
+		m[p] = s
 	}
 	return m
 }

@@ -83,6 +83,10 @@ func TestCluster(t *testing.T) {
 		{"AdminBadInputOverTheWire", TestAdminBadInputOverTheWire},
 		{"BulkPurges", TestBulkPurges},
 		{"PurgeRacingFillOnRedis", TestPurgeRacingFillOnRedis},
+		// writes_test.go
+		{"WriteInvalidatesAcrossInstances", TestWriteInvalidatesAcrossInstances},
+		{"WriteRacingFillAcrossInstances", TestWriteRacingFillAcrossInstances},
+		{"RevalidationAcrossInstances", TestRevalidationAcrossInstances},
 	}
 	for _, s := range suites {
 		t.Run(s.name, s.fn)

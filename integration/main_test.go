@@ -94,6 +94,16 @@ type appConfig struct {
 	outer func(http.Handler) http.Handler
 	// listener, when set, wraps the server's listener.
 	listener func(net.Listener) net.Listener
+	// writes are write routes (httpcache.Cache.Writes) beside the cached
+	// routes.
+	writes []writeRoute
+}
+
+// writeRoute declares one write route of an app.
+type writeRoute struct {
+	pattern string
+	purges  []httpcache.Purge
+	handler http.Handler
 }
 
 // quiet is the logger of test apps: warnings go to the test log only when
@@ -126,6 +136,16 @@ func startApp(t testing.TB, cfg appConfig) *app {
 			t.Fatal(err)
 		}
 		mux.Handle(r.pattern, mw(r.handler))
+	}
+	for _, w := range cfg.writes {
+		mw, err := cache.Writes(w.pattern, w.purges...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux.Handle(w.pattern, mw(w.handler))
+	}
+	if err := cache.VerifyRoutes(); err != nil {
+		t.Fatal(err)
 	}
 	var h http.Handler = mux
 	if cfg.outer != nil {

@@ -180,6 +180,28 @@ func (rt *Route) Key(r *http.Request) (Key, error) {
 	return k, nil
 }
 
+// Bucket returns the bucket of r, a request routed to rt's pattern: the
+// Bucket of [Route.Key], which depends on the path values alone. It is
+// meant for invalidating what r's URL is cached under after a write to
+// it.
+func (rt *Route) Bucket(r *http.Request) string {
+	if len(rt.bucketParams) == 0 {
+		return rt.prefix
+	}
+	b := []byte(rt.prefix)
+	for i, name := range rt.bucketParams {
+		if i > 0 {
+			b = append(b, '|')
+		}
+		b = appendBucketValue(b, r.PathValue(name))
+	}
+	return string(b)
+}
+
+// BucketParams returns the names of rt's bucket parameters, in pattern
+// order. The caller must not modify the slice.
+func (rt *Route) BucketParams() []string { return rt.bucketParams }
+
 // Routed reports whether r was routed to rt's pattern: whether
 // [http.Request.Pattern], which [http.ServeMux] and chi set on every
 // request they route, names the pattern rt was compiled from. A route

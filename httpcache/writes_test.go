@@ -1,0 +1,455 @@
+package httpcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage"
+	"github.com/readthrough/readthrough/storage/memstore"
+)
+
+// items is a tiny service: GET reads an item, PUT and DELETE change it,
+// POST /items creates one (201, Location).
+type items struct {
+	mu   sync.Mutex
+	vals map[string]string
+	gets atomic.Int64
+}
+
+func newItems() *items { return &items{vals: map[string]string{"1": "one", "2": "two"}} }
+
+func (it *items) get(w http.ResponseWriter, r *http.Request) {
+	it.gets.Add(1)
+	it.mu.Lock()
+	v, ok := it.vals[r.PathValue("id")]
+	it.mu.Unlock()
+	if !ok {
+		http.Error(w, "no such item", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Etag", `"`+v+`"`)
+	io.WriteString(w, v)
+}
+
+func (it *items) put(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	if string(b) == "conflict" {
+		http.Error(w, "conflict", http.StatusConflict)
+		return
+	}
+	it.mu.Lock()
+	it.vals[r.PathValue("id")] = string(b)
+	it.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (it *items) create(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	id, v, _ := strings.Cut(string(b), "=")
+	it.mu.Lock()
+	it.vals[id] = v
+	it.mu.Unlock()
+	w.Header().Set("Location", "/items/"+id)
+	w.WriteHeader(http.StatusCreated)
+}
+
+// A write through a write route purges the cached item before its answer
+// reaches the client; a failed write purges nothing.
+func TestWritesInvalidate(t *testing.T) {
+	build := map[string]func(c *Cache, it *items) http.Handler{
+		"chi": func(c *Cache, it *items) http.Handler {
+			r := chi.NewRouter()
+			r.With(c.MustRoute("/items/{id}", policy.Policy{TTL: time.Hour})).Get("/items/{id}", it.get)
+			r.With(c.MustWrites("/items/{id}", PurgeRoute("/items/{id}"))).Put("/items/{id}", it.put)
+			r.With(c.MustWrites("/items/{id}", PurgeRoute("/items/{id}"))).Delete("/items/{id}", it.put)
+			return r
+		},
+		"servemux": func(c *Cache, it *items) http.Handler {
+			m := http.NewServeMux()
+			m.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour}, http.HandlerFunc(it.get)))
+			m.Handle("PUT /items/{id}", c.MustWrites("PUT /items/{id}", PurgeRoute("GET /items/{id}"))(http.HandlerFunc(it.put)))
+			return m
+		},
+	}
+	for name, mk := range build {
+		t.Run(name, func(t *testing.T) {
+			c := newTestCache(t, newMemStore(t))
+			it := newItems()
+			wr := serveHTTP(t, mk(c, it))
+			if err := c.VerifyRoutes(); err != nil {
+				t.Fatal(err)
+			}
+			wr.get(t, "GET", "/items/1")
+			if got := wr.get(t, "GET", "/items/1"); !got.isHit() || got.body != "one" {
+				t.Fatalf("before the write: %q %q", got.cacheStatus(), got.body)
+			}
+			if got := wr.send(t, "PUT", "/items/1", strings.NewReader("conflict")); got.status != http.StatusConflict {
+				t.Fatalf("failed write: %d", got.status)
+			}
+			if got := wr.get(t, "GET", "/items/1"); !got.isHit() {
+				t.Errorf("a failed write invalidated: %q", got.cacheStatus())
+			}
+			if got := wr.send(t, "PUT", "/items/1", strings.NewReader("uno")); got.status != http.StatusNoContent {
+				t.Fatalf("write: %d", got.status)
+			}
+			if got := wr.get(t, "GET", "/items/1"); got.isHit() || got.body != "uno" {
+				t.Errorf("after the write: %q %q, want a miss with the new body", got.cacheStatus(), got.body)
+			}
+			if s := c.RouteStats()[map[string]string{"chi": "/items/{id}", "servemux": "PUT /items/{id}"}[name]]; s.Invalidations != 1 || s.Invalidated != 1 {
+				t.Errorf("write route stats: invalidations %d, invalidated %d", s.Invalidations, s.Invalidated)
+			}
+		})
+	}
+}
+
+// Unknown methods are unsafe: they invalidate too.
+func TestWritesUnknownMethod(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	it := newItems()
+	m := http.NewServeMux()
+	m.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour}, http.HandlerFunc(it.get)))
+	m.Handle("FROB /items/{id}", c.MustWrites("FROB /items/{id}", PurgeRoute("GET /items/{id}"))(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	wr := serveHTTP(t, m)
+	wr.get(t, "GET", "/items/1")
+	if got := wr.get(t, "FROB", "/items/1"); got.status != 200 {
+		t.Fatalf("FROB: %d", got.status)
+	}
+	if got := wr.get(t, "GET", "/items/1"); got.isHit() {
+		t.Errorf("after FROB: %q, want a miss", got.cacheStatus())
+	}
+}
+
+// A cached route whose handler also takes writes (a catch-all, as in a
+// proxy) invalidates the request URL and the same-origin Location, as RFC
+// 9111 section 4.4 says, without a write route.
+func TestWritesThroughCachedRoute(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	it := newItems()
+	m := http.NewServeMux()
+	m.Handle("/items/{id}", c.Handler("/items/{id}", policy.Policy{TTL: time.Hour}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			it.get(w, r)
+		default:
+			it.put(w, r)
+		}
+	})))
+	m.Handle("/items", c.Handler("/items", policy.Policy{TTL: time.Hour}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			it.mu.Lock()
+			fmt.Fprintf(w, "%d items", len(it.vals))
+			it.mu.Unlock()
+		default:
+			it.create(w, r)
+		}
+	})))
+	wr := serveHTTP(t, m)
+	for _, target := range []string{"/items/1", "/items/3", "/items"} {
+		wr.get(t, "GET", target)
+	}
+	wr.send(t, "POST", "/items/1", strings.NewReader("uno"))
+	if got := wr.get(t, "GET", "/items/1"); got.isHit() || got.body != "uno" {
+		t.Errorf("after POST /items/1: %q %q", got.cacheStatus(), got.body)
+	}
+	// POST /items creates item 3: the list and the new item's URL (its
+	// Location) are invalidated.
+	if got := wr.get(t, "GET", "/items/3"); got.status != http.StatusNotFound {
+		t.Fatalf("GET /items/3 before the create: %d", got.status)
+	}
+	wr.send(t, "POST", "/items", strings.NewReader("3=three"))
+	if got := wr.get(t, "GET", "/items"); got.isHit() || got.body != "3 items" {
+		t.Errorf("the list after the create: %q %q", got.cacheStatus(), got.body)
+	}
+	if got := wr.get(t, "GET", "/items/3"); got.status != http.StatusOK || got.body != "three" {
+		t.Errorf("the created item: %d %q %q", got.status, got.cacheStatus(), got.body)
+	}
+}
+
+// A Location of another origin is not this cache's to invalidate.
+func TestWritesOtherOriginLocation(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	it := newItems()
+	m := http.NewServeMux()
+	m.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour}, http.HandlerFunc(it.get)))
+	m.Handle("POST /elsewhere", c.MustWrites("POST /elsewhere")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Location", "https://other.example/items/1")
+		w.WriteHeader(http.StatusSeeOther)
+	})))
+	wr := serveHTTP(t, m)
+	wr.get(t, "GET", "/items/1")
+	wr.client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	wr.get(t, "POST", "/elsewhere")
+	if got := wr.get(t, "GET", "/items/1"); !got.isHit() {
+		t.Errorf("another origin's Location invalidated the item: %q", got.cacheStatus())
+	}
+}
+
+// PurgeBuckets and PurgeTags purge what the write request computes.
+func TestWritesComputedPurges(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	it := newItems()
+	r := chi.NewRouter()
+	r.With(c.MustRoute("/items/{id}", policy.Policy{TTL: time.Hour,
+		Tags: func(r *http.Request) []string { return []string{"item-" + r.PathValue("id")} },
+	})).Get("/items/{id}", it.get)
+	// A bulk write names the items it changes in its query.
+	r.With(c.MustWrites("/bulk", PurgeBuckets("/items/{id}", func(r *http.Request) []map[string]string {
+		var out []map[string]string
+		for _, id := range strings.Split(r.URL.Query().Get("ids"), ",") {
+			out = append(out, map[string]string{"id": id})
+		}
+		return out
+	}))).Post("/bulk", func(w http.ResponseWriter, r *http.Request) {})
+	r.With(c.MustWrites("/tagged/{id}", PurgeTags(func(r *http.Request) []string {
+		return []string{"item-" + r.PathValue("id")}
+	}))).Post("/tagged/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	wr := serveHTTP(t, r)
+	if err := c.VerifyRoutes(); err != nil {
+		t.Fatal(err)
+	}
+	wr.get(t, "GET", "/items/1")
+	wr.get(t, "GET", "/items/2")
+	wr.get(t, "POST", "/bulk?ids=1")
+	if a, b := wr.get(t, "GET", "/items/1"), wr.get(t, "GET", "/items/2"); a.isHit() || !b.isHit() {
+		t.Errorf("after the bulk write of 1: item 1 %q, item 2 %q", a.cacheStatus(), b.cacheStatus())
+	}
+	wr.get(t, "POST", "/tagged/2")
+	if got := wr.get(t, "GET", "/items/2"); got.isHit() {
+		t.Errorf("after the tagged write of 2: %q", got.cacheStatus())
+	}
+}
+
+// Write routes that cannot work are refused at declaration or by
+// VerifyRoutes.
+func TestWritesDeclaration(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	c.MustRoute("/users/{user}/items/{id}", policy.Policy{})
+	if _, err := c.Writes("/items/{id}", PurgeRoute("/users/{user}/items/{id}")); err == nil || !strings.Contains(err.Error(), `"user"`) {
+		t.Errorf("a write lacking a bucket parameter: %v", err)
+	}
+	if _, err := c.Writes("/items/{id", PurgeRoute("/x")); err == nil {
+		t.Error("a malformed write pattern was accepted")
+	}
+	if _, err := c.Writes("/later/{id}", PurgeRoute("/nowhere/{id}")); err != nil {
+		t.Fatal(err) // the route may be declared later
+	}
+	if err := c.VerifyRoutes(); err == nil || !strings.Contains(err.Error(), `"/nowhere/{id}"`) {
+		t.Errorf("VerifyRoutes with a purge of an undeclared route: %v", err)
+	}
+}
+
+// failingPurges is a store whose purges fail, as a Redis that is down.
+type failingPurges struct{ *memstore.Store }
+
+func (failingPurges) PurgeBucket(context.Context, string) (int64, error) {
+	return 0, errors.New("test: redis down")
+}
+
+// A write whose invalidation fails still succeeds; the failure is counted
+// and reported.
+func TestWritesStoreDown(t *testing.T) {
+	var reported atomic.Int64
+	c := newTestCache(t, failingPurges{newMemStore(t)}, WithOnError(func(context.Context, error) { reported.Add(1) }))
+	it := newItems()
+	r := chi.NewRouter()
+	r.With(c.MustRoute("/items/{id}", policy.Policy{TTL: time.Hour})).Get("/items/{id}", it.get)
+	r.With(c.MustWrites("/items/{id}", PurgeRoute("/items/{id}"))).Put("/items/{id}", it.put)
+	wr := serveHTTP(t, r)
+	wr.get(t, "GET", "/items/1")
+	if got := wr.send(t, "PUT", "/items/1", strings.NewReader("uno")); got.status != http.StatusNoContent {
+		t.Fatalf("the write failed with the store: %d", got.status)
+	}
+	if s := c.RouteStats()["/items/{id}"]; s.InvalidationErrors != 1 || reported.Load() != 1 {
+		t.Errorf("invalidation errors %d, reported %d; want 1 and 1", s.InvalidationErrors, reported.Load())
+	}
+}
+
+// A fill that read the old data before a write, and stores after the
+// write's purge, is refused by the purge's fence: the old body never
+// comes back.
+func TestWriteRacingFill(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore(t)
+		c := newTestCache(t, store)
+		it := newItems()
+		read := make(chan struct{})
+		slowGet := func(w http.ResponseWriter, r *http.Request) {
+			it.mu.Lock()
+			v := it.vals[r.PathValue("id")]
+			it.mu.Unlock()
+			close(read)           // read the old value...
+			time.Sleep(time.Second) // ...and answer late
+			io.WriteString(w, v)
+		}
+		m := http.NewServeMux()
+		m.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour}, http.HandlerFunc(slowGet)))
+		m.Handle("PUT /items/{id}", c.MustWrites("PUT /items/{id}", PurgeRoute("GET /items/{id}"))(http.HandlerFunc(it.put)))
+		done := make(chan result)
+		go func() { done <- do(m, "GET", "/items/1") }()
+		<-read
+		put := httptestRequest("PUT", "/items/1", "uno")
+		if got := doRequest(m, put); got.status != http.StatusNoContent {
+			t.Fatalf("write: %d", got.status)
+		}
+		if old := <-done; old.body != "one" {
+			t.Fatalf("the racing fill answered %q", old.body)
+		}
+		if s := c.Stats(); s.PurgeRaces != 1 {
+			t.Errorf("purge races %d, want the racing fill refused", s.PurgeRaces)
+		}
+		read = make(chan struct{})
+		if got := do(m, "GET", "/items/1"); got.isHit() || got.body != "uno" {
+			t.Errorf("after the write: %q %q, want a miss with the new body", got.cacheStatus(), got.body)
+		}
+	})
+}
+
+// etagOrigin answers with the body and ETag of version, and 304 to a
+// matching If-None-Match; it counts both.
+type etagOrigin struct {
+	mu       sync.Mutex
+	body     string
+	version  int
+	full     atomic.Int64
+	notMod   atomic.Int64
+	conds    atomic.Int64
+	ignoreIf bool
+}
+
+func (o *etagOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	etag := fmt.Sprintf(`"v%d"`, o.version)
+	body := o.body
+	o.mu.Unlock()
+	w.Header().Set("Etag", etag)
+	w.Header().Set("X-Served", time.Now().UTC().Format(time.RFC3339))
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		o.conds.Add(1)
+		if inm == etag && !o.ignoreIf {
+			o.notMod.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	o.full.Add(1)
+	io.WriteString(w, body)
+}
+
+// A stale entry with validators is revalidated: the origin's 304 keeps
+// the stored body and updates the stored headers and freshness.
+func TestRevalidation(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		pol  policy.Policy
+		wait time.Duration
+	}{
+		{"stale-while-revalidate refresh", policy.Policy{TTL: 10 * time.Second, StaleWhileRevalidate: time.Minute}, 15 * time.Second},
+		{"refresh ahead", policy.Policy{TTL: 10 * time.Second, RefreshAhead: 0.5}, 6 * time.Second},
+		{"expired entry", policy.Policy{TTL: 10 * time.Second}, 15 * time.Second},
+		{"stale-if-error window", policy.Policy{TTL: 10 * time.Second, StaleIfError: time.Minute}, 15 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCache(t, newMemStore(t))
+				o := &etagOrigin{body: strings.Repeat("a large body ", 100), version: 1}
+				h := mux(t, c, "GET /doc", tt.pol, o)
+				first := do(h, "GET", "/doc")
+				time.Sleep(tt.wait)
+				got := do(h, "GET", "/doc")
+				synctest.Wait() // a background refresh, if any
+				if got.body != o.body {
+					t.Fatalf("body %d bytes (%s)", len(got.body), got.cacheStatus())
+				}
+				if o.conds.Load() != 1 || o.notMod.Load() != 1 || o.full.Load() != 1 {
+					t.Fatalf("origin: %d conditional, %d 304, %d full; want 1, 1, 1", o.conds.Load(), o.notMod.Load(), o.full.Load())
+				}
+				after := do(h, "GET", "/doc")
+				if !after.isHit() || after.body != o.body || !strings.Contains(after.cacheStatus(), "ttl=10") {
+					t.Errorf("after the 304: %q, %d bytes", after.cacheStatus(), len(after.body))
+				}
+				if after.header.Get("X-Served") == first.header.Get("X-Served") {
+					t.Errorf("X-Served %q not updated by the 304", after.header.Get("X-Served"))
+				}
+				if s := c.Stats(); s.Revalidations != 1 || s.NotModified != 1 || s.BytesNotResent != int64(len(o.body)) && s.BytesNotResent == 0 {
+					t.Errorf("stats: revalidations %d, 304s %d, bytes not resent %d", s.Revalidations, s.NotModified, s.BytesNotResent)
+				}
+			})
+		})
+	}
+}
+
+// When the client waits for the revalidation, it gets the stored body
+// (a 200), not the origin's 304; a client that is itself conditional gets
+// a 304 of its own.
+func TestRevalidationAnswersTheClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, newMemStore(t))
+		o := &etagOrigin{body: "body", version: 1}
+		h := mux(t, c, "GET /doc", policy.Policy{TTL: 10 * time.Second}, o)
+		do(h, "GET", "/doc")
+		time.Sleep(15 * time.Second)
+		got := do(h, "GET", "/doc")
+		if got.status != http.StatusOK || got.body != "body" || !strings.Contains(got.cacheStatus(), "fwd-status=304; stored") {
+			t.Fatalf("client after a revalidation: %d %q %q", got.status, got.body, got.cacheStatus())
+		}
+		time.Sleep(15 * time.Second)
+		got = do(h, "GET", "/doc", "If-None-Match", `"v1"`)
+		if got.status != http.StatusNotModified {
+			t.Errorf("conditional client after a revalidation: %d %q", got.status, got.cacheStatus())
+		}
+	})
+}
+
+// A handler that ignores the validators answers 200: handled as a fill.
+func TestRevalidationIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, newMemStore(t))
+		o := &etagOrigin{body: "body", version: 1, ignoreIf: true}
+		h := mux(t, c, "GET /doc", policy.Policy{TTL: 10 * time.Second}, o)
+		do(h, "GET", "/doc")
+		time.Sleep(15 * time.Second)
+		o.mu.Lock()
+		o.body = "new body"
+		o.mu.Unlock()
+		if got := do(h, "GET", "/doc"); got.body != "new body" || !strings.Contains(got.cacheStatus(), "fwd-status=200; stored") {
+			t.Fatalf("%q %q", got.body, got.cacheStatus())
+		}
+		if s := c.Stats(); s.Revalidations != 1 || s.NotModified != 0 {
+			t.Errorf("revalidations %d, 304s %d", s.Revalidations, s.NotModified)
+		}
+	})
+}
+
+// A client's conditional request on a miss is answered from the fill: the
+// cache fetches the whole response with its own headers, stores it, and
+// answers the client 304 when its validator matches.
+func TestConditionalClientOnMiss(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	o := &etagOrigin{body: "body", version: 1}
+	h := mux(t, c, "GET /doc", policy.Policy{TTL: time.Hour}, o)
+	got := do(h, "GET", "/doc", "If-None-Match", `"v1"`)
+	if got.status != http.StatusNotModified || !strings.Contains(got.cacheStatus(), "stored") {
+		t.Fatalf("conditional miss: %d %q", got.status, got.cacheStatus())
+	}
+	if o.full.Load() != 1 || o.conds.Load() != 0 {
+		t.Errorf("origin: %d full, %d conditional; want the whole response fetched", o.full.Load(), o.conds.Load())
+	}
+	if got := do(h, "GET", "/doc"); !got.isHit() || got.body != "body" {
+		t.Errorf("next: %q %q", got.cacheStatus(), got.body)
+	}
+}
+
+var _ storage.Purger = failingPurges{}
