@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"compress/zlib"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/readthrough/readthrough/internal/testbody"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
@@ -20,49 +20,6 @@ import (
 
 	"github.com/readthrough/readthrough/storage"
 )
-
-// jsonBody returns a JSON document of n bytes (at least 24) that looks
-// like a typical API listing, the same for the same seed.
-func jsonBody(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	names := []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Rob", "Dennis", "Margaret", "Linus"}
-	tags := []string{"admin", "beta", "staff", "trial", "vip", "eu", "us"}
-	words := []string{"builds", "compilers", "and", "systems", "for", "the", "web", "with", "care", "since", "forever"}
-	b := []byte(`{"items":[`)
-	var o []byte
-	for {
-		o = o[:0]
-		if len(b) > len(`{"items":[`) {
-			o = append(o, ',')
-		}
-		name := names[rng.IntN(len(names))]
-		o = fmt.Appendf(o, `{"id":%d,"name":"%s","email":"%s%d@example.com",`, rng.IntN(1000000), name, strings.ToLower(name), rng.IntN(1000))
-		o = fmt.Appendf(o, `"created":"2025-%02d-%02dT%02d:%02d:%02dZ","active":%t,"tags":["%s"]}`,
-			1+rng.IntN(12), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), rng.IntN(2) == 0, tags[rng.IntN(len(tags))])
-		if len(b)+len(o)+2 > n {
-			break
-		}
-		b = append(b, o...)
-	}
-	// Fill up to n bytes exactly with a last item holding a short bio.
-	sep := ","
-	if len(b) == len(`{"items":[`) {
-		sep = ""
-	}
-	bio := []byte{}
-	for room := n - len(b) - len(sep) - len(`{"bio":""}]}`); len(bio) < room; {
-		bio = append(bio, words[rng.IntN(len(words))]...)
-		bio = append(bio, ' ')
-	}
-	bio = bio[:max(0, n-len(b)-len(sep)-len(`{"bio":""}]}`))]
-	b = fmt.Appendf(b, `%s{"bio":"%s"}]}`, sep, bio)
-	return b
-}
-
-// realisticJSON is a small API answer: one product, 224 bytes.
-var realisticJSON = []byte(`{"id":48213,"sku":"TSH-0042-M","name":"Organic Cotton T-Shirt","category":"apparel",` +
-	`"price":{"amount":2499,"currency":"EUR"},"compare_at_price":{"amount":2999,"currency":"EUR"},` +
-	`"stock":17,"updated_at":"2025-10-21T07:28:00Z"}`)
 
 func typicalEntry(body []byte) *storage.Entry {
 	return &storage.Entry{
@@ -87,7 +44,7 @@ func TestCompress(t *testing.T) {
 	for i := range random {
 		random[i] = byte(rng.Uint32())
 	}
-	json2k := jsonBody(2048, 1)
+	json2k := testbody.JSON(2048, 1)
 	tests := []struct {
 		name        string
 		contentType string
@@ -103,9 +60,9 @@ func TestCompress(t *testing.T) {
 		{"bmp is raw pixels", "image/bmp", "", bytes.Repeat([]byte{0, 0, 255}, 1000), true},
 		{"exactly the minimum", "text/plain", "", bytes.Repeat([]byte("a"), CompressMinBytes), true},
 		{"one byte short of the minimum", "text/plain", "", bytes.Repeat([]byte("a"), CompressMinBytes-1), false},
-		{"json 150 B", "application/json", "", jsonBody(150, 1), false},
-		{"realistic json 211 B", "application/json", "", realisticJSON, true},
-		{"realistic json one byte short of the minimum", "application/json", "", realisticJSON[:CompressMinBytes-1], false},
+		{"json 150 B", "application/json", "", testbody.JSON(150, 1), false},
+		{"realistic json 211 B", "application/json", "", testbody.Realistic, true},
+		{"realistic json one byte short of the minimum", "application/json", "", testbody.Realistic[:CompressMinBytes-1], false},
 		{"empty", "text/plain", "", nil, false},
 		{"origin coding present", "application/json", "br", json2k, false},
 		{"origin gzip", "application/json", "gzip", json2k, false},
@@ -174,7 +131,7 @@ func TestCompressAfterAbort(t *testing.T) {
 		if e.Coding != "" {
 			t.Fatalf("round %d: random data compressed", i)
 		}
-		body := jsonBody(10000+i, uint64(i))
+		body := testbody.JSON(10000+i, uint64(i))
 		e = &storage.Entry{Body: body}
 		Compress(e)
 		var out bytes.Buffer
@@ -212,8 +169,8 @@ func encodeAs(t testing.TB, c string, body []byte) []byte {
 }
 
 func TestDecode(t *testing.T) {
-	body := jsonBody(2048, 5)
-	large := jsonBody(200<<10, 6) // several copy buffers
+	body := testbody.JSON(2048, 5)
+	large := testbody.JSON(200<<10, 6) // several copy buffers
 	tests := []struct {
 		name   string
 		coding string
@@ -251,7 +208,7 @@ func TestDecode(t *testing.T) {
 }
 
 func TestDecodeErrors(t *testing.T) {
-	body := jsonBody(4096, 7)
+	body := testbody.JSON(4096, 7)
 	gz := encodeAs(t, "gzip", body)
 	flipped := bytes.Clone(gz)
 	flipped[len(flipped)/2] ^= 0xff
@@ -325,7 +282,7 @@ func (w *failWriter) Write(p []byte) (int, error) {
 }
 
 func TestDecodeWriterError(t *testing.T) {
-	body := jsonBody(100<<10, 8)
+	body := testbody.JSON(100<<10, 8)
 	for _, c := range []string{"", "gzip", "deflate", "zstd"} {
 		t.Run(c, func(t *testing.T) {
 			give := body
@@ -360,7 +317,7 @@ func TestSupported(t *testing.T) {
 
 // TestConcurrentUse runs the pooled paths from many goroutines, for -race.
 func TestConcurrentUse(t *testing.T) {
-	bodies := [][]byte{jsonBody(300, 1), jsonBody(3000, 2), jsonBody(40000, 3)}
+	bodies := [][]byte{testbody.JSON(300, 1), testbody.JSON(3000, 2), testbody.JSON(40000, 3)}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/readthrough/readthrough/internal/testbody"
+
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -27,7 +29,7 @@ var benchSizes = []struct {
 
 // benchEntry is a 200 with four typical headers and a JSON body of n bytes.
 func benchEntry(n int) *storage.Entry {
-	e := typicalEntry(jsonBody(n, 1))
+	e := typicalEntry(testbody.JSON(n, 1))
 	e.Header.Set("Cache-Control", "public, max-age=300")
 	return e
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/readthrough/readthrough/internal/testbody"
+
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -20,7 +22,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	seeds := []*storage.Entry{
 		{Status: 200},
-		typicalEntry(jsonBody(200, 1)),
+		typicalEntry(testbody.JSON(200, 1)),
 		docExample,
 		{
 			Status:       404,

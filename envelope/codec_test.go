@@ -17,47 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/readthrough/readthrough/internal/testbody"
+
 	"github.com/readthrough/readthrough/storage"
 	"github.com/vmihailenco/msgpack/v5"
 )
-
-// jsonBody returns a JSON document of n bytes (at least 24) that looks
-// like a typical API listing, the same for the same seed.
-func jsonBody(n int, seed uint64) []byte {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	names := []string{"Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Rob", "Dennis", "Margaret", "Linus"}
-	tags := []string{"admin", "beta", "staff", "trial", "vip", "eu", "us"}
-	words := []string{"builds", "compilers", "and", "systems", "for", "the", "web", "with", "care", "since", "forever"}
-	b := []byte(`{"items":[`)
-	var o []byte
-	for {
-		o = o[:0]
-		if len(b) > len(`{"items":[`) {
-			o = append(o, ',')
-		}
-		name := names[rng.IntN(len(names))]
-		o = fmt.Appendf(o, `{"id":%d,"name":"%s","email":"%s%d@example.com",`, rng.IntN(1000000), name, strings.ToLower(name), rng.IntN(1000))
-		o = fmt.Appendf(o, `"created":"2025-%02d-%02dT%02d:%02d:%02dZ","active":%t,"tags":["%s"]}`,
-			1+rng.IntN(12), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), rng.IntN(2) == 0, tags[rng.IntN(len(tags))])
-		if len(b)+len(o)+2 > n {
-			break
-		}
-		b = append(b, o...)
-	}
-	// Fill up to n bytes exactly with a last item holding a short bio.
-	sep := ","
-	if len(b) == len(`{"items":[`) {
-		sep = ""
-	}
-	bio := []byte{}
-	for room := n - len(b) - len(sep) - len(`{"bio":""}]}`); len(bio) < room; {
-		bio = append(bio, words[rng.IntN(len(words))]...)
-		bio = append(bio, ' ')
-	}
-	bio = bio[:max(0, n-len(b)-len(sep)-len(`{"bio":""}]}`))]
-	b = fmt.Appendf(b, `%s{"bio":"%s"}]}`, sep, bio)
-	return b
-}
 
 // typicalEntry is a 200 response with three typical headers and body.
 func typicalEntry(body []byte) *storage.Entry {
@@ -76,11 +40,6 @@ func typicalEntry(body []byte) *storage.Entry {
 		Body:                 body,
 	}
 }
-
-// realisticJSON is a small API answer: one product, 224 bytes.
-var realisticJSON = []byte(`{"id":48213,"sku":"TSH-0042-M","name":"Organic Cotton T-Shirt","category":"apparel",` +
-	`"price":{"amount":2499,"currency":"EUR"},"compare_at_price":{"amount":2999,"currency":"EUR"},` +
-	`"stock":17,"updated_at":"2025-10-21T07:28:00Z"}`)
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	manyHeaders := http.Header{}
@@ -678,7 +637,7 @@ func TestEnvelopeDocExample(t *testing.T) {
 
 // TestEncodeIsMsgpack reads an envelope with another msgpack library.
 func TestEncodeIsMsgpack(t *testing.T) {
-	e := typicalEntry(jsonBody(300, 1))
+	e := typicalEntry(testbody.JSON(300, 1))
 	e.Coding, e.CacheEncoded = "gzip", true
 	data := Encode(nil, e)
 	if data[0] != 1 {
@@ -1186,7 +1145,7 @@ func TestDecodeTruncated(t *testing.T) {
 		give []byte
 	}{
 		{"minimal", Encode(nil, &storage.Entry{Status: 200})},
-		{"typical", Encode(nil, typicalEntry(jsonBody(200, 1)))},
+		{"typical", Encode(nil, typicalEntry(testbody.JSON(200, 1)))},
 		{"long strings", Encode(nil, big)},
 		{"with extras", envelopeOf(append(validFields(), mp(map[string]any{"a": []any{1, "xyz", 2.5}}), mp(time.Unix(1, 0)))...)},
 	}
@@ -1274,7 +1233,7 @@ func TestDecodeReusesHeader(t *testing.T) {
 }
 
 func TestDecodeErrorLeavesEntry(t *testing.T) {
-	data := Encode(nil, typicalEntry(jsonBody(300, 2)))
+	data := Encode(nil, typicalEntry(testbody.JSON(300, 2)))
 	orig := typicalEntry([]byte("before"))
 	orig.Header.Set("X-Before", "1")
 	for i := range len(data) {
@@ -1321,7 +1280,7 @@ func TestDecodeAliasing(t *testing.T) {
 // goroutines, for -race: each goroutine's entries must come back intact,
 // including after a failed Decode has returned its decoder to the pool.
 func TestConcurrentUse(t *testing.T) {
-	bodies := [][]byte{jsonBody(300, 1), jsonBody(3000, 2), jsonBody(40000, 3)}
+	bodies := [][]byte{testbody.JSON(300, 1), testbody.JSON(3000, 2), testbody.JSON(40000, 3)}
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -1393,9 +1352,9 @@ func TestEnvelopeSizes(t *testing.T) {
 		body        []byte
 		maxOverhead int // envelope minus body
 	}{
-		{jsonBody(194, 1), 56},
-		{realisticJSON, 56},
-		{jsonBody(2048, 1), 56},
+		{testbody.JSON(194, 1), 56},
+		{testbody.Realistic, 56},
+		{testbody.JSON(2048, 1), 56},
 	} {
 		e := &storage.Entry{
 			Status: http.StatusOK,
