@@ -10,33 +10,14 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/readthrough/readthrough/internal/testbody"
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/readthrough/readthrough/internal/testbody"
 	"github.com/readthrough/readthrough/storage"
 )
-
-func typicalEntry(body []byte) *storage.Entry {
-	return &storage.Entry{
-		Status: http.StatusOK,
-		Header: http.Header{
-			"Content-Type":  {"application/json; charset=utf-8"},
-			"Etag":          {`"33a64df551425fcc55e4d42a148795d9f25f89d4"`},
-			"Last-Modified": {"Tue, 21 Oct 2025 07:28:00 GMT"},
-		},
-		Stored:               time.UnixMilli(1761031680123).UTC(),
-		Fresh:                5 * time.Minute,
-		StaleWhileRevalidate: time.Minute,
-		StaleIfError:         time.Hour,
-		OriginTime:           12345 * time.Microsecond,
-		Body:                 body,
-	}
-}
 
 func TestCompress(t *testing.T) {
 	random := make([]byte, 4096)
@@ -323,7 +304,7 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for i := range 30 {
 				body := bodies[(g+i)%len(bodies)]
-				e := typicalEntry(body)
+				e := testbody.Entry(body)
 				Compress(e)
 				var out bytes.Buffer
 				if err := Decode(&out, e.Coding, e.Body); err != nil || !bytes.Equal(out.Bytes(), body) {

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/readthrough/readthrough/internal/testbody"
-
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -29,7 +28,7 @@ var benchSizes = []struct {
 
 // benchEntry is a 200 with four typical headers and a JSON body of n bytes.
 func benchEntry(n int) *storage.Entry {
-	e := typicalEntry(testbody.JSON(n, 1))
+	e := testbody.Entry(testbody.JSON(n, 1))
 	e.Header.Set("Cache-Control", "public, max-age=300")
 	return e
 }

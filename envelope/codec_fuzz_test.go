@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/internal/testbody"
-
 	"github.com/readthrough/readthrough/storage"
 )
 
@@ -22,7 +21,7 @@ import (
 func FuzzDecode(f *testing.F) {
 	seeds := []*storage.Entry{
 		{Status: 200},
-		typicalEntry(testbody.JSON(200, 1)),
+		testbody.Entry(testbody.JSON(200, 1)),
 		docExample,
 		{
 			Status:       404,

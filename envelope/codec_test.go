@@ -17,29 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/readthrough/readthrough/internal/testbody"
-
-	"github.com/readthrough/readthrough/storage"
 	"github.com/vmihailenco/msgpack/v5"
-)
 
-// typicalEntry is a 200 response with three typical headers and body.
-func typicalEntry(body []byte) *storage.Entry {
-	return &storage.Entry{
-		Status: http.StatusOK,
-		Header: http.Header{
-			"Content-Type":  {"application/json; charset=utf-8"},
-			"Etag":          {`"33a64df551425fcc55e4d42a148795d9f25f89d4"`},
-			"Last-Modified": {"Tue, 21 Oct 2025 07:28:00 GMT"},
-		},
-		Stored:               time.UnixMilli(1761031680123).UTC(),
-		Fresh:                5 * time.Minute,
-		StaleWhileRevalidate: time.Minute,
-		StaleIfError:         time.Hour,
-		OriginTime:           12345 * time.Microsecond,
-		Body:                 body,
-	}
-}
+	"github.com/readthrough/readthrough/internal/testbody"
+	"github.com/readthrough/readthrough/storage"
+)
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	manyHeaders := http.Header{}
@@ -228,7 +210,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 }
 
 func TestEncodeAppends(t *testing.T) {
-	e := typicalEntry([]byte("{}"))
+	e := testbody.Entry([]byte("{}"))
 	prefix := []byte("prefix")
 	data := Encode(prefix, e)
 	if !bytes.HasPrefix(data, prefix) {
@@ -637,7 +619,7 @@ func TestEnvelopeDocExample(t *testing.T) {
 
 // TestEncodeIsMsgpack reads an envelope with another msgpack library.
 func TestEncodeIsMsgpack(t *testing.T) {
-	e := typicalEntry(testbody.JSON(300, 1))
+	e := testbody.Entry(testbody.JSON(300, 1))
 	e.Coding, e.CacheEncoded = "gzip", true
 	data := Encode(nil, e)
 	if data[0] != 1 {
@@ -991,9 +973,9 @@ func TestDecodeStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprint(tt.give), func(t *testing.T) {
-			data := Encode(nil, typicalEntry([]byte("x")))
+			data := Encode(nil, testbody.Entry([]byte("x")))
 			data = slices.Concat(data[:2], mpUint(uint64(tt.give)), data[2+len(mpUint(200)):])
-			e := *typicalEntry([]byte("before"))
+			e := *testbody.Entry([]byte("before"))
 			err := Decode(data, &e)
 			if tt.wantOK {
 				if err != nil || e.Status != tt.give {
@@ -1138,14 +1120,14 @@ func TestDecodeDropsUnstorableHeaders(t *testing.T) {
 
 // TestDecodeTruncated cuts valid envelopes at every byte.
 func TestDecodeTruncated(t *testing.T) {
-	big := typicalEntry(bytes.Repeat([]byte("a"), 300))
+	big := testbody.Entry(bytes.Repeat([]byte("a"), 300))
 	big.Header.Set("X-Long", strings.Repeat("v", 300))
 	tests := []struct {
 		name string
 		give []byte
 	}{
 		{"minimal", Encode(nil, &storage.Entry{Status: 200})},
-		{"typical", Encode(nil, typicalEntry(testbody.JSON(200, 1)))},
+		{"typical", Encode(nil, testbody.Entry(testbody.JSON(200, 1)))},
 		{"long strings", Encode(nil, big)},
 		{"with extras", envelopeOf(append(validFields(), mp(map[string]any{"a": []any{1, "xyz", 2.5}}), mp(time.Unix(1, 0)))...)},
 	}
@@ -1165,7 +1147,7 @@ func TestDecodeTruncated(t *testing.T) {
 }
 
 func TestDecodeVersion(t *testing.T) {
-	valid := Encode(nil, typicalEntry([]byte("x")))
+	valid := Encode(nil, testbody.Entry([]byte("x")))
 	for _, v := range []byte{0, 3, 0x9a, 0xff} {
 		t.Run(fmt.Sprint(v), func(t *testing.T) {
 			data := append([]byte{v}, valid[1:]...)
@@ -1192,7 +1174,7 @@ func TestVersionDictionary(t *testing.T) {
 		{"gzip", Version},
 		{DictionaryCoding, VersionDictionary},
 	} {
-		e := typicalEntry([]byte("body"))
+		e := testbody.Entry([]byte("body"))
 		e.Coding, e.CacheEncoded = tt.coding, tt.coding != ""
 		data := Encode(nil, e)
 		if data[0] != tt.version {
@@ -1218,7 +1200,7 @@ func TestVersionDictionary(t *testing.T) {
 }
 
 func TestDecodeReusesHeader(t *testing.T) {
-	data := Encode(nil, typicalEntry([]byte("x")))
+	data := Encode(nil, testbody.Entry([]byte("x")))
 	h := http.Header{"X-Old": {"1"}, "Content-Type": {"text/old"}}
 	e := storage.Entry{Header: h}
 	if err := Decode(data, &e); err != nil {
@@ -1227,14 +1209,14 @@ func TestDecodeReusesHeader(t *testing.T) {
 	if reflect.ValueOf(e.Header).UnsafePointer() != reflect.ValueOf(h).UnsafePointer() {
 		t.Error("Decode replaced a non-nil Header map")
 	}
-	if d := diffEntry(&e, typicalEntry([]byte("x"))); d != "" {
+	if d := diffEntry(&e, testbody.Entry([]byte("x"))); d != "" {
 		t.Error(d)
 	}
 }
 
 func TestDecodeErrorLeavesEntry(t *testing.T) {
-	data := Encode(nil, typicalEntry(testbody.JSON(300, 2)))
-	orig := typicalEntry([]byte("before"))
+	data := Encode(nil, testbody.Entry(testbody.JSON(300, 2)))
+	orig := testbody.Entry([]byte("before"))
 	orig.Header.Set("X-Before", "1")
 	for i := range len(data) {
 		e := *orig
@@ -1249,7 +1231,7 @@ func TestDecodeErrorLeavesEntry(t *testing.T) {
 }
 
 func TestDecodeAliasing(t *testing.T) {
-	e := typicalEntry([]byte("hello body"))
+	e := testbody.Entry([]byte("hello body"))
 	e.Header["Vary"] = []string{"A", "B"}
 	data := Encode(nil, e)
 	var got storage.Entry
@@ -1286,7 +1268,7 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			var buf []byte
 			for i := range 50 {
-				want := typicalEntry(bodies[(g+i)%len(bodies)])
+				want := testbody.Entry(bodies[(g+i)%len(bodies)])
 				want.Header.Set("X-Goroutine", fmt.Sprint(g, i))
 				buf = Encode(buf[:0], want)
 				if i%3 == 0 {

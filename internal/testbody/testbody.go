@@ -5,8 +5,31 @@ package testbody
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
+	"time"
+
+	"github.com/readthrough/readthrough/storage"
 )
+
+// Entry is a 200 response with the three headers most JSON APIs send,
+// stored on 2025-10-21, fresh for five minutes, with body.
+func Entry(body []byte) *storage.Entry {
+	return &storage.Entry{
+		Status: http.StatusOK,
+		Header: http.Header{
+			"Content-Type":  {"application/json; charset=utf-8"},
+			"Etag":          {`"33a64df551425fcc55e4d42a148795d9f25f89d4"`},
+			"Last-Modified": {"Tue, 21 Oct 2025 07:28:00 GMT"},
+		},
+		Stored:               time.UnixMilli(1761031680123).UTC(),
+		Fresh:                5 * time.Minute,
+		StaleWhileRevalidate: time.Minute,
+		StaleIfError:         time.Hour,
+		OriginTime:           12345 * time.Microsecond,
+		Body:                 body,
+	}
+}
 
 // JSON returns a JSON document of n bytes (at least 24) that looks
 // like a typical API listing, the same for the same seed.
