@@ -140,7 +140,7 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			rt.stats.add(cRefreshSkipped, 1)
 			return
 		}
-		call.stale = e // revalidated with its validators; no client to serve it to
+		call.stale = e                                         // revalidated with its validators; no client to serve it to
 		defer call.sh.publish(ctx, storage.Fill{Failed: true}) // unless published before
 	}
 	o := rt.originFill(call)

@@ -290,7 +290,7 @@ func TestWriteRacingFill(t *testing.T) {
 			it.mu.Lock()
 			v := it.vals[r.PathValue("id")]
 			it.mu.Unlock()
-			close(read)           // read the old value...
+			close(read)             // read the old value...
 			time.Sleep(time.Second) // ...and answer late
 			io.WriteString(w, v)
 		}
