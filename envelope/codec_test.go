@@ -404,9 +404,9 @@ func TestHeaderTables(t *testing.T) {
 		if int(headerNameIndex[n]) != i {
 			t.Errorf("headerNames[%d] = %q appears twice", i, n)
 		}
-		// The table names that are never stored are those that were
-		// stored when they entered the table, which is append-only.
-		wantStorable := n != "Surrogate-Key" && n != "Surrogate-Control"
+		// The table name that is never stored was stored when it
+		// entered the table, which is append-only.
+		wantStorable := n != "Surrogate-Control"
 		if storable(n) != wantStorable || tableNameStorable[i] != wantStorable {
 			t.Errorf("headerNames[%d] = %q: storable %t, tableNameStorable %t, want %t", i, n, storable(n), tableNameStorable[i], wantStorable)
 		}
@@ -1066,14 +1066,14 @@ func TestDecodeDropsUnstorableHeaders(t *testing.T) {
 			want: http.Header{"Vary": {"Accept-Encoding"}},
 		},
 		{
-			name: "Surrogate headers as table positions",
+			name: "Surrogate-Control as a table position, Surrogate-Key kept",
 			give: []any{0, 1, 25, "user-15", 26, "max-age=60"},
-			want: http.Header{"Content-Type": {"application/json; charset=utf-8"}},
+			want: http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Surrogate-Key": {"user-15"}},
 		},
 		{
-			name: "Surrogate headers as strings",
+			name: "Surrogate-Control as a string",
 			give: []any{"surrogate-key", "user-15", "Surrogate-Control", "no-store", "X-Kept", "1"},
-			want: http.Header{"X-Kept": {"1"}},
+			want: http.Header{"X-Kept": {"1"}, "Surrogate-Key": {"user-15"}},
 		},
 		{
 			name: "Content-Range is a storable header",

@@ -31,8 +31,8 @@ import (
 // rules a stored entry was written under. It drops every header that
 // [StorableHeader] drops (hop-by-hop headers and the names Connection
 // lists, trailers and the names Trailer lists, Set-Cookie, Date, Age,
-// Content-Length, Content-Encoding, Cache-Status, Surrogate-Key,
-// Surrogate-Control), whatever the case of its name, and it refuses a
+// Content-Length, Content-Encoding, Cache-Status, Surrogate-Control),
+// whatever the case of its name, and it refuses a
 // status outside 200-599, and 206 Partial Content, which is never stored.
 //
 // Any malformed input returns an error matching [ErrCorrupt]: truncated

@@ -35,10 +35,11 @@ var unstored = map[string]bool{
 	"Content-Encoding": true,
 	// The cache's own status (RFC 9211), set per response.
 	"Cache-Status": true,
-	// Addressed to this cache (its tags and its lifetime), never sent on:
-	// the middleware takes them off the response before it stores or
-	// sends it, so a stored one can only come from another writer.
-	"Surrogate-Key":     true,
+	// Addressed to this cache (its lifetime), never sent on: the
+	// middleware takes it off the response before it stores or sends it,
+	// so a stored one can only come from another writer. (Surrogate-Key,
+	// the entry's tags, is stored, so that a revalidation keeps them; a
+	// server never sends it on.)
 	"Surrogate-Control": true,
 }
 
@@ -96,9 +97,10 @@ func dropUnstorable(h http.Header) {
 // names, and those set with the [http.TrailerPrefix] convention),
 // Set-Cookie and Set-Cookie2, Date, Age, Content-Length, Content-Encoding
 // (the caller records the coding in [storage.Entry.Coding]), Cache-Status,
-// Surrogate-Key and Surrogate-Control (addressed to this cache, never
-// sent on), and names without values. Everything else is kept, including
-// X-Cache style headers, which belong to the origin. [Decode] drops the
+// Surrogate-Control (addressed to this cache, never sent on), and names
+// without values. Everything else is kept, including X-Cache style
+// headers, which belong to the origin, and Surrogate-Key: the tags the
+// entry is stored under, which a server keeps but never sends on. [Decode] drops the
 // same headers from an entry read back. Keys of h that differ only in
 // case are merged, their values in no particular order.
 func StorableHeader(h http.Header) http.Header {

@@ -34,13 +34,13 @@ func TestStorableHeader(t *testing.T) {
 			},
 		},
 		{
-			name: "surrogate headers dropped",
+			name: "Surrogate-Control dropped, Surrogate-Key kept",
 			give: http.Header{
 				"Surrogate-Key":     {"user-15"},
 				"surrogate-control": {"max-age=3600"},
 				"Content-Type":      {"text/plain"},
 			},
-			want: http.Header{"Content-Type": {"text/plain"}},
+			want: http.Header{"Content-Type": {"text/plain"}, "Surrogate-Key": {"user-15"}},
 		},
 		{
 			name: "hop-by-hop dropped",

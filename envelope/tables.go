@@ -144,9 +144,9 @@ var (
 )
 
 // tableNameStorable says, by position, whether a name of the name table
-// may be stored ([storable]). All may but Surrogate-Key and
-// Surrogate-Control, which were stored when they entered the table and
-// keep their positions because the table is append-only. [Decode] looks
+// may be stored ([storable]). All may but Surrogate-Control, which was
+// stored when it entered the table and keeps its position because the
+// table is append-only. [Decode] looks
 // up a name given as a position here, so that only names given as
 // strings cost a map lookup.
 var tableNameStorable = func() (ok [len(headerNames)]bool) {

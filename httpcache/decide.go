@@ -85,7 +85,11 @@ type decision struct {
 	fresh, swr time.Duration
 	sie        time.Duration
 	coding     string
-	tags       []string
+	tags       []string // every tag the entry is stored under
+	// surrogate is the origin's Surrogate-Key, kept with the entry (never
+	// sent) so that a revalidation that does not repeat it keeps the
+	// entry's tags.
+	surrogate string
 }
 
 // decodableCodings are the content codings the cache can decode for
@@ -109,7 +113,8 @@ const (
 // decide applies the policy and the never-store rules to a response's
 // status and headers, before its body is known. h must be in canonical
 // form (see canonicalize); decide removes the Surrogate-Control and
-// Surrogate-Key headers, which are for this cache only.
+// Surrogate-Key headers, which are for this cache only (see
+// decision.keepSurrogate).
 func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 	defer func() {
 		delete(h, "Surrogate-Control")
@@ -195,13 +200,27 @@ func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 	if d.fresh <= 0 && d.swr <= 0 && d.sie <= 0 {
 		return no
 	}
-	d.tags = append(surrogateKeys(h), rt.requestTags(r)...)
+	keys := surrogateKeys(h)
+	if len(keys) > 0 {
+		d.surrogate = strings.Join(keys, " ")
+	}
+	d.tags = append(keys, rt.requestTags(r)...)
 	if len(d.tags) > MaxTags || slices.ContainsFunc(d.tags, func(t string) bool { return t == "" || len(t) > MaxTagBytes }) {
 		rt.stats.add(cTagsRefused, 1)
 		return no
 	}
 	d.store = true
 	return d
+}
+
+// keepSurrogate sets the Surrogate-Key of h, the header of the entry d
+// stores, to the origin's tags, which serveEntry never sends.
+func (d decision) keepSurrogate(h http.Header) {
+	if d.surrogate == "" {
+		delete(h, "Surrogate-Key")
+		return
+	}
+	h["Surrogate-Key"] = []string{d.surrogate}
 }
 
 // varies reports whether the policy keys on request header name.

@@ -2,6 +2,7 @@ package httpcache
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,9 @@ type flight struct {
 	res  flightResult
 	// waiters counts the requests waiting for the flight now.
 	waiters atomic.Int32
+	// abandoned, when set, is called when the last waiter stops waiting
+	// (see runOrigin): the origin may then be working for nobody.
+	abandoned atomic.Pointer[func()]
 }
 
 type flightResult struct {
@@ -59,11 +63,33 @@ func (fs *flights) finish(key string, f *flight, res flightResult) {
 	close(f.done)
 }
 
+// forget makes the flights whose keys start with prefix (every flight,
+// when prefix is empty) unjoinable: a purge calls it, so that a request
+// that comes after the purge never collapses onto a fill that began
+// before it, whose response may be older than the purge (the store
+// refuses to keep it; see fence). Their leaders still finish them, for
+// the requests already waiting.
+func (fs *flights) forget(prefix string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for key := range fs.m {
+		if strings.HasPrefix(key, prefix) {
+			delete(fs.m, key)
+		}
+	}
+}
+
 // wait waits for the flight's result up to d or until ctx ends; ok is false
 // when it did not finish in time.
 func (f *flight) wait(ctx context.Context, d time.Duration) (flightResult, bool) {
 	f.waiters.Add(1)
-	defer f.waiters.Add(-1)
+	defer func() {
+		if f.waiters.Add(-1) == 0 {
+			if fn := f.abandoned.Load(); fn != nil {
+				(*fn)()
+			}
+		}
+	}()
 	select {
 	case <-f.done:
 		return f.res, true

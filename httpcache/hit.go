@@ -32,7 +32,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				rt.cache.purgeTarget(r, header, &rt.stats, rt.key.Bucket(r))
 			}}
 			rt.bypass(iw, r, reason, h.next)
-			iw.settle(http.StatusOK)
+			iw.finish()
 			return
 		}
 		rt.bypass(w, r, reason, h.next)

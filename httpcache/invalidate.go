@@ -192,7 +192,7 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wr.invalidate(r, header, routed)
 	}}
 	h.next.ServeHTTP(iw, r)
-	iw.settle(http.StatusOK) // a handler that wrote nothing answered 200
+	iw.finish()
 }
 
 // invalidate runs wr's purges for the write r, whose response has header.
@@ -203,11 +203,15 @@ func (wr *writeRoute) invalidate(r *http.Request, header http.Header, routed boo
 	for _, p := range wr.purges {
 		switch {
 		case p.target:
-			c.purgeTarget(r, header, wr.stats, "")
+			var own []string
+			if routed {
+				own = c.ownBuckets(r, wr.pattern)
+			}
+			c.purgeTarget(r, header, wr.stats, own...)
 		case p.tags != nil:
 			for _, tag := range p.tags(r) {
 				c.invalidateWith(r, wr.stats, "tag "+tag, func(ctx context.Context, pu storage.Purger) (int64, error) {
-					return pu.PurgeTag(ctx, tag)
+					return c.purgeTag(ctx, pu, tag)
 				})
 			}
 		default:
@@ -222,13 +226,13 @@ func (wr *writeRoute) invalidate(r *http.Request, header http.Header, routed boo
 				// r's path values cannot be trusted: the whole route.
 				prefix := rt.key.BucketPrefix()
 				c.invalidateWith(r, wr.stats, "route "+p.route, func(ctx context.Context, pu storage.Purger) (int64, error) {
-					return pu.PurgePrefix(ctx, prefix)
+					return c.purgePrefix(ctx, pu, prefix)
 				})
 				continue
 			}
 			for _, bucket := range wr.buckets(r, p, rt) {
 				c.invalidateWith(r, wr.stats, "bucket "+bucket, func(ctx context.Context, pu storage.Purger) (int64, error) {
-					return pu.PurgeBucket(ctx, bucket)
+					return c.purgeBucket(ctx, pu, bucket)
 				})
 			}
 		}
@@ -253,23 +257,65 @@ func (wr *writeRoute) buckets(r *http.Request, p Purge, rt *route) []string {
 	return out
 }
 
+// ownBuckets returns the buckets of the cached routes declared for the
+// path of the write pattern (with any method, on the same host), computed
+// from the path values the router gave the write r. The router's values are the ones its reads are keyed by,
+// which resolving r's URL again may not give: ServeMux unescapes an
+// encoded slash in a segment ("docs%2Freadme" is one segment) that a
+// match of the decoded path would split.
+func (c *Cache) ownBuckets(r *http.Request, pattern string) []string {
+	host, path := patternTarget(pattern)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, rt := range c.routes {
+		if h, p := patternTarget(rt.key.Pattern()); p == path && strings.EqualFold(h, host) {
+			out = append(out, rt.key.Bucket(r))
+		}
+	}
+	return out
+}
+
+// patternTarget returns the host and the path of a route pattern, without
+// its method.
+func patternTarget(pattern string) (host, path string) {
+	i := strings.IndexByte(pattern, '/')
+	if i < 0 {
+		return "", pattern
+	}
+	head := strings.TrimSpace(pattern[:i])
+	if _, h, ok := strings.Cut(head, " "); ok {
+		head = strings.TrimSpace(h)
+	} else if strings.Trim(head, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == "" {
+		head = "" // a method alone, as keying reads it
+	}
+	return head, pattern[i:]
+}
+
 // purgeTarget purges the bucket of the cached route a GET of r's URL
-// falls under (own, when the caller knows it), and those of the
+// falls under (own, when the caller knows them), and those of the
 // same-origin URLs that header names in Location and Content-Location
-// (RFC 9111 section 4.4).
-func (c *Cache) purgeTarget(r *http.Request, header http.Header, st *counters, own string) {
+// (RFC 9111 section 4.4). Under http.StripPrefix those name the URL the
+// client sees: the prefix stripped from r is stripped from them, so that
+// they resolve against the patterns the inner router routes by.
+func (c *Cache) purgeTarget(r *http.Request, header http.Header, st *counters, own ...string) {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	base := &url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
 	var targets []string
-	if own == "" {
+	if len(own) == 0 {
 		targets = append(targets, base.String())
-	} else {
-		c.invalidateWith(r, st, "bucket "+own, func(ctx context.Context, pu storage.Purger) (int64, error) {
-			return pu.PurgeBucket(ctx, own)
+	}
+	for _, bucket := range own {
+		c.invalidateWith(r, st, "bucket "+bucket, func(ctx context.Context, pu storage.Purger) (int64, error) {
+			return c.purgeBucket(ctx, pu, bucket)
 		})
+	}
+	prefix, client := strippedPrefix(r)
+	if client != nil {
+		base.Path, base.RawPath = client.Path, client.RawPath
 	}
 	for _, name := range [...]string{"Location", "Content-Location"} {
 		v := headerValue(header, name)
@@ -279,6 +325,11 @@ func (c *Cache) purgeTarget(r *http.Request, header http.Header, st *counters, o
 		u, err := base.Parse(v)
 		if err != nil || u.Scheme != base.Scheme || !strings.EqualFold(u.Host, base.Host) {
 			continue // another origin's: not this cache's to invalidate
+		}
+		if rest, ok := strings.CutPrefix(u.EscapedPath(), prefix); ok && prefix != "" && (rest == "" || rest[0] == '/') {
+			if inner, err := url.Parse(rest); err == nil {
+				u.Path, u.RawPath = inner.Path, inner.RawPath
+			}
 		}
 		targets = append(targets, u.String())
 	}
@@ -292,9 +343,27 @@ func (c *Cache) purgeTarget(r *http.Request, header http.Header, st *counters, o
 			continue
 		}
 		c.invalidateWith(r, st, "bucket "+k.Bucket, func(ctx context.Context, pu storage.Purger) (int64, error) {
-			return pu.PurgeBucket(ctx, k.Bucket)
+			return c.purgeBucket(ctx, pu, k.Bucket)
 		})
 	}
+}
+
+// strippedPrefix returns the escaped path prefix that http.StripPrefix
+// (or a router's mount) took off r's path, and the path the client sent,
+// parsed; "" and nil when nothing was taken off.
+func strippedPrefix(r *http.Request) (string, *url.URL) {
+	if r.RequestURI == "" || r.RequestURI == "*" {
+		return "", nil
+	}
+	sent, err := url.ParseRequestURI(r.RequestURI)
+	if err != nil {
+		return "", nil
+	}
+	full, inner := sent.EscapedPath(), r.URL.EscapedPath()
+	if len(full) <= len(inner) || !strings.HasSuffix(full, inner) {
+		return "", nil
+	}
+	return full[:len(full)-len(inner)], sent
 }
 
 // invalidateWith runs one purge of a write, within the store timeout,
@@ -334,41 +403,77 @@ func (c *Cache) invalidationFailed(r *http.Request, st *counters, what string, e
 	}
 }
 
-// invalidatingWriter calls onSuccess once, with the status and the
-// header, when the handler writes a final status under 400 (or writes a
-// body or returns without a status, which is 200), before the status goes
-// out.
+// invalidatingWriter runs a write's purges (onSuccess) when its handler
+// answers with a final status under 400: before any of the answer can
+// reach the client, and after the handler has committed the write.
+//
+// net/http sends nothing before the handler returns unless it flushes or
+// writes more than its buffer holds, so a handler with a short answer is
+// purged once, when it returns: a handler that writes its answer before
+// it commits the write (an encoder's output, then a deferred commit) is
+// then purged after the commit, and a read that starts once the answer
+// arrived cannot refill the entry with the old data. A handler whose
+// answer goes out earlier (a Flush, or more than sendThreshold bytes) is
+// purged before it does, and again when it returns.
 type invalidatingWriter struct {
 	http.ResponseWriter
 	onSuccess func(status int, header http.Header)
-	done      bool
+	status    int  // the final status; 0 until written
+	written   int  // body bytes written
+	purged    bool // onSuccess ran while the handler ran
 }
+
+// sendThreshold is the most body bytes a handler can write before
+// net/http may send the response's head: its buffer before chunking
+// (2048 bytes; HTTP/2's is larger).
+const sendThreshold = 2048
 
 var _ http.Flusher = (*invalidatingWriter)(nil)
 
-func (iw *invalidatingWriter) settle(status int) {
-	if iw.done || status < 200 {
-		return
+// sending runs the purges, once, before the answer goes out.
+func (iw *invalidatingWriter) sending() {
+	if iw.status == 0 {
+		iw.status = http.StatusOK
 	}
-	iw.done = true
-	if status < 400 {
-		iw.onSuccess(status, iw.ResponseWriter.Header())
+	if !iw.purged {
+		iw.purged = true
+		if iw.status < 400 {
+			iw.onSuccess(iw.status, iw.ResponseWriter.Header())
+		}
+	}
+}
+
+// finish runs the purges when the handler has returned: a handler that
+// wrote no status answered 200.
+func (iw *invalidatingWriter) finish() {
+	if iw.status == 0 {
+		iw.status = http.StatusOK
+	}
+	if iw.status < 400 {
+		iw.onSuccess(iw.status, iw.ResponseWriter.Header())
 	}
 }
 
 func (iw *invalidatingWriter) WriteHeader(status int) {
-	iw.settle(status)
+	if iw.status == 0 && status >= 200 {
+		iw.status = status
+	}
 	iw.ResponseWriter.WriteHeader(status)
 }
 
 func (iw *invalidatingWriter) Write(p []byte) (int, error) {
-	iw.settle(http.StatusOK)
+	if iw.status == 0 {
+		iw.status = http.StatusOK
+	}
+	if iw.written += len(p); iw.written > sendThreshold {
+		iw.sending()
+	}
 	return iw.ResponseWriter.Write(p)
 }
 
 // Flush sends what was written; a flush before any status is a 200.
 func (iw *invalidatingWriter) Flush() {
-	iw.settle(http.StatusOK)
+	iw.sending()
 	_ = http.NewResponseController(iw.ResponseWriter).Flush()
 }
 

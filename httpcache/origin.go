@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/readthrough/readthrough/envelope"
@@ -28,6 +30,9 @@ type fillCall struct {
 	next  http.Handler   // the origin
 	fwd   string         // the Cache-Status fwd parameter of the response
 	sh    *sharing       // who the response is shared with
+	// unconditional: the origin is not asked to revalidate stale (its
+	// 304 did not select it)
+	unconditional bool
 }
 
 // originResult is what one origin call produced.
@@ -41,6 +46,8 @@ type originResult struct {
 	servedStale bool   // the stale entry went to the client instead
 	staleStatus string // its Cache-Status
 	notModified bool   // the origin answered the revalidation with 304: entry is the stale one, updated
+	private     bool   // entry is for this client only: a 304 that made it not storable
+	retryFull   bool   // the 304 did not select the stale entry: ask again, unconditionally
 	outer       http.Header
 	panicVal    any
 }
@@ -60,10 +67,20 @@ func (rt *route) originFill(call *fillCall) *originResult {
 		sh.fence = rt.readFence(ctx, call.k)
 	}
 	o := rt.runOrigin(call)
+	if o.retryFull {
+		o.rec.release()
+		if call.w != nil {
+			restore(call.w.Header(), o.outer) // the 304's headers were never sent
+		}
+		call.unconditional = true
+		o = rt.runOrigin(call)
+	}
 	defer o.rec.release()
 	switch {
 	case o.servedStale:
 		sh.shareLocal(flightResult{outcome: outcomeShared, entry: call.stale, status: o.staleStatus})
+	case o.private:
+		sh.shareLocal(flightResult{outcome: outcomeNotShared})
 	case o.entry != nil:
 		// Even when the store write fails, the whole response is good for
 		// this process's waiters, who need not wait for the store.
@@ -127,23 +144,49 @@ func revalidation(or *http.Request, stale *storage.Entry) bool {
 // updated returns stale with the headers of the 304 that revalidated it
 // (RFC 9111 section 3.2: every header the 304 carries replaces the stored
 // one, but the framing and content-coding ones, which describe the stored
-// body, and those never stored), stored at end, with the freshness the
-// policy gives the updated response.
-func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified http.Header, end time.Time) (*storage.Entry, decision) {
+// body, those never stored, and those outer middleware had set, which are
+// for this response only, as with a 200), stored at end, with the
+// freshness the policy gives the updated response.
+func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, outer http.Header, end time.Time) (*storage.Entry, decision) {
 	header := stale.Header.Clone()
 	for name, v := range envelope.StorableHeader(notModified) {
 		switch name {
 		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding":
 			continue
 		}
+		if equalValues(outer[name], v) {
+			continue // outer middleware's, for this response only
+		}
 		header[name] = v
 	}
 	dec := rt.decide(or, stale.Status, header)
+	dec.keepSurrogate(header)
 	e := *stale
 	e.Header = header
 	e.Stored = end
 	e.Fresh, e.StaleWhileRevalidate, e.StaleIfError = dec.fresh, dec.swr, dec.sie
 	return &e, dec
+}
+
+// selects reports whether a 304 with header notModified is about the
+// stored response with header stored (RFC 9111 section 4.3.4): its ETag,
+// if it has one, must match the stored one (strongly when it is strong,
+// weakly when weak), and otherwise its Last-Modified, if it has one, must
+// equal the stored one. A 304 with neither is about the response it was
+// asked about.
+func selects(notModified, stored http.Header) bool {
+	if etag := headerValue(notModified, "Etag"); etag != "" {
+		have := headerValue(stored, "Etag")
+		if weak, ok := strings.CutPrefix(etag, "W/"); ok {
+			have, _ = strings.CutPrefix(have, "W/")
+			return have == weak
+		}
+		return have == etag
+	}
+	if lm := headerValue(notModified, "Last-Modified"); lm != "" {
+		return lm == headerValue(stored, "Last-Modified")
+	}
+	return true
 }
 
 // fwdStatus is the Cache-Status of a response from the origin.
@@ -188,15 +231,23 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		// the cache: a client that drops its requests must not leave the
 		// origin working for nobody. (Waiters that come later, and other
 		// instances', see a failed fill and lead one of their own.)
-		stop := context.AfterFunc(r.Context(), func() {
-			if !sh.awaited() {
+		var clientGone atomic.Bool
+		cancelIfAlone := func() {
+			if clientGone.Load() && !sh.awaited() {
 				cancel()
 			}
+		}
+		stop := context.AfterFunc(r.Context(), func() {
+			clientGone.Store(true)
+			cancelIfAlone()
 		})
 		defer stop()
+		if sh.flight != nil {
+			sh.flight.abandoned.Store(&cancelIfAlone) // the last waiter leaving
+		}
 	}
 	or := originRequest(ctx, r)
-	revalidating := revalidation(or, stale)
+	revalidating := !call.unconditional && revalidation(or, stale)
 	if revalidating {
 		rt.stats.add(cRevalidations, 1)
 	}
@@ -239,7 +290,10 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	if o.panicVal == nil && rec.status == 0 && !rec.tainted {
 		rec.WriteHeader(http.StatusOK) // the handler wrote nothing: an empty 200
 	}
-	failed := o.panicVal != nil || rec.status >= 500 || ctx.Err() != nil && !rec.complete()
+	// An origin whose context ended (the fill timeout, or its client gone
+	// with nobody waiting) may have answered for that, with an empty, a
+	// partial or an error body: never stored, never shared.
+	failed := o.panicVal != nil || rec.status >= 500 || ctx.Err() != nil
 	nothingSent := rec.held || rec.holding || rec.status == 0 && !rec.tainted
 	if failed && nothingSent && w != nil && usableOnError(stale, end) {
 		rec.holding = false
@@ -256,23 +310,32 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	if rec.held {
 		rec.releaseHeld() // the stale entry expired meanwhile: the failure goes out
 	}
-	o.whole = o.panicVal == nil && !rec.tainted
+	o.whole = o.panicVal == nil && !rec.tainted && ctx.Err() == nil
 	if revalidating && rec.status == http.StatusNotModified && o.whole && rec.holding {
+		if !selects(rec.snapshot, stale.Header) {
+			// The 304 is about another representation than the stored
+			// one (RFC 9111 section 4.3.4): it must not update it, and
+			// the client needs the current one.
+			o.retryFull = true
+			return o
+		}
 		// The stored body is current: keep it, with the 304's headers.
 		rt.stats.add(cNotModified, 1)
 		rt.stats.add(cBytesNotResent, int64(len(stale.Body)))
-		e, udec := rt.updated(or, stale, rec.snapshot, end)
+		e, udec := rt.updated(or, stale, rec.snapshot, outer, end)
 		o.notModified = true
 		e.OriginTime = end.Sub(start)
 		if !udec.store {
-			o.entry, o.storeAs = e, nil // served, not stored: the 304 said so
+			// Served to this client, not stored and not shared: the
+			// 304's headers may be this client's alone (private).
+			o.entry, o.storeAs, o.private = e, nil, true
 			return o
 		}
 		o.entry, o.storeAs = rt.codec.Encode(ctx, e)
 		o.tags = udec.tags
 		return o
 	}
-	if !o.whole || !rec.complete() || (ctx.Err() != nil && rec.status >= 500) {
+	if !o.whole || !rec.complete() {
 		return o
 	}
 	header := envelope.StorableHeader(rec.snapshot)
@@ -281,6 +344,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 			delete(header, name)
 		}
 	}
+	dec.keepSurrogate(header)
 	body := bytes.Clone(rec.buf.Bytes())
 	if _, typed := rec.snapshot["Content-Type"]; !typed && len(body) > 0 && dec.coding == "" {
 		// net/http gave the client the type it sniffed from the body; a

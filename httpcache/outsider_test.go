@@ -1,7 +1,7 @@
 package httpcache_test
 
 // Attacks on the cache from an outsider's point of view: only the public
-// API, real net/http servers, storage.NewMemoryStore. Each test is an
+// API, real net/http servers, memstore. Each test is an
 // origin that reflects some input, an attacker's request, then a victim's
 // request without that input; a test passes when the victim gets its own
 // response (the cache is safe) and fails when it gets the attacker's.

@@ -59,6 +59,30 @@ func (c *Cache) routePurger(pattern string) (storage.Purger, *route, error) {
 	return p, rt, nil
 }
 
+// Every purge goes through these: after the store's purge, the fills of
+// this process that began before it can no longer be joined (see
+// flights.forget); other processes' are fenced by the store.
+
+func (c *Cache) purgeBucket(ctx context.Context, p storage.Purger, bucket string) (int64, error) {
+	n, err := p.PurgeBucket(ctx, bucket)
+	c.flights.forget(bucket + "\x00")
+	return n, err
+}
+
+func (c *Cache) purgePrefix(ctx context.Context, p storage.Purger, prefix string) (int64, error) {
+	n, err := p.PurgePrefix(ctx, prefix)
+	c.flights.forget(prefix)
+	return n, err
+}
+
+// purgeTag forgets every flight: which buckets carry the tag is known to
+// the store only.
+func (c *Cache) purgeTag(ctx context.Context, p storage.Purger, tag string) (int64, error) {
+	n, err := p.PurgeTag(ctx, tag)
+	c.flights.forget("")
+	return n, err
+}
+
 // PurgeBucket removes the bucket of the route declared with pattern whose
 // bucket parameters have the given values, e.g. everything cached about
 // user 15: one store command, every variant gone, on every instance.
@@ -71,7 +95,7 @@ func (c *Cache) PurgeBucket(ctx context.Context, pattern string, params map[stri
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return p.PurgeBucket(ctx, bucket)
+	return c.purgeBucket(ctx, p, bucket)
 }
 
 // PurgeRoute removes every bucket of the route declared with pattern.
@@ -80,7 +104,7 @@ func (c *Cache) PurgeRoute(ctx context.Context, pattern string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.PurgePrefix(ctx, rt.key.BucketPrefix())
+	return c.purgePrefix(ctx, p, rt.key.BucketPrefix())
 }
 
 // PurgeTag removes every bucket stored with tag, whether the policy's Tags
@@ -93,7 +117,7 @@ func (c *Cache) PurgeTag(ctx context.Context, tag string) (int64, error) {
 	if tag == "" {
 		return 0, fmt.Errorf("%w: empty tag", ErrInvalid)
 	}
-	return p.PurgeTag(ctx, tag)
+	return c.purgeTag(ctx, p, tag)
 }
 
 // PurgeAll removes everything the cache stored under the store's prefix.
@@ -102,7 +126,9 @@ func (c *Cache) PurgeAll(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.PurgeAll(ctx)
+	n, err := p.PurgeAll(ctx)
+	c.flights.forget("")
+	return n, err
 }
 
 // PurgeURL removes the bucket that a GET of rawURL would be cached in.
@@ -115,7 +141,7 @@ func (c *Cache) PurgeURL(ctx context.Context, rawURL string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.PurgeBucket(ctx, k.Bucket)
+	return c.purgeBucket(ctx, p, k.Bucket)
 }
 
 // resolve finds the declared route a GET of rawURL falls under (the most

@@ -59,6 +59,9 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 
 	h := w.Header()
 	for name, values := range e.Header {
+		if name == "Surrogate-Key" {
+			continue // the entry's tags, for this cache only
+		}
 		h[name] = values[:len(values):len(values)] // appends by others must copy
 	}
 	// One backing array for the headers the cache sets: Age, Cache-Status,

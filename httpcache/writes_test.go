@@ -317,6 +317,57 @@ func TestWriteRacingFill(t *testing.T) {
 	})
 }
 
+// A write whose answer goes out before the handler commits (a Flush,
+// then the update) is purged before the answer goes out and again once
+// the handler returned: a read between the two refills the entry with the
+// old value, and the second purge takes it away. One whose short answer
+// net/http holds until the handler returns is purged once, then.
+func TestWriteStreamedBeforeCommit(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	it := newItems()
+	flushed, readDone := make(chan struct{}), make(chan struct{})
+	streamedPut := func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, "accepted\n")
+		http.NewResponseController(w).Flush() // the client has the answer...
+		close(flushed)
+		<-readDone // ...a read refills the old value...
+		it.mu.Lock()
+		it.vals[r.PathValue("id")] = string(b) // ...and the update commits
+		it.mu.Unlock()
+	}
+	m := http.NewServeMux()
+	m.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour}, http.HandlerFunc(it.get)))
+	m.Handle("PUT /items/{id}", c.MustWrites("PUT /items/{id}", PurgeRoute("GET /items/{id}"))(http.HandlerFunc(streamedPut)))
+	m.Handle("PUT /short/{id}", c.MustWrites("PUT /short/{id}", PurgeRoute("GET /items/{id}"))(http.HandlerFunc(it.put)))
+	wr := serveHTTP(t, m)
+
+	wr.get(t, "GET", "/items/1")
+	done := make(chan result)
+	go func() { done <- wr.send(t, "PUT", "/items/1", strings.NewReader("uno")) }()
+	<-flushed
+	if got := wr.get(t, "GET", "/items/1"); got.body != "one" {
+		t.Fatalf("read before the commit: %q", got.body)
+	}
+	close(readDone)
+	if got := <-done; got.status != http.StatusOK {
+		t.Fatalf("write: %d", got.status)
+	}
+	if got := wr.get(t, "GET", "/items/1"); got.isHit() || got.body != "uno" {
+		t.Errorf("after the write returned: %q %q, want a miss with the new body", got.cacheStatus(), got.body)
+	}
+	if s := c.RouteStats()["PUT /items/{id}"]; s.Invalidations != 2 {
+		t.Errorf("streamed write: %d invalidations, want 2 (before the answer went out, after the handler returned)", s.Invalidations)
+	}
+	if got := wr.send(t, "PUT", "/short/1", strings.NewReader("eins")); got.status != http.StatusNoContent {
+		t.Fatalf("short write: %d", got.status)
+	}
+	if s := c.RouteStats()["PUT /short/{id}"]; s.Invalidations != 1 {
+		t.Errorf("short write: %d invalidations, want 1 (when the handler returned)", s.Invalidations)
+	}
+}
+
 // etagOrigin answers with the body and ETag of version, and 304 to a
 // matching If-None-Match; it counts both.
 type etagOrigin struct {
