@@ -259,10 +259,10 @@ func (wr *writeRoute) buckets(r *http.Request, p Purge, rt *route) []string {
 
 // ownBuckets returns the buckets of the cached routes declared for the
 // path of the write pattern (with any method, on the same host), computed
-// from the path values the router gave the write r. The router's values are the ones its reads are keyed by,
-// which resolving r's URL again may not give: ServeMux unescapes an
-// encoded slash in a segment ("docs%2Freadme" is one segment) that a
-// match of the decoded path would split.
+// from the path values the router gave the write r. Those are the values
+// its reads are keyed by, which resolving r's URL again may not give:
+// ServeMux unescapes an encoded slash in a segment ("docs%2Freadme" is
+// one segment) that a match of the decoded path would split.
 func (c *Cache) ownBuckets(r *http.Request, pattern string) []string {
 	host, path := patternTarget(pattern)
 	c.mu.Lock()

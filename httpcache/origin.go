@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -146,7 +147,8 @@ func revalidation(or *http.Request, stale *storage.Entry) bool {
 // one, but the framing and content-coding ones, which describe the stored
 // body, those never stored, and those outer middleware had set, which are
 // for this response only, as with a 200), stored at end, with the
-// freshness the policy gives the updated response.
+// freshness the policy gives the updated response. A 304 that sets a
+// cookie makes an entry that is not stored, with its cookies.
 func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, outer http.Header, end time.Time) (*storage.Entry, decision) {
 	header := stale.Header.Clone()
 	for name, v := range envelope.StorableHeader(notModified) {
@@ -161,11 +163,31 @@ func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, ou
 	}
 	dec := rt.decide(or, stale.Status, header)
 	dec.keepSurrogate(header)
+	if cookies := setCookies(notModified); cookies != nil {
+		// A 304 that sets a cookie answers this client only, as a 200
+		// that does: not stored, and the client gets its cookie.
+		dec.store = false
+		maps.Copy(header, cookies)
+	}
 	e := *stale
 	e.Header = header
 	e.Stored = end
 	e.Fresh, e.StaleWhileRevalidate, e.StaleIfError = dec.fresh, dec.swr, dec.sie
 	return &e, dec
+}
+
+// setCookies returns the Set-Cookie and Set-Cookie2 headers of h, or nil.
+func setCookies(h http.Header) http.Header {
+	var out http.Header
+	for _, name := range [...]string{"Set-Cookie", "Set-Cookie2"} {
+		if v, ok := h[name]; ok {
+			if out == nil {
+				out = http.Header{}
+			}
+			out[name] = v
+		}
+	}
+	return out
 }
 
 // selects reports whether a 304 with header notModified is about the

@@ -442,6 +442,62 @@ func TestRevalidation(t *testing.T) {
 	}
 }
 
+// A 304 that makes the response private or sets a cookie answers its own
+// client only: that client gets the stored body with the 304's headers
+// (its cookie included), the entry is not updated, and a request waiting
+// for the same fill fetches its own response.
+func TestRevalidationForOneClient(t *testing.T) {
+	for _, tt := range []struct {
+		name, header, value string
+	}{
+		{"private", "Cache-Control", "private"},
+		{"set-cookie", "Set-Cookie", "session=alice"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCache(t, newMemStore(t))
+				var conds atomic.Int64
+				origin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Etag", `"v1"`)
+					if u := r.Header.Get("X-User"); u != "" {
+						w.Header().Set("X-Account", u)
+						w.Header().Set(tt.header, tt.value)
+					}
+					if r.Header.Get("If-None-Match") == `"v1"` {
+						conds.Add(1)
+						time.Sleep(time.Second)
+						w.WriteHeader(http.StatusNotModified)
+						return
+					}
+					io.WriteString(w, "home page")
+				})
+				h := mux(t, c, "GET /home", policy.Policy{TTL: 10 * time.Second}, origin)
+				do(h, "GET", "/home") // anonymous: stored
+				time.Sleep(15 * time.Second)
+				alice := make(chan result)
+				go func() {
+					req := httptestRequest("GET", "/home", "")
+					req.Header.Set("X-User", "alice")
+					alice <- doRequest(h, req)
+				}()
+				time.Sleep(100 * time.Millisecond) // alice leads the revalidation
+				other := do(h, "GET", "/home")     // an anonymous request, collapsed onto it
+				a := <-alice
+				if a.body != "home page" || a.header.Get("X-Account") != "alice" || a.header.Get(tt.header) != tt.value {
+					t.Errorf("alice: %q, X-Account %q, %s %q", a.body, a.header.Get("X-Account"), tt.header, a.header.Get(tt.header))
+				}
+				if other.header.Get("X-Account") != "" || other.header.Get(tt.header) == tt.value {
+					t.Errorf("the collapsed request got alice's headers: X-Account %q, %s %q (%s)", other.header.Get("X-Account"), tt.header, other.header.Get(tt.header), other.cacheStatus())
+				}
+				after := do(h, "GET", "/home")
+				if after.header.Get("X-Account") != "" || after.header.Get(tt.header) == tt.value {
+					t.Errorf("the entry took alice's 304: X-Account %q (%s)", after.header.Get("X-Account"), after.cacheStatus())
+				}
+			})
+		})
+	}
+}
+
 // When the client waits for the revalidation, it gets the stored body
 // (a 200), not the origin's 304; a client that is itself conditional gets
 // a 304 of its own.
