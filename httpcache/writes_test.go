@@ -498,6 +498,45 @@ func TestRevalidationForOneClient(t *testing.T) {
 	}
 }
 
+// The origin's Surrogate-Key is kept with the entry, so that a
+// revalidated entry keeps its tags, and never reaches a client: not on
+// the fill, a hit, a revalidation or a client's own 304.
+func TestSurrogateKeyKeptNotServed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, newMemStore(t))
+		origin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Etag", `"v1"`)
+			w.Header().Set("Surrogate-Key", "doc-1 docs")
+			if r.Header.Get("If-None-Match") == `"v1"` {
+				w.Header().Del("Surrogate-Key") // a 304 need not repeat it
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			io.WriteString(w, "document")
+		})
+		h := mux(t, c, "GET /doc", policy.Policy{TTL: 10 * time.Second}, origin)
+		check := func(what string, got result) {
+			t.Helper()
+			if v, ok := got.header["Surrogate-Key"]; ok {
+				t.Errorf("%s (%s): Surrogate-Key %q reached the client", what, got.cacheStatus(), v)
+			}
+		}
+		check("fill", do(h, "GET", "/doc"))
+		check("hit", do(h, "GET", "/doc"))
+		check("conditional hit", do(h, "GET", "/doc", "If-None-Match", `"v1"`))
+		time.Sleep(15 * time.Second)
+		revalidated := do(h, "GET", "/doc")
+		check("revalidation", revalidated)
+		if !strings.Contains(revalidated.cacheStatus(), "fwd-status=304; stored") {
+			t.Fatalf("not revalidated: %s", revalidated.cacheStatus())
+		}
+		check("hit after the revalidation", do(h, "GET", "/doc"))
+		if n, err := c.PurgeTag(context.Background(), "doc-1"); err != nil || n != 1 {
+			t.Errorf("PurgeTag after the revalidation: %d, %v; want the entry's tag kept", n, err)
+		}
+	})
+}
+
 // When the client waits for the revalidation, it gets the stored body
 // (a 200), not the origin's 304; a client that is itself conditional gets
 // a 304 of its own.
