@@ -28,11 +28,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if reason == bypassMethod && unsafe(r.Method) && rt.key.Routed(r) {
 			// A write to a cached URL invalidates what it is cached
 			// under (RFC 9111 section 4.4).
-			iw := &invalidatingWriter{ResponseWriter: w, onSuccess: func(_ int, header http.Header) {
-				rt.cache.purgeTarget(r, header, &rt.stats, rt.key.Bucket(r))
-			}}
-			rt.bypass(iw, r, reason, h.next)
-			iw.finish()
+			serveInvalidating(w, func(w http.ResponseWriter) { rt.bypass(w, r, reason, h.next) }, func(header http.Header) {
+				own := []string{rt.key.Bucket(r)}
+				rt.cache.runPurges(r, &rt.stats, rt.cache.targetPurges(r, header, &rt.stats, own))
+			})
 			return
 		}
 		rt.bypass(w, r, reason, h.next)

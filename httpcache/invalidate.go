@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/readthrough/readthrough/keying"
-	"github.com/readthrough/readthrough/storage"
 )
 
 // Invalidation by writes (RFC 9111 section 4.4): after a non-error
@@ -68,11 +67,10 @@ func unsafe(method string) bool {
 
 // writeRoute is one declared write route.
 type writeRoute struct {
-	cache   *Cache
-	pattern string
-	params  []string // the write pattern's path parameters
-	purges  []Purge
-	stats   *counters // shared by the write routes declared with pattern
+	cache  *Cache
+	pat    *keying.Pattern
+	purges []Purge
+	stats  *counters // shared by the write routes declared with pattern
 }
 
 // Writes returns the middleware of a write route declared with pattern
@@ -93,17 +91,26 @@ type writeRoute struct {
 // A [PurgeRoute] or [PurgeBuckets] pattern must name a cached route,
 // declared before or after (checked then and by [Cache.VerifyRoutes]);
 // PurgeRoute needs the write pattern to have every bucket parameter of
-// the route it purges. Writes returns an error for a malformed pattern
-// or a purge that cannot work.
+// the route it purges. Writes returns an error for a malformed pattern,
+// a purge that cannot work, or a store that cannot purge
+// ([ErrCannotPurge]).
+//
+// A bucket purge is one store command, within the store timeout; a route
+// or tag purge walks the keyspace and may take up to 5 seconds, which
+// the write's answer waits for. Their slowness does not count
+// against the store's health.
 func (c *Cache) Writes(pattern string, purges ...Purge) (func(http.Handler) http.Handler, error) {
-	params, err := keying.ParamNames(pattern)
+	pat, err := keying.ParsePattern(pattern)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := c.purger(); err != nil {
+		return nil, fmt.Errorf("httpcache: write route %q: %w", pattern, err)
 	}
 	if len(purges) == 0 {
 		purges = []Purge{PurgeTarget()}
 	}
-	wr := &writeRoute{cache: c, pattern: pattern, params: params, purges: purges}
+	wr := &writeRoute{cache: c, pat: pat, purges: purges}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range purges {
@@ -142,9 +149,9 @@ func (wr *writeRoute) check(p Purge, rt *route) error {
 		return nil
 	}
 	for _, name := range rt.key.BucketParams() {
-		if !slices.Contains(wr.params, name) {
+		if !slices.Contains(wr.pat.Params(), name) {
 			return fmt.Errorf("httpcache: write route %q purges route %q, whose bucket parameter %q it lacks; use PurgeBuckets",
-				wr.pattern, p.route, name)
+				wr.pat, p.route, name)
 		}
 	}
 	return nil
@@ -161,7 +168,7 @@ func (c *Cache) verifyWrites() []error {
 			}
 			rt, ok := c.routes[p.route]
 			if !ok {
-				errs = append(errs, fmt.Errorf("httpcache: write route %q purges %q, which is no declared cached route", wr.pattern, p.route))
+				errs = append(errs, fmt.Errorf("httpcache: write route %q purges %q, which is no declared cached route", wr.pat, p.route))
 				continue
 			}
 			if err := wr.check(p, rt); err != nil {
@@ -184,59 +191,68 @@ func (h *writeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wr := h.wr
-	routed := r.Pattern == wr.pattern
+	routed := wr.pat.Routed(r)
 	if !routed {
-		wr.cache.logMismatch(r, wr.pattern)
+		wr.cache.logMismatch(r, wr.pat.String())
 	}
-	iw := &invalidatingWriter{ResponseWriter: w, onSuccess: func(status int, header http.Header) {
-		wr.invalidate(r, header, routed)
-	}}
-	h.next.ServeHTTP(iw, r)
-	iw.finish()
+	serveInvalidating(w, func(w http.ResponseWriter) { h.next.ServeHTTP(w, r) }, func(header http.Header) {
+		wr.cache.runPurges(r, wr.stats, wr.purgesFor(r, header, routed))
+	})
 }
 
-// invalidate runs wr's purges for the write r, whose response has header.
-// When r was not routed by wr's pattern its path values cannot be
+// purgeOp is one purge a write makes.
+type purgeOp struct {
+	kind purgeKind
+	arg  string // the bucket, the bucket prefix or the tag
+}
+
+type purgeKind int
+
+const (
+	purgeOfBucket purgeKind = iota
+	purgeOfRoute            // every bucket starting with arg
+	purgeOfTag
+)
+
+func (op purgeOp) String() string {
+	return [...]string{"bucket ", "route ", "tag "}[op.kind] + op.arg
+}
+
+// purgesFor returns the purges of wr for the write r, whose response has
+// header. When r was not routed by wr's pattern its path values cannot be
 // trusted: route purges then take whole routes.
-func (wr *writeRoute) invalidate(r *http.Request, header http.Header, routed bool) {
+func (wr *writeRoute) purgesFor(r *http.Request, header http.Header, routed bool) []purgeOp {
 	c := wr.cache
+	var ops []purgeOp
 	for _, p := range wr.purges {
 		switch {
 		case p.target:
 			var own []string
 			if routed {
-				own = c.ownBuckets(r, wr.pattern)
+				own = c.ownBuckets(r, wr.pat)
 			}
-			c.purgeTarget(r, header, wr.stats, own...)
+			ops = append(ops, c.targetPurges(r, header, wr.stats, own)...)
 		case p.tags != nil:
 			for _, tag := range p.tags(r) {
-				c.invalidateWith(r, wr.stats, "tag "+tag, func(ctx context.Context, pu storage.Purger) (int64, error) {
-					return c.purgeTag(ctx, pu, tag)
-				})
+				ops = append(ops, purgeOp{purgeOfTag, tag})
 			}
 		default:
 			c.mu.Lock()
 			rt := c.routes[p.route]
 			c.mu.Unlock()
-			if rt == nil {
+			switch {
+			case rt == nil:
 				c.invalidationFailed(r, wr.stats, "route "+p.route, fmt.Errorf("%w %q", ErrUnknownRoute, p.route))
-				continue
-			}
-			if !routed && len(rt.key.BucketParams()) > 0 {
-				// r's path values cannot be trusted: the whole route.
-				prefix := rt.key.BucketPrefix()
-				c.invalidateWith(r, wr.stats, "route "+p.route, func(ctx context.Context, pu storage.Purger) (int64, error) {
-					return c.purgePrefix(ctx, pu, prefix)
-				})
-				continue
-			}
-			for _, bucket := range wr.buckets(r, p, rt) {
-				c.invalidateWith(r, wr.stats, "bucket "+bucket, func(ctx context.Context, pu storage.Purger) (int64, error) {
-					return c.purgeBucket(ctx, pu, bucket)
-				})
+			case !routed && len(rt.key.BucketParams()) > 0:
+				ops = append(ops, purgeOp{purgeOfRoute, rt.key.BucketPrefix()})
+			default:
+				for _, bucket := range wr.buckets(r, p, rt) {
+					ops = append(ops, purgeOp{purgeOfBucket, bucket})
+				}
 			}
 		}
 	}
+	return ops
 }
 
 // buckets returns the buckets of route rt that the purge p of the write r
@@ -258,60 +274,43 @@ func (wr *writeRoute) buckets(r *http.Request, p Purge, rt *route) []string {
 }
 
 // ownBuckets returns the buckets of the cached routes declared for the
-// path of the write pattern (with any method, on the same host), computed
-// from the path values the router gave the write r. Those are the values
-// its reads are keyed by, which resolving r's URL again may not give:
+// host and path of the write pattern pat (with any method), computed from
+// the path values the router gave the write r. Those are the values its
+// reads are keyed by, which resolving r's URL again may not give:
 // ServeMux unescapes an encoded slash in a segment ("docs%2Freadme" is
 // one segment) that a match of the decoded path would split.
-func (c *Cache) ownBuckets(r *http.Request, pattern string) []string {
-	host, path := patternTarget(pattern)
+func (c *Cache) ownBuckets(r *http.Request, pat *keying.Pattern) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
 	for _, rt := range c.routes {
-		if h, p := patternTarget(rt.key.Pattern()); p == path && strings.EqualFold(h, host) {
+		if rt.key.Parsed().SameTarget(pat) {
 			out = append(out, rt.key.Bucket(r))
 		}
 	}
 	return out
 }
 
-// patternTarget returns the host and the path of a route pattern, without
-// its method.
-func patternTarget(pattern string) (host, path string) {
-	i := strings.IndexByte(pattern, '/')
-	if i < 0 {
-		return "", pattern
-	}
-	head := strings.TrimSpace(pattern[:i])
-	if _, h, ok := strings.Cut(head, " "); ok {
-		head = strings.TrimSpace(h)
-	} else if strings.Trim(head, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == "" {
-		head = "" // a method alone, as keying reads it
-	}
-	return head, pattern[i:]
-}
-
-// purgeTarget purges the bucket of the cached route a GET of r's URL
-// falls under (own, when the caller knows them), and those of the
-// same-origin URLs that header names in Location and Content-Location
-// (RFC 9111 section 4.4). Under http.StripPrefix those name the URL the
-// client sees: the prefix stripped from r is stripped from them, so that
-// they resolve against the patterns the inner router routes by.
-func (c *Cache) purgeTarget(r *http.Request, header http.Header, st *counters, own ...string) {
+// targetPurges returns the purges of the bucket of the cached route a
+// GET of r's URL falls under (own, when the caller knows them), and of
+// those of the same-origin URLs that header names in Location and
+// Content-Location (RFC 9111 section 4.4). Under http.StripPrefix those
+// name the URL the client sees: the prefix stripped from r is stripped
+// from them, so that they resolve against the patterns the inner router
+// routes by.
+func (c *Cache) targetPurges(r *http.Request, header http.Header, st *counters, own []string) []purgeOp {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	base := &url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
+	var ops []purgeOp
 	var targets []string
 	if len(own) == 0 {
 		targets = append(targets, base.String())
 	}
 	for _, bucket := range own {
-		c.invalidateWith(r, st, "bucket "+bucket, func(ctx context.Context, pu storage.Purger) (int64, error) {
-			return c.purgeBucket(ctx, pu, bucket)
-		})
+		ops = append(ops, purgeOp{purgeOfBucket, bucket})
 	}
 	prefix, client := strippedPrefix(r)
 	if client != nil {
@@ -342,10 +341,9 @@ func (c *Cache) purgeTarget(r *http.Request, header http.Header, st *counters, o
 			c.invalidationFailed(r, st, "URL "+target, err)
 			continue
 		}
-		c.invalidateWith(r, st, "bucket "+k.Bucket, func(ctx context.Context, pu storage.Purger) (int64, error) {
-			return c.purgeBucket(ctx, pu, k.Bucket)
-		})
+		ops = append(ops, purgeOp{purgeOfBucket, k.Bucket})
 	}
+	return ops
 }
 
 // strippedPrefix returns the escaped path prefix that http.StripPrefix
@@ -366,28 +364,58 @@ func strippedPrefix(r *http.Request) (string, *url.URL) {
 	return full[:len(full)-len(inner)], sent
 }
 
-// invalidateWith runs one purge of a write, within the store timeout,
-// counting and logging what fails.
-func (c *Cache) invalidateWith(r *http.Request, st *counters, what string, purge func(context.Context, storage.Purger) (int64, error)) {
+// bulkPurgeTimeout bounds a write's route or tag purge, which walks the
+// keyspace in batches.
+const bulkPurgeTimeout = 5 * time.Second
+
+// runPurges runs the purges of the write r, each once, counting and
+// logging what fails. A bucket purge is one store command: it runs within
+// the store timeout and its outcome feeds the circuit breaker. A route or
+// tag purge walks the keyspace: it gets bulkPurgeTimeout, and its
+// slowness says nothing of the store's health.
+func (c *Cache) runPurges(r *http.Request, st *counters, ops []purgeOp) {
+	if len(ops) == 0 {
+		return
+	}
 	pu, err := c.purger()
 	if err != nil {
-		c.invalidationFailed(r, st, what, err)
+		c.invalidationFailed(r, st, ops[0].String(), err)
 		return
 	}
-	if !c.breaker.allow(time.Now()) {
-		c.invalidationFailed(r, st, what, errors.New("httpcache: the store's circuit is open"))
-		return
+	done := make(map[purgeOp]bool, len(ops))
+	for _, op := range ops {
+		if done[op] {
+			continue
+		}
+		done[op] = true
+		if !c.breaker.allow(time.Now()) {
+			c.invalidationFailed(r, st, op.String(), errors.New("httpcache: the store's circuit is open"))
+			continue
+		}
+		var n int64
+		var err error
+		switch op.kind {
+		case purgeOfBucket:
+			ctx, cancel := c.storeCtx(context.WithoutCancel(r.Context()))
+			n, err = c.purgeBucket(ctx, pu, op.arg)
+			cancel()
+			c.observe(err)
+		default:
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), bulkPurgeTimeout)
+			if op.kind == purgeOfRoute {
+				n, err = c.purgePrefix(ctx, pu, op.arg)
+			} else {
+				n, err = c.purgeTag(ctx, pu, op.arg)
+			}
+			cancel()
+		}
+		if err != nil {
+			c.invalidationFailed(r, st, op.String(), err)
+			continue
+		}
+		st.add(cInvalidations, 1)
+		st.add(cInvalidated, n)
 	}
-	ctx, cancel := c.storeCtx(context.WithoutCancel(r.Context()))
-	n, err := purge(ctx, pu)
-	cancel()
-	c.observe(err)
-	if err != nil {
-		c.invalidationFailed(r, st, what, err)
-		return
-	}
-	st.add(cInvalidations, 1)
-	st.add(cInvalidated, n)
 }
 
 // invalidationFailed counts and logs a purge a write could not make.
@@ -403,9 +431,17 @@ func (c *Cache) invalidationFailed(r *http.Request, st *counters, what string, e
 	}
 }
 
-// invalidatingWriter runs a write's purges (onSuccess) when its handler
-// answers with a final status under 400: before any of the answer can
-// reach the client, and after the handler has committed the write.
+// serveInvalidating lets serve answer a write through an
+// invalidatingWriter that runs purge.
+func serveInvalidating(w http.ResponseWriter, serve func(http.ResponseWriter), purge func(header http.Header)) {
+	iw := &invalidatingWriter{ResponseWriter: w, purge: purge}
+	serve(iw)
+	iw.finish()
+}
+
+// invalidatingWriter runs a write's purges when its handler answers with
+// a final status under 400: before any of the answer can reach the
+// client, and after the handler has committed the write.
 //
 // net/http sends nothing before the handler returns unless it flushes or
 // writes more than its buffer holds, so a handler with a short answer is
@@ -417,10 +453,10 @@ func (c *Cache) invalidationFailed(r *http.Request, st *counters, what string, e
 // purged before it does, and again when it returns.
 type invalidatingWriter struct {
 	http.ResponseWriter
-	onSuccess func(status int, header http.Header)
-	status    int  // the final status; 0 until written
-	written   int  // body bytes written
-	purged    bool // onSuccess ran while the handler ran
+	purge   func(header http.Header)
+	status  int  // the final status; 0 until written
+	written int  // body bytes written
+	purged  bool // purge ran while the handler ran
 }
 
 // sendThreshold is the most body bytes a handler can write before
@@ -430,27 +466,27 @@ const sendThreshold = 2048
 
 var _ http.Flusher = (*invalidatingWriter)(nil)
 
-// sending runs the purges, once, before the answer goes out.
-func (iw *invalidatingWriter) sending() {
+// succeeded reports whether the answer is a success; an answer without a
+// status is a 200.
+func (iw *invalidatingWriter) succeeded() bool {
 	if iw.status == 0 {
 		iw.status = http.StatusOK
 	}
-	if !iw.purged {
-		iw.purged = true
-		if iw.status < 400 {
-			iw.onSuccess(iw.status, iw.ResponseWriter.Header())
-		}
-	}
+	return iw.status < 400
 }
 
-// finish runs the purges when the handler has returned: a handler that
-// wrote no status answered 200.
-func (iw *invalidatingWriter) finish() {
-	if iw.status == 0 {
-		iw.status = http.StatusOK
+// sending runs the purges, once, before the answer goes out.
+func (iw *invalidatingWriter) sending() {
+	if !iw.purged && iw.succeeded() {
+		iw.purge(iw.ResponseWriter.Header())
 	}
-	if iw.status < 400 {
-		iw.onSuccess(iw.status, iw.ResponseWriter.Header())
+	iw.purged = true
+}
+
+// finish runs the purges when the handler has returned.
+func (iw *invalidatingWriter) finish() {
+	if iw.succeeded() {
+		iw.purge(iw.ResponseWriter.Header())
 	}
 }
 
@@ -462,9 +498,6 @@ func (iw *invalidatingWriter) WriteHeader(status int) {
 }
 
 func (iw *invalidatingWriter) Write(p []byte) (int, error) {
-	if iw.status == 0 {
-		iw.status = http.StatusOK
-	}
 	if iw.written += len(p); iw.written > sendThreshold {
 		iw.sending()
 	}

@@ -277,6 +277,201 @@ func TestWritesStoreDown(t *testing.T) {
 	}
 }
 
+// slowPurges is a store whose tag and route purges take longer than the
+// store timeout, as SSCAN and SCAN batches over a large Redis do.
+type slowPurges struct{ *memstore.Store }
+
+func (s slowPurges) PurgeTag(ctx context.Context, tag string) (int64, error) {
+	select {
+	case <-time.After(300 * time.Millisecond):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return s.Store.PurgeTag(ctx, tag)
+}
+
+// A write's tag purge walks the keyspace: it is not held to the store
+// timeout of one command, and its slowness does not open the circuit for
+// the whole service's reads.
+func TestWritesSlowBulkPurge(t *testing.T) {
+	c := newTestCache(t, slowPurges{newMemStore(t)}, WithStoreTimeout(100*time.Millisecond), WithBreaker(2, time.Minute))
+	it := newItems()
+	m := http.NewServeMux()
+	m.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour,
+		Tags: func(r *http.Request) []string { return []string{"item-" + r.PathValue("id")} },
+	}, http.HandlerFunc(it.get)))
+	m.Handle("PUT /items/{id}", c.MustWrites("PUT /items/{id}", PurgeTags(func(r *http.Request) []string {
+		return []string{"item-" + r.PathValue("id")}
+	}))(http.HandlerFunc(it.put)))
+	wr := serveHTTP(t, m)
+	wr.get(t, "GET", "/items/2")
+	for range 3 {
+		wr.get(t, "GET", "/items/1")
+		wr.send(t, "PUT", "/items/1", strings.NewReader("uno"))
+	}
+	if s := c.RouteStats()["PUT /items/{id}"]; s.Invalidations != 3 || s.InvalidationErrors != 0 {
+		t.Errorf("slow tag purges: %d made, %d failed; want 3 and 0", s.Invalidations, s.InvalidationErrors)
+	}
+	if got := wr.get(t, "GET", "/items/2"); !got.isHit() {
+		t.Errorf("another item after slow purges: %q, want a hit (the circuit closed)", got.cacheStatus())
+	}
+}
+
+// What a write route purges, and when: a chi pattern's rendering counts
+// as routed by it; the write's own URL and a Content-Location naming it
+// are purged once; a Content-Location is purged like a Location; a body
+// longer than net/http's buffer is purged before it goes out; a failed
+// answer after a flush, OPTIONS, and an informational status purge
+// nothing; a store that cannot purge is refused at declaration.
+func TestWritesPurgeRules(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	it := newItems()
+	var reads atomic.Int64
+	get := func(w http.ResponseWriter, r *http.Request) { reads.Add(1); it.get(w, r) }
+	r := chi.NewRouter()
+	r.With(c.MustRoute("/items/{id}/", policy.Policy{TTL: time.Hour})).Get("/items/{id}/", get)
+	r.With(c.MustRoute("/other/{id}", policy.Policy{TTL: time.Hour})).Get("/other/{id}", get)
+	r.With(c.MustWrites("/items/{id}/", PurgeRoute("/items/{id}/"))).Put("/items/{id}/", it.put)
+	r.With(c.MustWrites("/self/{id}")).Post("/self/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Location", "/other/"+r.PathValue("id"))
+		w.WriteHeader(http.StatusOK)
+	})
+	r.With(c.MustWrites("/big/{id}", PurgeBuckets("/other/{id}", func(r *http.Request) []map[string]string {
+		return []map[string]string{{"id": r.PathValue("id")}}
+	}))).Post("/big/{id}", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 64<<10)) // out before the handler returns...
+		<-r.Context().Done()                           // ...which it does when the client has read it
+	})
+	fails := r.With(c.MustWrites("/fails/{id}", PurgeBuckets("/other/{id}", func(r *http.Request) []map[string]string {
+		return []map[string]string{{"id": r.PathValue("id")}}
+	})))
+	fails.Options("/fails/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	fails.Post("/fails/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusConflict)
+		http.NewResponseController(w).Flush()
+		io.WriteString(w, "conflict")
+	})
+	wr := serveHTTP(t, r)
+
+	wr.get(t, "GET", "/items/1/")
+	wr.get(t, "GET", "/items/2/")
+	wr.send(t, "PUT", "/items/1/", strings.NewReader("uno")) // chi reports "/items/{id}"
+	if a, b := wr.get(t, "GET", "/items/1/"), wr.get(t, "GET", "/items/2/"); a.isHit() || !b.isHit() {
+		t.Errorf("a write of item 1 routed by chi's rendering of the pattern: item 1 %q, item 2 %q (a whole-route purge?)", a.cacheStatus(), b.cacheStatus())
+	}
+
+	wr.get(t, "GET", "/other/1")
+	wr.get(t, "POST", "/self/1")
+	if got := wr.get(t, "GET", "/other/1"); got.isHit() {
+		t.Errorf("Content-Location not purged: %q", got.cacheStatus())
+	}
+
+	wr.get(t, "GET", "/other/2")
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "POST", wr.srv.URL+"/big/2", nil)
+	resp, err := wr.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadFull(resp.Body, make([]byte, 4096)) // the answer arrived: the purge ran before it
+	if got := wr.get(t, "GET", "/other/2"); got.isHit() {
+		t.Errorf("a 64 KB answer went out before its purge: %q", got.cacheStatus())
+	}
+	cancel()
+	resp.Body.Close()
+
+	wr.get(t, "GET", "/other/3")
+	wr.get(t, "OPTIONS", "/fails/3")
+	wr.get(t, "POST", "/fails/3")
+	if got := wr.get(t, "GET", "/other/3"); !got.isHit() {
+		t.Errorf("OPTIONS, or a 409 after a 103 and a flush, purged: %q", got.cacheStatus())
+	}
+	if s := c.RouteStats()["/fails/{id}"]; s.Invalidations != 0 {
+		t.Errorf("/fails: %d invalidations", s.Invalidations)
+	}
+
+	if _, err := newTestCache(t, storeWithoutPurges{newMemStore(t)}).Writes("/items/{id}"); !errors.Is(err, ErrCannotPurge) {
+		t.Errorf("a write route on a store that cannot purge: %v, want ErrCannotPurge", err)
+	}
+}
+
+// storeWithoutPurges is a store that is not a storage.Purger.
+type storeWithoutPurges struct{ s *memstore.Store }
+
+func (s storeWithoutPurges) Get(ctx context.Context, bucket, field string) ([]byte, error) {
+	return s.s.Get(ctx, bucket, field)
+}
+
+func (s storeWithoutPurges) Set(ctx context.Context, bucket, field string, value []byte, opts storage.SetOptions) error {
+	return s.s.Set(ctx, bucket, field, value, opts)
+}
+
+func (s storeWithoutPurges) Delete(ctx context.Context, bucket, field string) error {
+	return s.s.Delete(ctx, bucket, field)
+}
+
+// A purge makes this process's fills of what it purged unjoinable,
+// whatever the purge: a request after it never collapses onto a fill
+// that read the data before it, and the store refuses that fill's write.
+// The bucket already holds another variant: a tag purge knows only the
+// buckets stored under the tag, so a bucket's very first fill is not
+// fenced by it (storage.Purger.PurgeTag).
+func TestPurgesForgetFlights(t *testing.T) {
+	for name, purge := range map[string]func(c *Cache) error{
+		"bucket": func(c *Cache) error {
+			_, err := c.PurgeBucket(t.Context(), "GET /items/{id}", map[string]string{"id": "1"})
+			return err
+		},
+		"route": func(c *Cache) error { _, err := c.PurgeRoute(t.Context(), "GET /items/{id}"); return err },
+		"tag":   func(c *Cache) error { _, err := c.PurgeTag(t.Context(), "items"); return err },
+		"all":   func(c *Cache) error { _, err := c.PurgeAll(t.Context()); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCache(t, newMemStore(t))
+				it := newItems()
+				var calls atomic.Int64
+				read := make(chan struct{})
+				m := http.NewServeMux()
+				m.Handle("GET /items/{id}", c.Handler("GET /items/{id}", policy.Policy{TTL: time.Hour, QueryParams: []string{"v"},
+					Tags: func(*http.Request) []string { return []string{"items"} },
+				}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					it.mu.Lock()
+					v := it.vals[r.PathValue("id")]
+					it.mu.Unlock()
+					if r.URL.Query().Get("v") == "" && calls.Add(1) == 1 { // the first read is old and slow
+						close(read)
+						time.Sleep(time.Second)
+					}
+					io.WriteString(w, v)
+				})))
+				if got := do(m, "GET", "/items/1?v=other"); !strings.Contains(got.cacheStatus(), "stored") {
+					t.Fatalf("another variant of the bucket: %q, want it stored", got.cacheStatus())
+				}
+				first := make(chan result)
+				go func() { first <- do(m, "GET", "/items/1") }()
+				<-read
+				it.mu.Lock()
+				it.vals["1"] = "uno"
+				it.mu.Unlock()
+				if err := purge(c); err != nil {
+					t.Fatal(err)
+				}
+				if got := do(m, "GET", "/items/1"); got.body != "uno" {
+					t.Errorf("a read after the purge: %q (%s), want the new value", got.body, got.cacheStatus())
+				}
+				if got := <-first; got.body != "one" {
+					t.Errorf("the fill that began before the purge: %q, want the old value, to its own client", got.body)
+				}
+				if got := do(m, "GET", "/items/1"); got.body != "uno" {
+					t.Errorf("a read after both: %q (%s), want the new value", got.body, got.cacheStatus())
+				}
+			})
+		})
+	}
+}
+
 // A fill that read the old data before a write, and stores after the
 // write's purge, is refused by the purge's fence: the old body never
 // comes back.

@@ -38,15 +38,13 @@ func (k Key) FieldHex() string {
 // Route is a route pattern compiled together with its policy, once, when the
 // route is declared. It is safe for concurrent use.
 type Route struct {
-	pattern string
-	prefix  string // esc(pattern) + "|"
+	pat    *Pattern
+	prefix string // esc(pattern) + "|"
 	// bucketParams are the bucket parameters in pattern order.
 	bucketParams []string
 	// fieldParams are the path parameters that go into the field, in
 	// pattern order, followed by the pattern's shadow names.
 	fieldParams []string
-	// chiPattern is pattern as chi renders it in r.Pattern.
-	chiPattern  string
 	ignoreQuery bool
 	// allow is the query allow list; nil keeps every query parameter.
 	allow map[string]struct{}
@@ -69,7 +67,7 @@ type Route struct {
 // Bucket parameters are always taken in pattern order, whatever their order
 // in p.BucketParams.
 func Compile(pattern string, p policy.Policy) (*Route, error) {
-	pp, perr := parsePattern(pattern)
+	pat, perr := ParsePattern(pattern)
 	var errs []error
 	if perr != nil {
 		errs = append(errs, perr)
@@ -79,11 +77,11 @@ func Compile(pattern string, p policy.Policy) (*Route, error) {
 	}
 	if perr == nil {
 		for _, name := range p.BucketParams {
-			if name != "" && !slices.Contains(pp.names, name) {
+			if name != "" && !slices.Contains(pat.params, name) {
 				errs = append(errs, &policy.FieldError{
 					Route:  pattern,
 					Field:  "BucketParams",
-					Reason: fmt.Sprintf("%q is not a path parameter of the pattern (%s)", name, describeParams(pp.names)),
+					Reason: fmt.Sprintf("%q is not a path parameter of the pattern (%s)", name, describeParams(pat.params)),
 				})
 			}
 		}
@@ -93,19 +91,18 @@ func Compile(pattern string, p policy.Policy) (*Route, error) {
 	}
 
 	rt := &Route{
-		pattern:     pattern,
-		chiPattern:  chiRoutePattern(pattern),
+		pat:         pat,
 		prefix:      string(appendEscaped(nil, pattern)) + "|",
 		ignoreQuery: p.IgnoreQuery,
 	}
-	for _, name := range pp.names {
+	for _, name := range pat.params {
 		if len(p.BucketParams) == 0 || slices.Contains(p.BucketParams, name) {
 			rt.bucketParams = append(rt.bucketParams, name)
 		} else {
 			rt.fieldParams = append(rt.fieldParams, name)
 		}
 	}
-	rt.fieldParams = append(rt.fieldParams, pp.shadows...)
+	rt.fieldParams = append(rt.fieldParams, pat.shadows...)
 	if len(p.QueryParams) > 0 {
 		rt.allow = make(map[string]struct{}, len(p.QueryParams))
 		for _, name := range p.QueryParams {
@@ -132,7 +129,10 @@ func describeParams(names []string) string {
 }
 
 // Pattern returns the route pattern rt was compiled from.
-func (rt *Route) Pattern() string { return rt.pattern }
+func (rt *Route) Pattern() string { return rt.pat.text }
+
+// Parsed returns rt's pattern, parsed.
+func (rt *Route) Parsed() *Pattern { return rt.pat }
 
 // BucketPrefix returns the escaped route pattern followed by "|". Every bucket
 // of rt starts with it and no bucket of a route with another pattern does, so
@@ -212,9 +212,7 @@ func (rt *Route) BucketParams() []string { return rt.bucketParams }
 // key, so such a request must not be keyed by rt. chi's rendering of a
 // pattern (a trailing '/' removed, "/*/" collapsed) counts as the pattern.
 // An unrouted request (Pattern empty) is not routed to rt.
-func (rt *Route) Routed(r *http.Request) bool {
-	return r.Pattern == rt.pattern || (r.Pattern != "" && r.Pattern == rt.chiPattern)
-}
+func (rt *Route) Routed(r *http.Request) bool { return rt.pat.Routed(r) }
 
 // Vary returns the request header names the field holds, canonical and
 // sorted. The caller must not modify the slice.
@@ -246,11 +244,11 @@ func (rt *Route) BucketFor(values map[string]string) (string, error) {
 	slices.Sort(unknown)
 	for _, name := range unknown {
 		errs = append(errs, fmt.Errorf("keying: route %q: unknown bucket parameter %q (%s)",
-			rt.pattern, name, describeBucketParams(rt.bucketParams)))
+			rt.pat.text, name, describeBucketParams(rt.bucketParams)))
 	}
 	for _, name := range rt.bucketParams {
 		if _, ok := values[name]; !ok {
-			errs = append(errs, fmt.Errorf("keying: route %q: missing bucket parameter %q", rt.pattern, name))
+			errs = append(errs, fmt.Errorf("keying: route %q: missing bucket parameter %q", rt.pat.text, name))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -848,3 +848,59 @@ func TestFieldHex(t *testing.T) {
 		t.Errorf("FieldHex = %q", got)
 	}
 }
+
+// A Pattern reads a pattern as a Route does: its parameters, whether a
+// request was routed by it (chi's rendering included), and its target.
+func TestPattern(t *testing.T) {
+	put, err := ParsePattern("PUT example.com/items/{id}/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := put.Params(); len(got) != 1 || got[0] != "id" {
+		t.Errorf("Params = %q", got)
+	}
+	for _, tt := range []struct {
+		pattern string
+		want    bool
+	}{
+		{"PUT example.com/items/{id}/", true},
+		{"PUT example.com/items/{id}", false},
+		{"", false},
+	} {
+		if got := put.Routed(&http.Request{Pattern: tt.pattern}); got != tt.want {
+			t.Errorf("Routed(r.Pattern %q) = %t, want %t", tt.pattern, got, tt.want)
+		}
+	}
+	chiPut, err := ParsePattern("/items/{id}/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !chiPut.Routed(&http.Request{Pattern: "/items/{id}"}) {
+		t.Errorf("chi's rendering of %q not taken as routed by it", chiPut)
+	}
+	for _, tt := range []struct {
+		other string
+		want  bool
+	}{
+		{"GET example.com/items/{id}/", true},
+		{"Example.COM/items/{id}/", true},
+		{"GET /items/{id}/", false},
+		{"GET example.com/items/{id}", false},
+		{"GET other.example/items/{id}/", false},
+	} {
+		q, err := ParsePattern(tt.other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := put.SameTarget(q); got != tt.want {
+			t.Errorf("SameTarget(%q) = %t, want %t", tt.other, got, tt.want)
+		}
+	}
+	rt, err := Compile("GET example.com/items/{id}/", policy.Policy{TTL: 60e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rt.Parsed().SameTarget(put) || rt.Parsed().String() != rt.Pattern() {
+		t.Errorf("the Route's pattern reads differently")
+	}
+}

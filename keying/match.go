@@ -59,7 +59,7 @@ type patternMatcher struct {
 }
 
 func (rt *Route) matcher() *patternMatcher {
-	rt.matchOnce.Do(func() { rt.match = compileMatcher(rt.pattern) })
+	rt.matchOnce.Do(func() { rt.match = compileMatcher(rt.pat.text) })
 	return rt.match
 }
 
@@ -68,16 +68,8 @@ func (rt *Route) matcher() *patternMatcher {
 // regular expression does not compile.
 func compileMatcher(pattern string) *patternMatcher {
 	m := &patternMatcher{}
-	start := strings.IndexByte(pattern, '/')
-	if head := strings.TrimSpace(pattern[:start]); head != "" {
-		if method, host, ok := strings.Cut(head, " "); ok {
-			m.method, m.host = method, strings.TrimSpace(host)
-		} else if isMethod(head) {
-			m.method = head
-		} else {
-			m.host = head
-		}
-	}
+	var start int
+	m.method, m.host, start = splitHead(pattern)
 	path := pattern[start:]
 	var b strings.Builder
 	b.WriteString("^")

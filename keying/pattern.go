@@ -2,6 +2,7 @@ package keying
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 )
 
@@ -15,6 +16,73 @@ func ParamNames(pattern string) ([]string, error) {
 		return nil, err
 	}
 	return pp.names, nil
+}
+
+// A Pattern is a route pattern parsed without a policy: what a route that
+// is not cached (a write route, say) needs to know of its pattern, read
+// the way [Route] reads it.
+type Pattern struct {
+	text string
+	chi  string // text as chi renders it in r.Pattern; "" for ServeMux-only patterns
+	host string
+	path string
+	// params are the path parameters, in pattern order.
+	params []string
+	// shadows: see parsedPattern.
+	shadows []string
+}
+
+// ParsePattern parses pattern, an [http.ServeMux] or chi route pattern;
+// a malformed one is reported as by [ParamNames].
+func ParsePattern(pattern string) (*Pattern, error) {
+	pp, err := parsePattern(pattern)
+	if err != nil {
+		return nil, err
+	}
+	_, host, start := splitHead(pattern)
+	p := &Pattern{text: pattern, host: host, path: pattern[start:], params: pp.names, shadows: pp.shadows}
+	if start == 0 {
+		p.chi = chiRoutePattern(pattern) // chi patterns have neither method nor host
+	}
+	return p, nil
+}
+
+// String returns the pattern as it was given.
+func (p *Pattern) String() string { return p.text }
+
+// Params returns the path parameter names, in pattern order. The caller
+// must not modify the slice.
+func (p *Pattern) Params() []string { return p.params }
+
+// Routed reports whether r was routed by this pattern, as
+// [Route.Routed] does.
+func (p *Pattern) Routed(r *http.Request) bool {
+	return r.Pattern == p.text || (r.Pattern != "" && r.Pattern == p.chi)
+}
+
+// SameTarget reports whether p and q route the same host and path,
+// whatever their methods: "PUT /items/{id}" and "GET /items/{id}" do.
+func (p *Pattern) SameTarget(q *Pattern) bool {
+	return p.path == q.path && strings.EqualFold(p.host, q.host)
+}
+
+// splitHead splits what a pattern holds before its path (which starts at
+// the first '/'): a ServeMux pattern may hold "METHOD ", a host, or both;
+// a head without a space is a method when it is all upper case letters.
+// start is the index of the path; a pattern without one has start 0.
+func splitHead(pattern string) (method, host string, start int) {
+	start = strings.IndexByte(pattern, '/')
+	if start <= 0 {
+		return "", "", max(start, 0)
+	}
+	head := strings.TrimSpace(pattern[:start])
+	if m, h, ok := strings.Cut(head, " "); ok {
+		return m, strings.TrimSpace(h), start
+	}
+	if isMethod(head) {
+		return head, "", start
+	}
+	return "", head, start
 }
 
 // parsedPattern is what keying needs to know about a pattern.
