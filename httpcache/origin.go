@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"maps"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -145,49 +145,39 @@ func revalidation(or *http.Request, stale *storage.Entry) bool {
 // updated returns stale with the headers of the 304 that revalidated it
 // (RFC 9111 section 3.2: every header the 304 carries replaces the stored
 // one, but the framing and content-coding ones, which describe the stored
-// body, those never stored, and those outer middleware had set, which are
-// for this response only, as with a 200), stored at end, with the
-// freshness the policy gives the updated response. A 304 that sets a
-// cookie makes an entry that is not stored, with its cookies.
+// body, and those outer middleware had set, which are for this response
+// only, as with a 200), stored at end, with the freshness the policy
+// gives the updated response. The decision sees every header the 304
+// carries, as a 200's does (its Surrogate-Control, Set-Cookie, Trailer);
+// only the storable ones are kept. An updated response that may not be
+// stored makes an entry for this client only, with its cookies.
 func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, outer http.Header, end time.Time) (*storage.Entry, decision) {
-	header := stale.Header.Clone()
-	for name, v := range envelope.StorableHeader(notModified) {
+	whole := stale.Header.Clone()
+	for name, v := range notModified {
 		switch name {
 		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding":
 			continue
 		}
-		if equalValues(outer[name], v) {
+		if slices.Equal(outer[name], v) {
 			continue // outer middleware's, for this response only
 		}
-		header[name] = v
+		whole[name] = v
 	}
-	dec := rt.decide(or, stale.Status, header)
+	dec := rt.decide(or, stale.Status, whole)
+	header := envelope.StorableHeader(whole)
 	dec.keepSurrogate(header)
-	if cookies := setCookies(notModified); cookies != nil {
-		// A 304 that sets a cookie answers this client only, as a 200
-		// that does: not stored, and the client gets its cookie.
-		dec.store = false
-		maps.Copy(header, cookies)
+	if !dec.store {
+		for _, name := range [...]string{"Set-Cookie", "Set-Cookie2"} {
+			if v, ok := whole[name]; ok {
+				header[name] = v
+			}
+		}
 	}
 	e := *stale
 	e.Header = header
 	e.Stored = end
 	e.Fresh, e.StaleWhileRevalidate, e.StaleIfError = dec.fresh, dec.swr, dec.sie
 	return &e, dec
-}
-
-// setCookies returns the Set-Cookie and Set-Cookie2 headers of h, or nil.
-func setCookies(h http.Header) http.Header {
-	var out http.Header
-	for _, name := range [...]string{"Set-Cookie", "Set-Cookie2"} {
-		if v, ok := h[name]; ok {
-			if out == nil {
-				out = http.Header{}
-			}
-			out[name] = v
-		}
-	}
-	return out
 }
 
 // selects reports whether a 304 with header notModified is about the
@@ -309,7 +299,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	start := time.Now()
 	o.panicVal = callOrigin(rt, call.next, rec, or)
 	end := time.Now()
-	if o.panicVal == nil && rec.status == 0 && !rec.tainted {
+	if o.panicVal == nil && rec.status == 0 && !rec.tainted && ctx.Err() == nil {
 		rec.WriteHeader(http.StatusOK) // the handler wrote nothing: an empty 200
 	}
 	// An origin whose context ended (the fill timeout, or its client gone
@@ -328,6 +318,11 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		}
 		o.servedStale = true
 		return o
+	}
+	if o.panicVal == nil && rec.status == 0 && !rec.tainted {
+		// The context ended before the handler wrote anything: that is
+		// no empty 200 of the origin's, which net/http would make of it.
+		rec.WriteHeader(http.StatusGatewayTimeout)
 	}
 	if rec.held {
 		rec.releaseHeld() // the stale entry expired meanwhile: the failure goes out
@@ -362,7 +357,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	}
 	header := envelope.StorableHeader(rec.snapshot)
 	for name, v := range outer {
-		if equalValues(header[name], v) {
+		if slices.Equal(header[name], v) {
 			delete(header, name)
 		}
 	}
@@ -463,15 +458,3 @@ func callOrigin(rt *route, h http.Handler, rec *recorder, r *http.Request) (pani
 
 // stack is the calling goroutine's stack, for the log of a panic.
 func stack() string { return string(debug.Stack()) }
-
-func equalValues(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}

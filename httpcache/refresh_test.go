@@ -93,17 +93,20 @@ func TestStaleWhileRevalidate(t *testing.T) {
 func TestStaleIfError(t *testing.T) {
 	tests := []struct {
 		name       string
-		fail       func(w http.ResponseWriter)
+		fail       func(w http.ResponseWriter, r *http.Request)
 		wantStatus string
 	}{
-		{"500", func(w http.ResponseWriter) { http.Error(w, "down", 500) }, "fwd-status=500"},
-		{"503 after headers", func(w http.ResponseWriter) {
+		{"500", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", 500) }, "fwd-status=500"},
+		{"503 after headers", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("X-Broken", "1")
 			w.WriteHeader(503)
 			io.WriteString(w, "unavailable")
 		}, "fwd-status=503"},
-		{"panic", func(w http.ResponseWriter) { panic("db gone") }, "fwd=stale; ttl"},
-		{"abort", func(w http.ResponseWriter) { panic(http.ErrAbortHandler) }, "fwd=stale; ttl"},
+		{"panic", func(w http.ResponseWriter, _ *http.Request) { panic("db gone") }, "fwd=stale; ttl"},
+		{"abort", func(w http.ResponseWriter, _ *http.Request) { panic(http.ErrAbortHandler) }, "fwd=stale; ttl"},
+		// The fill timeout ends the origin's context; it returns having
+		// written nothing, which is no empty 200 of the origin's.
+		{"fill timeout", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, "fwd=stale; ttl"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,12 +115,12 @@ func TestStaleIfError(t *testing.T) {
 				var failing atomic.Bool
 				o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
 					if failing.Load() {
-						tt.fail(w)
+						tt.fail(w, r)
 						return
 					}
 					io.WriteString(w, "good")
 				}}
-				h := mux(t, c, "/e", policy.Policy{TTL: 10 * time.Second, StaleIfError: time.Minute}, o)
+				h := mux(t, c, "/e", policy.Policy{TTL: 10 * time.Second, StaleIfError: time.Minute, FillTimeout: 5 * time.Second}, o)
 				do(h, "GET", "/e")
 				failing.Store(true)
 				time.Sleep(20 * time.Second)
@@ -125,7 +128,7 @@ func TestStaleIfError(t *testing.T) {
 				if got.status != 200 || got.body != "good" || got.header.Get("X-Broken") != "" {
 					t.Fatalf("got %d %q %v, want the stale entry", got.status, got.body, got.header)
 				}
-				if cs := got.cacheStatus(); !strings.Contains(cs, tt.wantStatus) || !strings.Contains(cs, "detail=stale-if-error") {
+				if cs := got.cacheStatus(); !strings.Contains(cs, tt.wantStatus) || !strings.Contains(cs, "detail=stale-if-error") || strings.Contains(cs, "fwd-status=200") {
 					t.Errorf("Cache-Status = %q", cs)
 				}
 				failing.Store(false)
@@ -138,6 +141,18 @@ func TestStaleIfError(t *testing.T) {
 			})
 		})
 	}
+	t.Run("fill timeout with nothing to serve", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c := newTestCache(t, newMemStore(t))
+			o := &origin{fn: func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }}
+			h := mux(t, c, "/e", policy.Policy{TTL: 10 * time.Second, FillTimeout: 5 * time.Second}, o)
+			for range 2 {
+				if got := do(h, "GET", "/e"); got.status != http.StatusGatewayTimeout || got.isHit() {
+					t.Errorf("an origin that timed out having written nothing: %d %q, want 504, not stored", got.status, got.cacheStatus())
+				}
+			}
+		})
+	})
 	t.Run("past the window", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			c := newTestCache(t, newMemStore(t))

@@ -693,6 +693,53 @@ func TestRevalidationForOneClient(t *testing.T) {
 	}
 }
 
+// A 304 is decided on as a 200 is, on every header it carries: the
+// ones the cache never stores still say whether and how long to keep the
+// updated entry.
+func TestRevalidationDecidesOnWhole304(t *testing.T) {
+	for _, tt := range []struct {
+		name, header, value string
+		honor               bool
+		wantHit             bool // right after the revalidation
+		wantHitAfter        bool // 40s after it (policy TTL 10s)
+	}{
+		{"surrogate no-store", "Surrogate-Control", "no-store", false, false, false},
+		{"surrogate max-age", "Surrogate-Control", "max-age=100", true, true, true},
+		{"trailer", "Trailer", "X-Checksum", false, false, false},
+		{"plain", "X-Other", "1", false, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCache(t, newMemStore(t))
+				var conds atomic.Int64
+				origin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Etag", `"v1"`)
+					if r.Header.Get("If-None-Match") == `"v1"` {
+						conds.Add(1)
+						w.Header().Set(tt.header, tt.value)
+						w.WriteHeader(http.StatusNotModified)
+						return
+					}
+					io.WriteString(w, "page")
+				})
+				h := mux(t, c, "GET /p", policy.Policy{TTL: 10 * time.Second, HonorOriginCacheControl: tt.honor}, origin)
+				do(h, "GET", "/p")
+				time.Sleep(15 * time.Second)
+				if got := do(h, "GET", "/p"); got.body != "page" || got.header.Get("Surrogate-Control") != "" {
+					t.Fatalf("revalidation: %q, Surrogate-Control %q (%s)", got.body, got.header.Get("Surrogate-Control"), got.cacheStatus())
+				}
+				if got := do(h, "GET", "/p"); got.isHit() != tt.wantHit {
+					t.Errorf("right after the revalidation: %s, want hit %v", got.cacheStatus(), tt.wantHit)
+				}
+				time.Sleep(40 * time.Second)
+				if got := do(h, "GET", "/p"); got.isHit() != tt.wantHitAfter {
+					t.Errorf("40s after the revalidation: %s, want hit %v", got.cacheStatus(), tt.wantHitAfter)
+				}
+			})
+		})
+	}
+}
+
 // The origin's Surrogate-Key is kept with the entry, so that a
 // revalidated entry keeps its tags, and never reaches a client: not on
 // the fill, a hit, a revalidation or a client's own 304.
@@ -726,6 +773,7 @@ func TestSurrogateKeyKeptNotServed(t *testing.T) {
 			t.Fatalf("not revalidated: %s", revalidated.cacheStatus())
 		}
 		check("hit after the revalidation", do(h, "GET", "/doc"))
+		time.Sleep(8 * time.Second) // past the first fill's lifetime: only the revalidation's tags are left
 		if n, err := c.PurgeTag(context.Background(), "doc-1"); err != nil || n != 1 {
 			t.Errorf("PurgeTag after the revalidation: %d, %v; want the entry's tag kept", n, err)
 		}
