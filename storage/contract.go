@@ -196,11 +196,6 @@ type Fencer interface {
 	GetForFill(ctx context.Context, bucket, field string) (value []byte, generation string, err error)
 }
 
-// Purger invalidates in bulk: one bucket, every bucket of a route (by
-// bucket name prefix), every bucket recorded under a tag, or everything
-// the store holds for the cache. A cache that finds it offers purges;
-// without one it refuses them.
-//
 // Sampler is implemented by stores that can show a few fields of a
 // bucket at random. Dead variants are only removed from a bucket when a
 // cache reads them, so junk variants nobody reads again would keep a
@@ -215,6 +210,11 @@ type Sampler interface {
 	SampleFields(ctx context.Context, bucket string, n int) (map[string][]byte, error)
 }
 
+// Purger invalidates in bulk: one bucket, every bucket of a route (by
+// bucket name prefix), every bucket recorded under a tag, or everything
+// the store holds for the cache. A cache that finds it offers purges;
+// without one it refuses them.
+//
 // Purger is optional. A store that implements it should also implement
 // [Fencer]: then every purge leaves tombstones that fence the fills in
 // flight, as Fencer describes, and the counts below never count a

@@ -21,6 +21,8 @@
 //     store a response older than the purge.
 //   - [DictionaryStore] (Dictionaries, AddDictionary, CurrentDictionary)
 //     shares compression dictionaries between instances.
+//   - [Sampler] (SampleFields) shows a few fields of a bucket at random,
+//     so that a cache can drain dead variants from a full bucket.
 //
 // The method docs of each interface are the contract: what a store must
 // do, what it may leave open, and which error says what. A store's own

@@ -21,8 +21,8 @@ var (
 )
 
 // Store is an in-process store. It implements [storage.Store],
-// [storage.Locker], [storage.Fencer], [storage.Purger] and
-// [storage.DictionaryStore]; the method docs say only what those leave
+// [storage.Locker], [storage.Fencer], [storage.Purger], [storage.Sampler]
+// and [storage.DictionaryStore]; the method docs say only what those leave
 // open. It is safe for concurrent use, and every cache given the same
 // Store sees the same entries, locks, notifications and dictionaries.
 //

@@ -5,8 +5,8 @@
 // miniredis for examples and tests.
 //
 // A [Store] implements every interface of the storage contract
-// ([storage.Store], [storage.Locker], [storage.Fencer], [storage.Purger]
-// and [storage.DictionaryStore]) and passes the conformance suite of
+// ([storage.Store], [storage.Locker], [storage.Fencer], [storage.Purger],
+// [storage.Sampler] and [storage.DictionaryStore]) and passes the conformance suite of
 // package storage/storetest on all of those servers. The contract says
 // what each method does; this documentation says how the store does it
 // in Redis.

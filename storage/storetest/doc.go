@@ -4,8 +4,9 @@
 // elsewhere) must pass [Run], so that a cache behaves the same on all of
 // them. It checks the interfaces of package storage, as their docs state
 // them: [storage.Store] and [storage.Locker], which every store given to
-// Run implements ([Store]), and [storage.Fencer], [storage.Purger] and
-// [storage.DictionaryStore] on a store that implements them (fences need
+// Run implements ([Store]), and [storage.Fencer], [storage.Purger],
+// [storage.Sampler] and [storage.DictionaryStore] on a store that
+// implements them (fences need
 // Purger too, and that purges keep the dictionaries is checked on a store
 // with both).
 //

@@ -903,6 +903,8 @@ func testSampleFields(t *testing.T, newStore func(t *testing.T) Store) {
 	}
 }
 
+// purger returns the store as a Purger, skipping the test when it is
+// not one.
 func purger(t *testing.T, s Store) storage.Purger {
 	t.Helper()
 	p, ok := s.(storage.Purger)
