@@ -842,3 +842,86 @@ func TestConditionalClientOnMiss(t *testing.T) {
 }
 
 var _ storage.Purger = failingPurges{}
+
+// selects follows RFC 9111 section 4.3.4: a strong ETag in the 304
+// names only the stored response with that strong ETag, a weak one any
+// stored ETag with the same opaque tag, a Last-Modified (without an
+// ETag) the stored response with the same date, and a 304 with neither
+// the response it was asked about.
+func TestSelects(t *testing.T) {
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	const lm, other = "Mon, 02 Jan 2006 15:04:05 GMT", "Tue, 03 Jan 2006 15:04:05 GMT"
+	tests := []struct {
+		name                string
+		give304, giveStored http.Header
+		want                bool
+	}{
+		{"strong equal", h("Etag", `"a"`), h("Etag", `"a"`), true},
+		{"strong other", h("Etag", `"a"`), h("Etag", `"b"`), false},
+		{"strong against a weak stored", h("Etag", `"a"`), h("Etag", `W/"a"`), false},
+		{"weak against a strong stored", h("Etag", `W/"a"`), h("Etag", `"a"`), true},
+		{"weak against a weak stored", h("Etag", `W/"a"`), h("Etag", `W/"a"`), true},
+		{"weak other", h("Etag", `W/"a"`), h("Etag", `W/"b"`), false},
+		{"etag against none stored", h("Etag", `"a"`), h(), false},
+		{"etag wins over last-modified", h("Etag", `"b"`, "Last-Modified", lm), h("Etag", `"a"`, "Last-Modified", lm), false},
+		{"last-modified equal", h("Last-Modified", lm), h("Last-Modified", lm), true},
+		{"last-modified other", h("Last-Modified", lm), h("Last-Modified", other), false},
+		{"last-modified against none stored", h("Last-Modified", lm), h("Etag", `"a"`), false},
+		{"no validator", h("X-Other", "1"), h("Etag", `"a"`), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := selects(tt.give304, tt.giveStored); got != tt.want {
+				t.Errorf("selects(%v, %v) = %v, want %v", tt.give304, tt.giveStored, got, tt.want)
+			}
+		})
+	}
+}
+
+// A fill asks the origin for the whole representation: the client's
+// preconditions and range are not forwarded (the answer is stored for
+// everyone), and a stored 404 is never answered with a 304, even to a
+// client whose If-None-Match names its ETag (RFC 9110 section 13.1.2: a
+// 304 stands for a 200).
+func TestFillIsUnconditional(t *testing.T) {
+	c := newTestCache(t, newMemStore(t))
+	var seen sync.Map
+	origin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, name := range []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+			if v := r.Header.Get(name); v != "" {
+				seen.Store(name, v)
+			}
+		}
+		w.Header().Set("Etag", `"e"`)
+		if r.URL.Path == "/gone" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		io.WriteString(w, "body")
+	})
+	h := mux(t, c, "GET /{p}", policy.Policy{TTL: time.Hour}, origin)
+	got := do(h, "GET", "/doc", "If-Match", `"x"`, "If-Unmodified-Since", "Mon, 02 Jan 2006 15:04:05 GMT",
+		"If-Range", `"e"`, "Range", "bytes=0-1", "If-None-Match", `"zzz"`, "If-Modified-Since", "Mon, 02 Jan 2006 15:04:05 GMT")
+	if got.status != 200 || got.body != "body" {
+		t.Errorf("fill: %d %q, want the whole 200", got.status, got.body)
+	}
+	seen.Range(func(k, v any) bool {
+		t.Errorf("the origin saw the client's %s: %v", k, v)
+		return true
+	})
+	do(h, "GET", "/gone")
+	for _, cond := range []string{"If-None-Match", "If-Modified-Since"} {
+		value := `"e"`
+		if cond == "If-Modified-Since" {
+			value = time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)
+		}
+		if got := do(h, "GET", "/gone", cond, value); got.status != http.StatusNotFound || !got.isHit() {
+			t.Errorf("a stored 404 to a client with %s: %d (%s), want the 404", cond, got.status, got.cacheStatus())
+		}
+	}
+}
