@@ -151,3 +151,65 @@ func newMemStore(t testing.TB) *memstore.Store {
 	}
 	return s
 }
+
+// A dictionary-compressed body is decoded only up to the route's
+// MaxBodyBytes, whether its frame states its size or not: a few
+// kilobytes of zstd can hold a gigabyte of zeros.
+func TestDictionaryDecodeBounded(t *testing.T) {
+	store := newMemStore(t)
+	a := newDictionary(t, store, new(atomic.Int64), new(atomic.Int64))
+	ctx := t.Context()
+	for id := 1; a.Current() == 0; id++ {
+		a.Encode(ctx, item(id))
+		if id > 1000 {
+			t.Fatal("no dictionary after 1,000 bodies")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cur, raw, err := store.Dictionaries(ctx, "GET /items/%7Bid%7D|")
+	if err != nil || raw[cur] == nil {
+		t.Fatalf("the trained dictionary: %d, %v", cur, err)
+	}
+	const limit = 64 << 10
+	b, err := NewDictionary(store, "GET /items/%7Bid%7D|", WithMaxBody(limit), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(context.Background()) })
+
+	zeros := make([]byte, 8<<20)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderDict(raw[cur]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sized := enc.EncodeAll(zeros, nil)
+	var streamed bytes.Buffer
+	enc.Reset(&streamed)
+	enc.Write(zeros)
+	enc.Close()
+	within := enc.EncodeAll(zeros[:limit/2], nil)
+
+	for _, tt := range []struct {
+		name    string
+		body    []byte
+		wantFCS bool
+	}{
+		{"size stated", sized, true},
+		{"size not stated", streamed.Bytes(), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var h zstd.Header
+			if err := h.Decode(tt.body); err != nil || h.HasFCS != tt.wantFCS {
+				t.Fatalf("the crafted frame: %d bytes, FCS %v (%v), want FCS %v", len(tt.body), h.HasFCS, err, tt.wantFCS)
+			}
+			e := &storage.Entry{Status: 200, Coding: envelope.DictionaryCoding, CacheEncoded: true, Body: tt.body}
+			if err := b.Open(ctx, e); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("%d bytes of zstd holding 8 MB, limit 64 KB: %v, want ErrCorrupt", len(tt.body), err)
+			}
+		})
+	}
+	e := &storage.Entry{Status: 200, Coding: envelope.DictionaryCoding, CacheEncoded: true, Body: within}
+	if err := b.Open(ctx, e); err != nil || len(e.Body) != limit/2 {
+		t.Errorf("a body within the limit: %d bytes, %v", len(e.Body), err)
+	}
+}

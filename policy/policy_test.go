@@ -69,6 +69,26 @@ func TestWithDefaults(t *testing.T) {
 	if q := (Policy{TTL: time.Second}).WithDefaults(); q.TTL != time.Second {
 		t.Errorf("a set TTL was replaced: %v", q.TTL)
 	}
+	if DefaultMaxTTL != 24*time.Hour {
+		t.Errorf("DefaultMaxTTL = %v, documented as 24h", DefaultMaxTTL)
+	}
+	// MaxTTL defaults to a day, or to the longest lifetime the policy
+	// itself asks for, so that the default never cuts a declared one.
+	for _, tt := range []struct {
+		give Policy
+		want time.Duration
+	}{
+		{Policy{}, 24 * time.Hour},
+		{Policy{TTL: time.Hour}, 24 * time.Hour},
+		{Policy{TTL: 48 * time.Hour}, 48 * time.Hour},
+		{Policy{StaleWhileRevalidate: 30 * time.Hour}, 30 * time.Hour},
+		{Policy{StaleIfError: 72 * time.Hour}, 72 * time.Hour},
+		{Policy{TTL: 48 * time.Hour, MaxTTL: 49 * time.Hour}, 49 * time.Hour},
+	} {
+		if got := tt.give.WithDefaults().MaxTTL; got != tt.want {
+			t.Errorf("%+v: MaxTTL %v, want %v", tt.give, got, tt.want)
+		}
+	}
 }
 
 func TestFileParseAndApply(t *testing.T) {
