@@ -115,7 +115,9 @@ type Policy struct {
 	// like. A refresh runs on behalf of every client of an entry, so it
 	// sends the handler only what the entry is keyed on (method, path,
 	// kept query parameters, host, scheme, the Vary headers) and these;
-	// a header listed here must not change the response. Default none.
+	// a header listed here must not change the response, and credentials
+	// (Authorization, Cookie, Proxy-Authorization) are refused: key on
+	// them with Vary instead. Default none.
 	ForwardHeaders []string
 
 	// AllowAuthorized caches requests that carry Authorization or Cookie
@@ -289,6 +291,14 @@ func (p Policy) Validate() error {
 	}
 	checkHeaders("Vary", p.Vary)
 	checkHeaders("ForwardHeaders", p.ForwardHeaders)
+	for _, h := range p.ForwardHeaders {
+		switch c := textproto.CanonicalMIMEHeaderKey(h); c {
+		case "Authorization", "Cookie", "Proxy-Authorization":
+			// A refresh runs for every client of the entry: forwarding
+			// one client's credentials stores their answer for all.
+			bad("ForwardHeaders", "%s is a credential: a refresh would send one client's to the handler and store its answer for every client; key on it with Vary (and AllowAuthorized) instead", c)
+		}
+	}
 	for _, s := range p.Statuses {
 		switch {
 		case s < 200 || s > 599:

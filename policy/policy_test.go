@@ -36,6 +36,10 @@ func TestValidate(t *testing.T) {
 		{"no compression", Policy{Compression: CompressNone}, ""},
 		{"unknown compression", Policy{Compression: "brotli"}, "Compression"},
 		{"compression is case-sensitive", Policy{Compression: "Gzip"}, "Compression"},
+		{"forward a tracing id", Policy{ForwardHeaders: []string{"Traceparent"}}, ""},
+		{"forward cookies", Policy{ForwardHeaders: []string{"cookie"}}, "ForwardHeaders"},
+		{"forward authorization", Policy{ForwardHeaders: []string{"Authorization"}, Vary: []string{"Authorization"}, AllowAuthorized: true}, "ForwardHeaders"},
+		{"key on authorization", Policy{Vary: []string{"Authorization"}, AllowAuthorized: true}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
