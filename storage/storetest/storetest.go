@@ -1026,6 +1026,11 @@ func testPurgeTag(t *testing.T, newStore func(t *testing.T) Store) {
 	n, err = p.PurgeTag(ctx, "big")
 	wantCount(t, `PurgeTag("big")`, n, err, many)
 	wantMissing(t, s, "many|7", "f")
+
+	// A purge removes its tag too: what is left is d, untagged, and the
+	// tag t2 that c alone was recorded under is gone with it.
+	n, err = p.PurgeAll(ctx)
+	wantCount(t, "PurgeAll after the tag purges (d only, no tag left)", n, err, 1)
 }
 
 func testPurgeAll(t *testing.T, newStore func(t *testing.T) Store) {
