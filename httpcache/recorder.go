@@ -56,7 +56,6 @@ type recorder struct {
 	written   int64       // body bytes the handler wrote
 	buf       *bytes.Buffer
 	overLimit bool
-	flushed   bool
 	tainted   bool // the handler wrote around the recorder or hijacked the connection
 	held      bool // status is a held-back 5xx
 	clientErr error
@@ -192,7 +191,6 @@ func (rec *recorder) Flush() {
 	if rec.status == 0 {
 		rec.WriteHeader(http.StatusOK)
 	}
-	rec.flushed = true
 	if rec.held {
 		return
 	}
