@@ -335,7 +335,7 @@ func (d *Dictionary) Open(ctx context.Context, e *storage.Entry) error {
 
 // compress compresses e's body with the route's dictionary, or gzips it
 // while the route has none yet and keeps it to train one from. Like
-// [storage.Compress] it keeps the result only when it saves an eighth.
+// [Compress] it keeps the result only when it saves an eighth.
 func (d *Dictionary) compress(ctx context.Context, e *storage.Entry) {
 	if !Compressible(e) || len(e.Body) == 0 {
 		return
