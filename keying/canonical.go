@@ -62,11 +62,16 @@ func (rt *Route) appendCanonical(b []byte, s *scratch, r *http.Request) ([]byte,
 		b = appendStr(b, r.PathValue(name))
 	}
 
-	query, ok := rt.keptQuery(s, r)
+	raw, kept, ok := rt.keptQueryParts(s, r)
 	if !ok {
 		return b, false
 	}
-	b = appendStr(b, query)
+	if kept != nil {
+		b = binary.AppendUvarint(b, uint64(len(kept)))
+		b = append(b, kept...) // as appendStr would, without a string of it
+	} else {
+		b = appendStr(b, raw)
+	}
 
 	b = binary.AppendUvarint(b, uint64(len(rt.vary)))
 	for _, name := range rt.vary {
@@ -116,17 +121,28 @@ func RequestTarget(r *http.Request) string {
 // holds of the parameters it keys. ok is false for a query that
 // [net/url.ParseQuery] rejects: see [ErrQuery].
 func (rt *Route) keptQuery(s *scratch, r *http.Request) (query string, ok bool) {
-	if rt.ignoreQuery || r.URL == nil {
-		return "", true
+	raw, kept, ok := rt.keptQueryParts(s, r)
+	if kept != nil {
+		return string(kept), ok
 	}
-	raw := r.URL.RawQuery
+	return raw, ok
+}
+
+// keptQueryParts is keptQuery without a copy: the raw query when the
+// route keeps it whole, or the kept pieces in s's buffer when it has an
+// allow list (kept, valid until s is reused).
+func (rt *Route) keptQueryParts(s *scratch, r *http.Request) (raw string, kept []byte, ok bool) {
+	if rt.ignoreQuery || r.URL == nil {
+		return "", nil, true
+	}
+	raw = r.URL.RawQuery
 	if !s.checkQuery(raw, rt.allow) {
-		return "", false
+		return "", nil, false
 	}
 	if rt.allow == nil {
-		return raw, true
+		return raw, nil, true
 	}
-	return string(s.dec), true
+	return "", s.dec, true // nil or empty: the same field as raw ""
 }
 
 // verifyAbove is the number of query pieces above which a query is also
