@@ -70,10 +70,11 @@ func storedEntry(t *testing.T, s storage.Store, pattern, target string, p policy
 	return e
 }
 
-// waitFor polls cond for up to 5 seconds.
+// waitFor polls cond for up to 30 seconds: training a dictionary under
+// -race on a busy machine takes seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
