@@ -31,7 +31,7 @@ type finding struct {
 func (f finding) problem() bool { return f.Level != "ok" && f.Level != "info" }
 
 func runDoctor(ctx context.Context, e *env, g *globals, args []string) int {
-	fs := newFlagSet("doctor", e)
+	fs := newFlagSet("doctor")
 	positional, code := parse(e, g, fs, args)
 	if code >= 0 {
 		return code

@@ -40,7 +40,7 @@ type inspection struct {
 }
 
 func runInspect(ctx context.Context, e *env, g *globals, args []string) int {
-	fs := newFlagSet("inspect", e)
+	fs := newFlagSet("inspect")
 	var headers headersFlag
 	fs.Var(&headers, "header", "request header Name:value the route varies on (repeatable)")
 	positional, code := parse(e, g, fs, args)

@@ -115,7 +115,7 @@ var commands = map[string]func(ctx context.Context, e *env, g *globals, args []s
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
 	g := &globals{timeout: defaultTimeout}
-	fs := newFlagSet("readthrough", e)
+	fs := newFlagSet("readthrough")
 	g.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return usageError(e, err)
@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fmt.Fprint(e.stderr, usageText)
-		return exitUsage
+		return e.errorf(exitUsage, "no command given: purge, inspect, stats or doctor")
 	}
 	name := rest[0]
 	if name == "help" {
@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 // newFlagSet returns a flag set that reports errors instead of exiting and
 // prints the usage text on -h.
-func newFlagSet(name string, e *env) *flag.FlagSet {
+func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}

@@ -443,6 +443,20 @@ func TestErrors(t *testing.T) {
 		}
 	})
 
+	t.Run("interrupted", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			cancel() // SIGINT while the call is under way
+			<-r.Context().Done()
+		}))
+		defer hang.Close()
+		r := runCLI(t, ctx, strings.NewReader(""), map[string]string{"READTHROUGH_TOKEN": testToken}, "--addr", hang.URL, "inspect", "http://svc/x").want(t, exitInterrupted)
+		if r.stderr != "readthrough: interrupted\n" {
+			t.Errorf("stderr %q", r.stderr)
+		}
+	})
+
 	t.Run("not the admin API", func(t *testing.T) {
 		// The service's own address by mistake: 404 from its mux.
 		runCLI(t, context.Background(), strings.NewReader(""), map[string]string{"READTHROUGH_TOKEN": testToken}, "--addr", s.url, "stats").want(t, exitAdminError)
@@ -462,7 +476,7 @@ func TestErrors(t *testing.T) {
 			env  map[string]string
 			want string // in stderr
 		}{
-			{"no command", nil, s.env(), "usage:"},
+			{"no command", nil, s.env(), "readthrough: no command given"},
 			{"unknown command", []string{"flush"}, s.env(), `unknown command "flush"`},
 			{"unknown flag", []string{"purge", "--bogus"}, s.env(), "-bogus"},
 			{"unknown global", []string{"--bogus", "stats"}, s.env(), "-bogus"},
@@ -535,6 +549,11 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ttyWriter is a stdout that passes for a terminal.
+type ttyWriter struct{ io.Writer }
+
+func (ttyWriter) Stat() (os.FileInfo, error) { return charDevice{}, nil }
+
 func TestStatsWatch(t *testing.T) {
 	s := startService(t)
 	s.get("/users/1")
@@ -545,6 +564,7 @@ func TestStatsWatch(t *testing.T) {
 		marker string // in each table's one write
 	}{
 		{"table", nil, "TOTAL"},
+		{"terminal", nil, "TOTAL"},
 		{"json", []string{"--json"}, `"window":`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -562,7 +582,11 @@ func TestStatsWatch(t *testing.T) {
 			var stderr bytes.Buffer
 			args := append([]string{"stats", "--watch", "--interval", "50ms", "--since-start"}, tt.args...)
 			env := s.env()
-			code := run(ctx, args, strings.NewReader(""), out, &stderr, func(k string) string { return env[k] })
+			var stdout io.Writer = out
+			if tt.name == "terminal" {
+				stdout = ttyWriter{out}
+			}
+			code := run(ctx, args, strings.NewReader(""), stdout, &stderr, func(k string) string { return env[k] })
 			got := out.buf.String()
 			t.Logf("stdout:\n%s\nstderr:\n%s", got, stderr.String())
 			if code != exitOK {
@@ -570,6 +594,14 @@ func TestStatsWatch(t *testing.T) {
 			}
 			if out.tables != 2 {
 				t.Fatalf("%d tables, want 2", out.tables)
+			}
+			if tt.name == "terminal" {
+				// Each table clears the screen first, and none follows
+				// another on the screen.
+				if n := strings.Count(got, "\x1b[H\x1b[2J"); n != 2 || !strings.HasPrefix(got, "\x1b[H\x1b[2J") || strings.Contains(got, "\n\n") {
+					t.Errorf("on a terminal: %d screen clears in %q, want one before each table", n, got)
+				}
+				return
 			}
 			if strings.Contains(got, "\x1b[") {
 				t.Error("screen control codes written to a stdout that is not a terminal")

@@ -47,7 +47,7 @@ type purgeAnswer struct {
 }
 
 func runPurge(ctx context.Context, e *env, g *globals, args []string) int {
-	fs := newFlagSet("purge", e)
+	fs := newFlagSet("purge")
 	var (
 		route, rawURL, tag string
 		all, yes           bool

@@ -68,7 +68,7 @@ type usageErr struct{ msg string }
 func (e *usageErr) Error() string { return e.msg }
 
 func runStats(ctx context.Context, e *env, g *globals, args []string) int {
-	fs := newFlagSet("stats", e)
+	fs := newFlagSet("stats")
 	var (
 		route      string
 		sinceStart bool
