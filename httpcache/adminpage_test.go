@@ -81,7 +81,7 @@ func TestAdminPageHeaders(t *testing.T) {
 		directives[name] = value
 	}
 	hash := func(block string) string {
-		m := regexp.MustCompile(`(?s)<` + block + `>(.*?)</` + block + `>`).FindAllStringSubmatch(got.body, -1)
+		m := regexp.MustCompile(`(?s)<`+block+`>(.*?)</`+block+`>`).FindAllStringSubmatch(got.body, -1)
 		if len(m) != 1 {
 			t.Fatalf("%d <%s> blocks, want 1", len(m), block)
 		}
