@@ -51,7 +51,7 @@ func WithAdminMaxBody(n int64) AdminOption {
 const minTokenLen = 16
 
 // AdminHandler returns the operators' HTTP API, to mount under any prefix
-// (typically on an internal port). Every request needs
+// (typically on an internal port). Every request but the admin page needs
 // "Authorization: Bearer <token>". Endpoints, matched by the last path
 // element:
 //
@@ -60,9 +60,21 @@ const minTokenLen = 16
 //	                  {"route": "GET /users/{id}"}                           every bucket of a route
 //	                  {"tag": "user-15"}                                     every bucket with a tag
 //	                  {"all": true}                                          everything under the prefix
-//	GET  .../stats    counters, in total and per route
+//	GET  .../stats    counters, in total and per route, and "recent": their
+//	                  deltas over the last 5 minutes (see [RecentStats])
 //	GET  .../inspect?url=https://svc/users/15[&header=Accept-Language:fr]
 //	                  the URL's route, bucket and field, and its entry's state
+//	GET  .../         the admin page (also .../ui), served without a token
+//
+// The admin page is one self-contained HTML page for a browser: it asks
+// for a token, keeps it for the tab only, and calls the endpoints above
+// with it: per-route stats refreshing by themselves, the store's health
+// check, inspect and purge (with a confirmation). It holds no data, and
+// is served with a strict Content-Security-Policy and frame headers.
+//
+// The recent window is sampled every 10 seconds by a goroutine that the
+// first AdminHandler of a cache starts and [Cache.Close] stops; the hit
+// path does nothing more for it than count, as it always does.
 //
 // The purge body is strict JSON: one object, keys exactly as above
 // (lowercase, each at most once, none other), values of the types shown
@@ -97,6 +109,7 @@ func (c *Cache) AdminHandler(opts ...AdminOption) (http.Handler, error) {
 		a.tokens = append(a.tokens, adminToken{name: t.name, sum: sha256.Sum256([]byte(t.token))})
 	}
 	a.pending = nil
+	c.history.start(c.recentCounts)
 	return a, nil
 }
 
@@ -116,6 +129,10 @@ type admin struct {
 }
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if isAdminPage(r.URL.Path) {
+		servePage(w, r) // no token: the page holds no data, and asks for one
+		return
+	}
 	who, ok := a.authorize(r)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="readthrough"`)
@@ -134,7 +151,7 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !allow(w, r, http.MethodGet, http.MethodHead) {
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"total": a.cache.Stats(), "routes": a.cache.RouteStats()})
+		writeJSON(w, http.StatusOK, map[string]any{"total": a.cache.Stats(), "routes": a.cache.RouteStats(), "recent": a.cache.recentStats()})
 	case "inspect":
 		if !allow(w, r, http.MethodGet, http.MethodHead) {
 			return
@@ -458,6 +475,7 @@ func badRequest(w http.ResponseWriter, reason string) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

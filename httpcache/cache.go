@@ -41,6 +41,8 @@ type Cache struct {
 	flights  flights
 	refresh  *refresher
 	logLimit logLimiter
+	// history is the admin API's recent window (history.go).
+	history history
 
 	// dictCheckInterval is how often dictionary routes check the store's
 	// current dictionary; 0 is the codec's default. Tests shorten it.
@@ -213,6 +215,7 @@ func (c *Cache) VerifyRoutes() error {
 // the middleware keeps serving after it, without refresh-ahead, and
 // dictionary routes keep the dictionary they have.
 func (c *Cache) Close(ctx context.Context) error {
+	c.history.close() // the recent window's sampling, if an admin handler started it
 	err := c.refresh.close(ctx)
 	for _, rt := range c.routeList() {
 		if cerr := rt.codec.Close(ctx); err == nil {

@@ -299,6 +299,8 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	start := time.Now()
 	o.panicVal = callOrigin(rt, call.next, rec, or)
 	end := time.Now()
+	rt.stats.add(cOriginCalls, 1) // fills and refreshes; bypasses are not cache work
+	rt.stats.add(cOriginTimeNs, int64(end.Sub(start)))
 	if o.panicVal == nil && rec.status == 0 && !rec.tainted && ctx.Err() == nil {
 		rec.WriteHeader(http.StatusOK) // the handler wrote nothing: an empty 200
 	}

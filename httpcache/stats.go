@@ -1,6 +1,9 @@
 package httpcache
 
-import "sync/atomic"
+import (
+	"math"
+	"sync/atomic"
+)
 
 // Stats are counts of what the cache did since it was created, for one
 // route or summed over routes. [Counters] describes each field once; the
@@ -37,6 +40,19 @@ type Stats struct {
 	Revalidations      int64 `json:"revalidations"`
 	NotModified        int64 `json:"not_modified"`
 	BytesNotResent     int64 `json:"bytes_not_resent"`
+
+	// OriginCalls and OriginTimeNs count the origin calls made by fills
+	// and background refreshes, and their total duration in nanoseconds.
+	// Bypassed requests are not counted: they are not cache work, and
+	// their origin time is not something the cache could save.
+	OriginCalls  int64 `json:"origin_calls"`
+	OriginTimeNs int64 `json:"origin_time_ns"`
+	// OriginTimeSavedNs is derived when the Stats are taken: Hits times
+	// the mean origin call (OriginTimeNs / OriginCalls), 0 before the
+	// first call; summed over routes, it is the sum of the routes'
+	// values. It is not a counter: it goes down when the mean does (see
+	// [Derived]).
+	OriginTimeSavedNs int64 `json:"origin_time_saved_ns"`
 
 	// Bypassed counts the requests sent straight to the origin, for any
 	// reason; BypassedBy by reason (see [BypassReasons]).
@@ -86,6 +102,8 @@ const (
 	cRevalidations
 	cNotModified
 	cBytesNotResent
+	cOriginCalls
+	cOriginTimeNs
 	numCounters
 )
 
@@ -123,10 +141,14 @@ var counterDefs = [numCounters]struct {
 	cRevalidations:      {"revalidations", "Conditional requests the cache sent the origin with a stored entry's validators.", func(s *Stats) *int64 { return &s.Revalidations }},
 	cNotModified:        {"not_modified", "Revalidations the origin answered 304: the stored body was kept.", func(s *Stats) *int64 { return &s.NotModified }},
 	cBytesNotResent:     {"bytes_not_resent", "Stored body bytes the origin did not send again thanks to those 304s.", func(s *Stats) *int64 { return &s.BytesNotResent }},
+
+	cOriginCalls:  {"origin_calls", "Origin calls made by fills and background refreshes (not by bypassed requests).", func(s *Stats) *int64 { return &s.OriginCalls }},
+	cOriginTimeNs: {"origin_time_ns", "Time those origin calls took, in nanoseconds.", func(s *Stats) *int64 { return &s.OriginTimeNs }},
 }
 
 // Counters returns the description of every counter of [Stats] but the
-// bypasses, which [BypassReasons] describes.
+// bypasses, which [BypassReasons] describes, and the values derived from
+// counters, which [Derived] describes.
 func Counters() []Counter {
 	out := make([]Counter, numCounters)
 	for i, d := range counterDefs {
@@ -134,6 +156,34 @@ func Counters() []Counter {
 		out[i] = Counter{Name: d.name, Help: d.help, Value: func(s Stats) int64 { return *field(&s) }}
 	}
 	return out
+}
+
+// Derived returns the description of the values of [Stats] computed from
+// its counters when the Stats are taken: origin_time_saved_ns. They are
+// not monotone (a slower origin call lowers the mean the saving is
+// computed with), so a metrics system exports them as gauges; over a time
+// window, compute them from the counters instead (the promcache package
+// documents the PromQL).
+func Derived() []Counter {
+	return []Counter{{
+		Name:  "origin_time_saved_ns",
+		Help:  "Origin time the hits saved, in nanoseconds: hits times the mean origin call (origin_time_ns / origin_calls).",
+		Value: func(s Stats) int64 { return s.OriginTimeSavedNs },
+	}}
+}
+
+// originTimeSaved is hits times the mean of calls origin calls that took
+// total nanoseconds, 0 before the first call; it saturates rather than
+// overflow.
+func originTimeSaved(hits, total, calls int64) int64 {
+	if calls <= 0 || hits <= 0 || total <= 0 {
+		return 0
+	}
+	saved := float64(hits) * (float64(total) / float64(calls))
+	if saved >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(saved)
 }
 
 // bypass is why a request went straight to the origin.
@@ -199,15 +249,19 @@ func (c *counters) snapshot() Stats {
 		s.Bypassed += n
 		s.BypassedBy[d.name] = n
 	}
+	s.OriginTimeSavedNs = originTimeSaved(s.Hits, s.OriginTimeNs, s.OriginCalls)
 	return s
 }
 
 // Add adds the counts of o to s: for summing the stats of several caches,
 // such as the instances of one service running in a test or a process.
+// The derived OriginTimeSavedNs is summed too (each part saved at its own
+// mean origin time), not recomputed from the summed counters.
 func (s *Stats) Add(o Stats) {
 	for _, d := range counterDefs {
 		*d.field(s) += *d.field(&o)
 	}
+	s.OriginTimeSavedNs = saturatingAdd(s.OriginTimeSavedNs, o.OriginTimeSavedNs)
 	s.Bypassed += o.Bypassed
 	if len(o.BypassedBy) > 0 && s.BypassedBy == nil {
 		s.BypassedBy = make(map[string]int64, len(o.BypassedBy))
@@ -215,6 +269,14 @@ func (s *Stats) Add(o Stats) {
 	for reason, n := range o.BypassedBy {
 		s.BypassedBy[reason] += n
 	}
+}
+
+// saturatingAdd is a+b for non-negative a and b, at most math.MaxInt64.
+func saturatingAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // Stats returns the counts summed over every route.

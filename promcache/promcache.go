@@ -12,13 +12,28 @@ import (
 // Collector reports the counters of one [httpcache.Cache], per route, as
 // Prometheus counters: every counter [httpcache.Counters] describes as
 // <namespace>_<name>_total with a "route" label, and the bypasses as
-// <namespace>_bypassed_total with "route" and "reason" labels. Register it
-// with prometheus.MustRegister.
+// <namespace>_bypassed_total with "route" and "reason" labels. The values
+// [httpcache.Derived] describes are not monotone, so they are gauges,
+// <namespace>_<name> with a "route" label: origin_time_saved_ns, the hits
+// since start times the route's mean origin call. Register it with
+// prometheus.MustRegister.
+//
+// For the origin time saved over a time range rather than since start,
+// compute it from the counters, for example in seconds saved per second
+// over the last 5 minutes:
+//
+//	rate(readthrough_hits_total[5m])
+//	  * readthrough_origin_time_ns_total / readthrough_origin_calls_total / 1e9
+//
+// (the mean origin call since start, since a range without misses has no
+// mean of its own).
 type Collector struct {
-	cache    *httpcache.Cache
-	counters []httpcache.Counter
-	descs    []*prometheus.Desc
-	bypassed *prometheus.Desc
+	cache        *httpcache.Cache
+	counters     []httpcache.Counter
+	descs        []*prometheus.Desc
+	derived      []httpcache.Counter
+	derivedDescs []*prometheus.Desc
+	bypassed     *prometheus.Desc
 }
 
 // NewCollector returns a collector for cache. namespace prefixes the metric
@@ -27,9 +42,12 @@ func NewCollector(cache *httpcache.Cache, namespace string) *Collector {
 	if namespace == "" {
 		namespace = "readthrough"
 	}
-	c := &Collector{cache: cache, counters: httpcache.Counters()}
+	c := &Collector{cache: cache, counters: httpcache.Counters(), derived: httpcache.Derived()}
 	for _, k := range c.counters {
 		c.descs = append(c.descs, prometheus.NewDesc(prometheus.BuildFQName(namespace, "", k.Name+"_total"), k.Help, []string{"route"}, nil))
+	}
+	for _, k := range c.derived {
+		c.derivedDescs = append(c.derivedDescs, prometheus.NewDesc(prometheus.BuildFQName(namespace, "", k.Name), k.Help, []string{"route"}, nil))
 	}
 	c.bypassed = prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "bypassed_total"),
 		"Requests sent straight to the origin, by reason.", []string{"route", "reason"}, nil)
@@ -41,6 +59,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
+	for _, d := range c.derivedDescs {
+		ch <- d
+	}
 	ch <- c.bypassed
 }
 
@@ -49,6 +70,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for route, s := range c.cache.RouteStats() {
 		for i, k := range c.counters {
 			ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.CounterValue, float64(k.Value(s)), route)
+		}
+		for i, k := range c.derived {
+			ch <- prometheus.MustNewConstMetric(c.derivedDescs[i], prometheus.GaugeValue, float64(k.Value(s)), route)
 		}
 		for _, reason := range httpcache.BypassReasons() {
 			ch <- prometheus.MustNewConstMetric(c.bypassed, prometheus.CounterValue, float64(s.BypassedBy[reason]), route, reason)

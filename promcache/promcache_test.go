@@ -2,6 +2,7 @@ package promcache_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -44,10 +45,22 @@ func TestCollectorExposesRouteCounters(t *testing.T) {
 		`readthrough_stored_total{route="GET /x"} 1`,
 		`readthrough_bypassed_total{reason="authorization",route="GET /x"} 1`,
 		`readthrough_bypassed_total{reason="method",route="GET /x"} 0`,
+		`readthrough_origin_calls_total{route="GET /x"} 1`,
+		"# TYPE readthrough_origin_time_ns_total counter",
+		"# TYPE readthrough_origin_time_saved_ns gauge",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, body)
 		}
+	}
+	// The gauge is the route's since-start value: hits times the mean
+	// origin call, as the admin API's stats say.
+	s := cache.RouteStats()["GET /x"]
+	if s.OriginTimeNs <= 0 || s.OriginTimeSavedNs != 2*s.OriginTimeNs {
+		t.Errorf("stats: origin_time_ns %d, origin_time_saved_ns %d; want saved = 2 hits x the one call", s.OriginTimeNs, s.OriginTimeSavedNs)
+	}
+	if want := fmt.Sprintf(`readthrough_origin_time_saved_ns{route="GET /x"} %g`, float64(s.OriginTimeSavedNs)); !strings.Contains(body, want) {
+		t.Errorf("metrics lack %q:\n%s", want, body)
 	}
 }
 
