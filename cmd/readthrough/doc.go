@@ -67,7 +67,8 @@
 //	             "origin_time_saved_ns": 375000}],
 //	 "total": {...the same fields but "route"}}
 //
-// where hit_ratio is (hits+stale_served)/(hits+stale_served+misses+collapsed),
+// where hit_ratio is (hits+stale_served)/(hits+stale_served+misses) (a
+// collapsed request is a miss too),
 // the server's own for the recent window, and null when there was no
 // request; origin_time_saved_ns is null when the server does not count
 // it.

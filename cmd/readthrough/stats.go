@@ -41,8 +41,9 @@ type statsRow struct {
 	Misses      int64  `json:"misses"`
 	StaleServed int64  `json:"stale_served"`
 	Collapsed   int64  `json:"collapsed"`
-	// HitRatio is (hits+stale_served)/(hits+stale_served+misses+collapsed),
-	// the server's for a recent window; nil when there was no request.
+	// HitRatio is (hits+stale_served)/(hits+stale_served+misses), the
+	// server's for a recent window (collapsed requests are misses too);
+	// nil when there was no request.
 	HitRatio *float64 `json:"hit_ratio"`
 	// OriginTimeSavedNs is nil when the server does not count it.
 	OriginTimeSavedNs *int64 `json:"origin_time_saved_ns"`
@@ -185,8 +186,8 @@ func buildTable(a *statsAnswer, route string, sinceStart bool) (*statsTable, err
 func row(pattern string, c counts) statsRow {
 	r := statsRow{Route: pattern, Hits: c.Hits, Misses: c.Misses, StaleServed: c.StaleServed,
 		Collapsed: c.Collapsed, OriginTimeSavedNs: c.OriginTimeSavedNs}
-	if served := c.Hits + c.StaleServed; served+c.Misses+c.Collapsed > 0 {
-		ratio := float64(served) / float64(served+c.Misses+c.Collapsed)
+	if served := c.Hits + c.StaleServed; served+c.Misses > 0 {
+		ratio := float64(served) / float64(served+c.Misses) // as the server computes it
 		if c.HitRatio != nil {
 			ratio = *c.HitRatio // the server's, so the CLI and the admin page agree
 		}
