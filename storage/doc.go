@@ -21,6 +21,8 @@
 //     store a response older than the purge.
 //   - [DictionaryStore] (Dictionaries, AddDictionary, CurrentDictionary)
 //     shares compression dictionaries between instances.
+//   - [HealthChecker] (CheckHealth) checks how the backend is set up for a
+//     cache and says what to change, in a [HealthReport] of [Finding]s.
 //
 // The method docs of each interface are the contract: what a store must
 // do, what it may leave open, and which error says what. A store's own
