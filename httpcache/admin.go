@@ -63,6 +63,8 @@ const minTokenLen = 16
 //	GET  .../stats    counters, in total and per route
 //	GET  .../inspect?url=https://svc/users/15[&header=Accept-Language:fr]
 //	                  the URL's route, bucket and field, and its entry's state
+//	GET  .../doctor   the store's health report (Cache.CheckHealth); 501 when
+//	                  the store has no health check, 502 when it failed
 //
 // The purge body is strict JSON: one object, keys exactly as above
 // (lowercase, each at most once, none other), values of the types shown
@@ -140,6 +142,11 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a.inspect(w, r)
+	case "doctor":
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		a.doctor(w, r)
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown endpoint " + endpoint + "; use purge, stats or inspect"})
 	}

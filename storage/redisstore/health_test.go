@@ -1,18 +1,25 @@
 package redisstore_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/internal/redistest"
 	"github.com/readthrough/readthrough/storage"
 	"github.com/readthrough/readthrough/storage/redisstore"
@@ -365,4 +372,64 @@ func TestCheckHealthPrefixSize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAdminDoctorOnRedis: a cache over a Redis under noeviction logs the
+// warning at start-up, and the admin API's doctor answers it.
+func TestAdminDoctorOnRedis(t *testing.T) {
+	srv := redistest.StartT(t, "--maxmemory", "64mb", "--maxmemory-policy", "noeviction")
+	s := newStore(t, srv.Client())
+	var logs syncBuffer
+	cache, err := httpcache.New(s, httpcache.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cache.Close(context.Background()) })
+	eventually(t, func() bool { return strings.Contains(logs.String(), `msg="readthrough: store health check"`) })
+	if !regexp.MustCompile(`level=WARN msg="readthrough: store health: maxmemory-policy" check=maxmemory-policy severity=warn message="maxmemory-policy is noeviction`).MatchString(logs.String()) {
+		t.Errorf("start-up log:\n%s", logs.String())
+	}
+
+	const token = "0123456789abcdef-doctor"
+	admin, err := cache.AdminHandler(httpcache.WithAdminToken("ops", token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvAdmin := httptest.NewServer(http.StripPrefix("/admin", admin))
+	defer srvAdmin.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", srvAdmin.URL+"/admin/doctor", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := srvAdmin.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep storage.HealthReport
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || rep.Store != "redis" || rep.Mode != "single" || rep.RoundTrip <= 0 {
+		t.Fatalf("%d %+v", resp.StatusCode, rep)
+	}
+	if f := finding(t, rep, "maxmemory-policy"); f.Level != storage.LevelWarn || !strings.Contains(f.Fix, "allkeys-lru") {
+		t.Errorf("maxmemory-policy finding %+v", f)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
