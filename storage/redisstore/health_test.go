@@ -433,3 +433,29 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestCheckHealthSentinel: a store on go-redis's failover client reports
+// the Sentinel mode, and checks the master Sentinel names.
+func TestCheckHealthSentinel(t *testing.T) {
+	master := redistest.StartT(t, "--maxmemory-policy", "noeviction")
+	host, port, _ := strings.Cut(master.Addr(), ":")
+	sen := redistest.StartSentinelT(t, "sentinel monitor mymaster "+host+" "+port+" 1")
+	client := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:            "mymaster",
+		SentinelAddrs:         []string{sen.Addr()},
+		ContextTimeoutEnabled: true,
+		DialerRetries:         1,
+		MaxRetries:            -1,
+	})
+	t.Cleanup(func() { client.Close() })
+	rep := checkHealth(t, newStore(t, client))
+	if rep.Mode != "sentinel" {
+		t.Errorf("mode %q", rep.Mode)
+	}
+	if f := finding(t, rep, "mode"); f.Level != storage.LevelOK || !strings.Contains(f.Message, "Sentinel") {
+		t.Errorf("mode finding %+v", f)
+	}
+	if f := finding(t, rep, "maxmemory-policy"); f.Level != storage.LevelWarn {
+		t.Errorf("the master's noeviction not seen: %+v", f)
+	}
+}
