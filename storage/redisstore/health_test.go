@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -457,5 +459,73 @@ func TestCheckHealthSentinel(t *testing.T) {
 	}
 	if f := finding(t, rep, "maxmemory-policy"); f.Level != storage.LevelWarn {
 		t.Errorf("the master's noeviction not seen: %+v", f)
+	}
+}
+
+// slowProxy forwards connections to target, holding each chunk a client
+// sends for delay: a Redis that far away.
+func slowProxy(t *testing.T, target string, delay time.Duration) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go func() { _, _ = io.Copy(c, s); c.Close() }()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						time.Sleep(delay) // the distance simulated
+						if _, werr := s.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestCheckHealthRoundTrip: a distant Redis is a warning, a very distant
+// one an error.
+func TestCheckHealthRoundTrip(t *testing.T) {
+	tests := []struct {
+		delay time.Duration
+		level string
+	}{
+		{8 * time.Millisecond, storage.LevelWarn},
+		{60 * time.Millisecond, storage.LevelError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.delay.String(), func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.StartT(t)
+			client := redis.NewClient(&redis.Options{Addr: slowProxy(t, srv.Addr(), tt.delay), ContextTimeoutEnabled: true, DialerRetries: 1, MaxRetries: -1})
+			t.Cleanup(func() { client.Close() })
+			rep := checkHealth(t, newStore(t, client))
+			if rep.RoundTrip < tt.delay {
+				t.Errorf("round trip %v through a proxy that delays %v", rep.RoundTrip, tt.delay)
+			}
+			if f := finding(t, rep, "round-trip"); f.Level != tt.level || f.Fix == "" {
+				t.Errorf("round-trip finding %+v, want level %s", f, tt.level)
+			}
+		})
 	}
 }
