@@ -64,6 +64,8 @@ const minTokenLen = 16
 //	                  deltas over the last 5 minutes (see [RecentStats])
 //	GET  .../inspect?url=https://svc/users/15[&header=Accept-Language:fr]
 //	                  the URL's route, bucket and field, and its entry's state
+//	GET  .../doctor   the store's health report (Cache.CheckHealth); 501 when
+//	                  the store has no health check, 502 when it failed
 //	GET  .../         the admin page (also .../ui), served without a token
 //
 // The admin page is one self-contained HTML page for a browser: it asks
@@ -157,8 +159,13 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		a.inspect(w, r)
+	case "doctor":
+		if !allow(w, r, http.MethodGet, http.MethodHead) {
+			return
+		}
+		a.doctor(w, r)
 	default:
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown endpoint " + endpoint + "; use purge, stats or inspect"})
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown endpoint " + endpoint + "; use purge, stats, inspect or doctor"})
 	}
 }
 

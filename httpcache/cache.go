@@ -34,6 +34,7 @@ type Cache struct {
 	breakerOff      bool
 	decodedBytes    int
 	decodedOff      bool
+	healthOff       bool
 
 	breaker  *breaker
 	deadline coarseDeadline
@@ -43,6 +44,7 @@ type Cache struct {
 	logLimit logLimiter
 	// history is the admin API's recent window (history.go).
 	history history
+	health  *healthRun // the start-up health check; nil when none runs
 
 	// dictCheckInterval is how often dictionary routes check the store's
 	// current dictionary; 0 is the codec's default. Tests shorten it.
@@ -105,6 +107,7 @@ func New(store storage.Store, opts ...Option) (*Cache, error) {
 	c.breaker = newBreaker(c.breakerFailures, c.breakerCooldown)
 	c.deadline.timeout = c.storeTimeout
 	c.refresh = newRefresher(c.refreshWorkers, c.recoverTask)
+	c.startHealthCheck()
 	return c, nil
 }
 
@@ -210,13 +213,17 @@ func (c *Cache) VerifyRoutes() error {
 }
 
 // Close stops background work from starting (refreshes, and the training
-// and checks of compression dictionaries) and waits for the work in
-// flight until ctx ends, like [http.Server.Shutdown]. It is idempotent;
+// and checks of compression dictionaries), cancels the start-up health
+// check, and waits for the work in flight until ctx ends, like
+// [http.Server.Shutdown]. It is idempotent;
 // the middleware keeps serving after it, without refresh-ahead, and
 // dictionary routes keep the dictionary they have.
 func (c *Cache) Close(ctx context.Context) error {
 	c.history.close() // the recent window's sampling, if an admin handler started it
 	err := c.refresh.close(ctx)
+	if herr := c.stopHealthCheck(ctx); err == nil {
+		err = herr
+	}
 	for _, rt := range c.routeList() {
 		if cerr := rt.codec.Close(ctx); err == nil {
 			err = cerr

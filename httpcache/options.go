@@ -110,3 +110,13 @@ func WithoutBreaker() Option {
 func WithName(name string) Option {
 	return optionFunc(func(c *Cache) { c.name = name })
 }
+
+// WithoutStartupHealthCheck keeps [New] from checking the store's health.
+// By default, when the store implements [storage.HealthChecker], New
+// runs [Cache.CheckHealth] once in the background, bounded by
+// [DefaultHealthCheckTimeout], and logs the findings through the cache's
+// logger: a summary line, then one line per finding, warnings and errors
+// at their level and the others at Info. [Cache.Close] stops it.
+func WithoutStartupHealthCheck() Option {
+	return optionFunc(func(c *Cache) { c.healthOff = true })
+}

@@ -69,7 +69,7 @@ func newBenchCache(b *testing.B, rc redis.UniversalClient, p string, opts ...htt
 	if err != nil {
 		b.Fatal(err)
 	}
-	cache, err := httpcache.New(store, append([]httpcache.Option{httpcache.WithLogger(quiet())}, opts...)...)
+	cache, err := httpcache.New(store, append([]httpcache.Option{httpcache.WithLogger(quiet()), httpcache.WithoutStartupHealthCheck()}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -306,7 +306,8 @@ func TestOneCommandPerFreshHit(t *testing.T) {
 	rc := newClient()
 	var cc commandCounter
 	rc.AddHook(&cc)
-	a := startApp(t, appConfig{client: rc, prefix: prefix(t), routes: []route{{"GET /h/{id}", policy.Policy{}, jsonOrigin(2000)}}})
+	a := startApp(t, appConfig{client: rc, prefix: prefix(t), routes: []route{{"GET /h/{id}", policy.Policy{}, jsonOrigin(2000)}},
+		opts: []httpcache.Option{httpcache.WithoutStartupHealthCheck()}}) // its commands would be counted
 	get(a.URL + "/h/1")
 	cmdstats := commandStats(t, rc)
 	before := cc.n.Load()

@@ -23,6 +23,8 @@
 //     shares compression dictionaries between instances.
 //   - [Sampler] (SampleFields) shows a few fields of a bucket at random,
 //     so that a cache can drain dead variants from a full bucket.
+//   - [HealthChecker] (CheckHealth) checks how the backend is set up for a
+//     cache and says what to change, in a [HealthReport] of [Finding]s.
 //
 // The method docs of each interface are the contract: what a store must
 // do, what it may leave open, and which error says what. A store's own
