@@ -1,7 +1,8 @@
 // Package memstore is the in-process store of readthrough: a mutex around
 // maps that implements every interface of the storage contract
 // ([storage.Store], [storage.Locker], [storage.Fencer], [storage.Purger],
-// [storage.Sampler] and [storage.DictionaryStore]) and passes the same conformance suite as
+// [storage.Sampler], [storage.DictionaryStore] and
+// [storage.HealthChecker]) and passes the same conformance suite as
 // the Redis store (package storage/storetest).
 //
 // Unit tests and single-process services use it to run the cache without

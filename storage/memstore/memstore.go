@@ -21,9 +21,10 @@ var (
 )
 
 // Store is an in-process store. It implements [storage.Store],
-// [storage.Locker], [storage.Fencer], [storage.Purger], [storage.Sampler]
-// and [storage.DictionaryStore]; the method docs say only what those leave
-// open. It is safe for concurrent use, and every cache given the same
+// [storage.Locker], [storage.Fencer], [storage.Purger], [storage.Sampler],
+// [storage.DictionaryStore] and [storage.HealthChecker]; the method docs
+// say only what those leave open. It is safe for concurrent use, and
+// every cache given the same
 // Store sees the same entries, locks, notifications and dictionaries.
 //
 // Purges leave tombstones that fence fills in flight, as the Redis

@@ -6,7 +6,8 @@
 //
 // A [Store] implements every interface of the storage contract
 // ([storage.Store], [storage.Locker], [storage.Fencer], [storage.Purger],
-// [storage.Sampler] and [storage.DictionaryStore]) and passes the conformance suite of
+// [storage.Sampler], [storage.DictionaryStore] and
+// [storage.HealthChecker]) and passes the conformance suite of
 // package storage/storetest on all of those servers. The contract says
 // what each method does; this documentation says how the store does it
 // in Redis.

@@ -48,9 +48,10 @@ var (
 )
 
 // Store is a readthrough store in Redis. It implements [storage.Store],
-// [storage.Locker], [storage.Fencer], [storage.Purger], [storage.Sampler]
-// and [storage.DictionaryStore]; the method docs say what those leave open:
-// the commands, round trips and keys. It is safe for concurrent use; one
+// [storage.Locker], [storage.Fencer], [storage.Purger], [storage.Sampler],
+// [storage.DictionaryStore] and [storage.HealthChecker]; the method docs
+// say what those leave open: the commands, round trips and keys. It is
+// safe for concurrent use; one
 // Store per process is meant to be shared by every cache, since each Store
 // holds one pub/sub subscription. Create it with [New] and stop it with
 // [Store.Close].
