@@ -114,8 +114,8 @@ func run(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error 
 		return err
 	}
 
-	// The admin API (purge, inspect, stats) and the metrics, on an
-	// internal port.
+	// The admin API (purge, inspect, stats, doctor; its page at /admin/)
+	// and the metrics, on an internal port.
 	adminAPI, err := cache.AdminHandler(
 		httpcache.WithAdminToken("operator", env("ADMIN_TOKEN", defaultAdminToken)),
 		httpcache.WithAdminLogger(log))

@@ -85,8 +85,8 @@ func run(ctx context.Context, ln, adminLn net.Listener, log *slog.Logger) error 
 		StaleWhileRevalidate: time.Minute,
 	}, slowOrigin(300*time.Millisecond)))
 
-	// The admin API (purge, inspect, stats) and the metrics, on an
-	// internal port.
+	// The admin API (purge, inspect, stats, doctor; its page at /admin/)
+	// and the metrics, on an internal port.
 	adminAPI, err := cache.AdminHandler(httpcache.WithAdminToken("operator", env("ADMIN_TOKEN", defaultAdminToken)), httpcache.WithAdminLogger(log))
 	if err != nil {
 		return err
