@@ -70,7 +70,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case stateFresh:
 			rt.stats.add(cHits, 1)
 			if rt.refreshDue(e, now) {
-				rt.scheduleRefresh(r, k, h.next)
+				refreshing(sp, rt.scheduleRefresh(r, k, h.next))
 			}
 			if rt.serveEntryOwn(w, r, e, now, hitStatus(rt.cache.name, e, now), hs.own[:]) {
 				served(sp, e, OutcomeHit)
@@ -80,7 +80,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.stats.add(cHits, -1) // a miss: the entry is deleted
 		case stateStale:
 			rt.stats.add(cStaleServed, 1)
-			rt.scheduleRefresh(r, k, h.next)
+			refreshing(sp, rt.scheduleRefresh(r, k, h.next))
 			if rt.serveEntryOwn(w, r, e, now, staleStatus(rt.cache.name, e, now), hs.own[:]) {
 				served(sp, e, OutcomeStale)
 				putEntry(e)

@@ -45,8 +45,9 @@ func xfetch(now, expiry time.Time, delta time.Duration, beta, u float64) bool {
 // scheduleRefresh refreshes k in the background, on the request
 // refreshRequest derives from r. Only one refresh per key runs in a
 // process, and across processes the fill lock decides; when the worker
-// pool is full the refresh is dropped and counted.
-func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handler) {
+// pool is full the refresh is dropped and counted. It returns what became
+// of the refresh.
+func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handler) startResult {
 	fk := k.Bucket + "\x00" + k.Field
 	var req *http.Request
 	started := rt.cache.refresh.start(fk, func() {
@@ -57,6 +58,7 @@ func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handle
 	if started == startFull || started == startClosed {
 		rt.stats.add(cRefreshDropped, 1)
 	}
+	return started
 }
 
 // refreshRequest returns the request a background refresh triggered by r

@@ -133,6 +133,10 @@ const (
 	// AttrOriginStatus (int) is the status code the origin answered a
 	// fill or refresh with.
 	AttrOriginStatus
+	// AttrRefresh (string) is what became of the background refresh a
+	// hit asked for: "scheduled", "running" (one for the key already
+	// runs) or "dropped" (the worker pool was full, or the cache closed).
+	AttrRefresh
 	numAttrs
 )
 
@@ -147,6 +151,7 @@ var attrNames = [numAttrs]string{
 	AttrPurgeTarget:  "readthrough.purge_target",
 	AttrPurged:       "readthrough.purged",
 	AttrOriginStatus: "readthrough.origin_status",
+	AttrRefresh:      "readthrough.refresh",
 }
 
 // String returns the attribute's name, such as "readthrough.stored_bytes".
@@ -207,6 +212,14 @@ func bypassed(sp Span, reason bypass) {
 	if sp != nil {
 		sp.SetString(AttrReason, bypassDefs[reason].name)
 		sp.End(OutcomeBypass)
+	}
+}
+
+// refreshing records on the lookup span sp what became of the refresh a
+// hit scheduled.
+func refreshing(sp Span, res startResult) {
+	if sp != nil {
+		sp.SetString(AttrRefresh, [...]string{started: "scheduled", startDuplicate: "running", startFull: "dropped", startClosed: "dropped"}[res])
 	}
 }
 

@@ -13,7 +13,8 @@
 //
 //   - readthrough.lookup: a request on a cached route, the store read and,
 //     for a hit, serving the entry; outcome hit, stale, miss or bypass
-//     (readthrough.reason says why).
+//     (readthrough.reason says why); readthrough.refresh says whether a
+//     hit scheduled a background refresh (scheduled, running, dropped).
 //   - readthrough.fill: a miss's fill, after the lookup under the same
 //     parent: the fill lock, the origin call (the handler's own spans nest
 //     under it) and the store write; outcome stored, refused (not

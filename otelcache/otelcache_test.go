@@ -492,5 +492,8 @@ func TestSpansRefresh(t *testing.T) {
 		if v, _ := attr(hit, string(otelcache.OutcomeKey)); v.AsString() != string(httpcache.OutcomeHit) {
 			t.Errorf("the triggering request's lookup: %q", v.AsString())
 		}
+		if v, _ := attr(hit, httpcache.AttrRefresh.String()); v.AsString() != "scheduled" {
+			t.Errorf("the triggering request's lookup: refresh %q, want scheduled", v.AsString())
+		}
 	})
 }
