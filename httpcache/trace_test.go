@@ -318,3 +318,45 @@ func TestHitPathStoreContext(t *testing.T) {
 		}
 	})
 }
+
+// A request whose wait on another's fill runs out has a collapse span
+// that says so, and fills for itself.
+func TestTracerCollapseTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := &fakeTracer{}
+		c := newTestCache(t, newMemStore(t), WithTracer(tr))
+		release := make(chan struct{})
+		calls := 0
+		h := mux(t, c, "GET /items/{id}", policy.Policy{TTL: time.Minute, LockWait: time.Second},
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls++
+				if calls == 1 {
+					<-release
+				}
+				w.Write([]byte("item"))
+			}))
+		var wg sync.WaitGroup
+		wg.Go(func() { do(h, "GET", "/items/1") })
+		synctest.Wait() // the first request is in the origin
+		wg.Go(func() { do(h, "GET", "/items/1") })
+		time.Sleep(2 * time.Second) // past the second one's wait
+		synctest.Wait()
+		close(release)
+		wg.Wait()
+
+		waits := tr.ended(t, OpCollapse)
+		if len(waits) != 1 {
+			t.Fatalf("%d collapse spans", len(waits))
+		}
+		w := waits[0]
+		if w.outcome != OutcomeTimeout || w.strs[AttrWait] != "flight" || w.ints[AttrLockWait] != int64(time.Second) {
+			t.Errorf("collapse span: %s, wait %q, %v", w.outcome, w.strs[AttrWait], time.Duration(w.ints[AttrLockWait]))
+		}
+		if w.parent == nil || w.parent.op != OpFill {
+			t.Fatal("the collapse span is not under a fill span")
+		}
+		if fill := w.parent; fill.outcome != OutcomeStored && fill.outcome != OutcomeNotStored {
+			t.Errorf("the waiter's fill: %s", fill.outcome)
+		}
+	})
+}
