@@ -24,6 +24,7 @@ type Cache struct {
 	locker  storage.Locker
 	log     *slog.Logger
 	onError func(context.Context, error)
+	tracer  Tracer // nil: no tracing (see trace.go)
 	file    *policy.File
 	name    string
 

@@ -84,3 +84,60 @@ func benchHits(b *testing.B, h http.Handler, r *http.Request) {
 		b.Fatalf("not a hit: %q", w.h.Get("Cache-Status"))
 	}
 }
+
+// BenchmarkHitPathTracer is the in-process hit path of BenchmarkHitPath
+// (200 B body, gzip accepted) with no tracer, as every cache without
+// WithTracer runs, and with a tracer that records nothing (it returns nil
+// spans, as one that samples the request out does): the cost of the hook
+// points themselves. Package otelcache measures an OpenTelemetry tracer.
+func BenchmarkHitPathTracer(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"none", nil},
+		{"sampled-out", []Option{WithTracer(sampledOut{})}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, err := New(newMemStore(b), append([]Option{WithLogger(quietLogger())}, tc.opts...)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			body := strings.Repeat(`{"k":"v","n":12345},`, 10)
+			h := mux(b, c, "GET /users/{id}", policy.Policy{TTL: time.Hour}, textOrigin(body, "Content-Type", "application/json", "Etag", `"x"`))
+			r := httptest.NewRequest("GET", "/users/15?page=2", nil)
+			r.Header.Set("Accept-Encoding", "gzip")
+			benchHits(b, h, r)
+		})
+	}
+}
+
+// sampledOut is a tracer whose spans record nothing.
+type sampledOut struct{}
+
+func (sampledOut) Start(ctx context.Context, _ Op, _ string) (context.Context, Span) { return ctx, nil }
+
+// BenchmarkCoarseDeadline measures the context of the hit path's store
+// read: the shared deadline context alone (what the read got before it
+// kept the request's values) and the valuesCtx that adds them, and a
+// value looked up through each (a tracing hook in the store looks up the
+// span).
+func BenchmarkCoarseDeadline(b *testing.B) {
+	d := &coarseDeadline{timeout: time.Hour}
+	req := context.WithValue(context.Background(), testCtxKey{}, "request")
+	var sink any
+	b.Run("shared", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			sink = d.shared(time.Now()).Value(testCtxKey{})
+		}
+	})
+	b.Run("values", func(b *testing.B) {
+		var vc valuesCtx
+		b.ReportAllocs()
+		for b.Loop() {
+			sink = d.context(req, time.Now(), &vc).Value(testCtxKey{})
+		}
+	})
+	_ = sink
+}

@@ -24,7 +24,9 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := h.route
+	ctx, sp := rt.startSpan(r.Context(), OpLookup) // r.Context() and nil without a tracer
 	if reason, ok := rt.bypassReason(r); ok {
+		bypassed(sp, reason)
 		if reason == bypassMethod && unsafe(r.Method) && rt.key.Routed(r) {
 			// A write to a cached URL invalidates what it is cached
 			// under (RFC 9111 section 4.4).
@@ -40,11 +42,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	if !rt.cache.breaker.allow(now) {
 		// The store is failing: skip it entirely rather than pay a timeout.
+		bypassed(sp, bypassStore)
 		rt.bypass(w, r, bypassStore, h.next)
 		return
 	}
 	k, err := rt.key.Key(r)
 	if err != nil {
+		bypassed(sp, bypassQuery)
 		rt.bypass(w, r, bypassQuery, h.next)
 		return
 	}
@@ -52,8 +56,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.stats.add(cLongKeys, 1)
 	}
 	e := entryPool.Get().(*storage.Entry)
+	// One allocation for the store read's context and the headers a hit
+	// sets, which serving needs anyway.
+	hs := new(hitScratch)
 	var stale *storage.Entry
-	if err := rt.lookup(r.Context(), k, e, now); errors.Is(err, errExpired) {
+	if err := rt.lookup(ctx, k, e, now, &hs.ctx); errors.Is(err, errExpired) {
 		stale = e // never served; its validators revalidate it
 	} else if err == nil {
 		switch freshness(e, now) {
@@ -63,17 +70,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case stateFresh:
 			rt.stats.add(cHits, 1)
 			if rt.refreshDue(e, now) {
-				rt.scheduleRefresh(r, k, h.next)
+				refreshing(sp, rt.scheduleRefresh(r, k, h.next))
 			}
-			if rt.serveEntry(w, r, e, now, hitStatus(rt.cache.name, e, now)) {
+			if rt.serveEntryOwn(w, r, e, now, hitStatus(rt.cache.name, e, now), hs.own[:]) {
+				served(sp, e, OutcomeHit)
 				putEntry(e)
 				return
 			}
 			rt.stats.add(cHits, -1) // a miss: the entry is deleted
 		case stateStale:
 			rt.stats.add(cStaleServed, 1)
-			rt.scheduleRefresh(r, k, h.next)
-			if rt.serveEntry(w, r, e, now, staleStatus(rt.cache.name, e, now)) {
+			refreshing(sp, rt.scheduleRefresh(r, k, h.next))
+			if rt.serveEntryOwn(w, r, e, now, staleStatus(rt.cache.name, e, now), hs.own[:]) {
+				served(sp, e, OutcomeStale)
 				putEntry(e)
 				return
 			}
@@ -88,7 +97,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		putEntry(e)
 	}
 	rt.stats.add(cMisses, 1)
+	endSpan(sp, OutcomeMiss)
 	rt.fill(w, r, k, stale, h.next)
+}
+
+// hitScratch is what a request's hit path allocates: the context of its
+// store read, and the backing array of the headers serveEntryOwn sets.
+type hitScratch struct {
+	ctx valuesCtx
+	own [6]string
 }
 
 // bypass sends r straight to the origin, counted under reason.
@@ -100,9 +117,11 @@ func (rt *route) bypass(w http.ResponseWriter, r *http.Request, reason bypass, n
 
 // lookup is the hit path's single store read, decoded into e. Its deadline
 // comes from the cache's shared coarse deadline rather than a context of
-// its own, which would cost a timer and several allocations per hit.
-func (rt *route) lookup(ctx context.Context, k keying.Key, e *storage.Entry, now time.Time) error {
-	raw, err := rt.cache.store.Get(rt.cache.deadline.context(ctx, now), k.Bucket, k.Field)
+// its own, which would cost a timer and several allocations per hit; vc
+// holds the context of the read, which keeps ctx's values (see
+// coarseDeadline).
+func (rt *route) lookup(ctx context.Context, k keying.Key, e *storage.Entry, now time.Time, vc *valuesCtx) error {
+	raw, err := rt.cache.store.Get(rt.cache.deadline.context(ctx, now, vc), k.Bucket, k.Field)
 	rt.cache.observe(err)
 	return rt.decodeInto(ctx, k, raw, err, e, now)
 }
@@ -153,14 +172,16 @@ func (c *Cache) logMismatch(r *http.Request, declared string) {
 }
 
 // coarseDeadline hands out contexts whose deadline is between 0.9 and 1
-// times timeout away, sharing one context among all the calls made within a
-// tenth of timeout. The hit path uses it: a context.WithTimeout per hit
+// times timeout away, sharing one deadline among all the calls made within
+// a tenth of timeout. The hit path uses it: a context.WithTimeout per hit
 // costs a timer and several allocations, which at one Redis round trip per
 // hit is a measurable share of the work.
 //
-// The shared context is not derived from the request's, so a client that
-// goes away does not cancel the (bounded) read, and context values such as
-// trace spans do not reach the store on the hit path.
+// The shared deadline is not derived from the request's context, so a
+// client that goes away does not cancel the (bounded) read. The context a
+// call gets (a [valuesCtx]) still carries the request's values, such as
+// its trace span, so that the store's own instrumentation (go-redis's
+// tracing hooks) sees the request's trace on the hit path too.
 type coarseDeadline struct {
 	timeout time.Duration
 	cur     atomic.Pointer[sharedDeadline]
@@ -172,7 +193,16 @@ type sharedDeadline struct {
 	made   time.Time
 }
 
-func (d *coarseDeadline) context(_ context.Context, now time.Time) context.Context {
+// context returns, in vc, a context with the shared deadline and the
+// values of ctx.
+func (d *coarseDeadline) context(ctx context.Context, now time.Time, vc *valuesCtx) context.Context {
+	*vc = valuesCtx{Context: d.shared(now), values: ctx}
+	return vc
+}
+
+// shared returns the current shared deadline context, made anew once it
+// is a tenth of timeout old.
+func (d *coarseDeadline) shared(now time.Time) context.Context {
 	if c := d.cur.Load(); c != nil && now.Sub(c.made) < d.timeout/10 && !now.Before(c.made) {
 		return c.ctx
 	}
@@ -182,4 +212,24 @@ func (d *coarseDeadline) context(_ context.Context, now time.Time) context.Conte
 	ctx, cancel := context.WithDeadline(context.Background(), now.Add(d.timeout))
 	d.cur.Store(&sharedDeadline{ctx: ctx, cancel: cancel, made: now})
 	return ctx
+}
+
+// valuesCtx is the context of a hit's store read: its Deadline, Done and
+// Err are those of the embedded shared deadline context, and its values
+// those of values, the request's context, whose cancellation it ignores.
+// Value asks the shared context first, which answers only for the
+// context package's own key: a context derived from a valuesCtx (a
+// store's WithTimeout, say) is then cancelled with the shared deadline
+// without a goroutine of its own to watch it.
+type valuesCtx struct {
+	context.Context
+	values context.Context
+}
+
+// Value returns the value of key in the request's context.
+func (c *valuesCtx) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.values.Value(key)
 }

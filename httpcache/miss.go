@@ -36,32 +36,40 @@ const (
 // fails; it may be nil.
 func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler) {
 	fk := k.Bucket + "\x00" + k.Field
-	own := &fillCall{w: w, r: r, k: k, stale: stale, next: next, fwd: "fwd=uri-miss", sh: &sharing{rt: rt, k: k}}
+	r, sp := rt.traceRequest(r, OpFill) // the origin and store calls nest under the fill's span
+	own := &fillCall{w: w, r: r, k: k, stale: stale, next: next, fwd: "fwd=uri-miss", sh: &sharing{rt: rt, k: k}, span: sp}
+	defer own.endSpan()
 	for attempt := 1; ; attempt++ {
 		f, leader := rt.cache.flights.join(fk)
 		if leader {
 			rt.lead(own, fk, f)
 			return
 		}
+		ws := rt.startWait(r.Context(), "flight")
 		res, ok := f.wait(r.Context(), rt.policy.LockWait)
+		ws.end(flightOutcome(r.Context(), res, ok))
 		switch {
 		case ok && res.outcome == outcomeShared && res.status != "":
 			if rt.serveEntry(w, r, res.entry, time.Now(), res.status) {
 				rt.stats.add(cStaleServed, 1)
+				own.outcome = OutcomeStale
 				return
 			}
 		case ok && res.outcome == outcomeShared:
 			if rt.serveEntry(w, r, res.entry, time.Now(), rt.status("fwd=uri-miss; collapsed")) {
 				rt.stats.add(cCollapsed, 1)
+				own.outcome = OutcomeCollapsed
 				return
 			}
 		case ok && res.outcome == outcomeFailed && attempt < maxLeadAttempts:
 			continue // the leader failed: one of the waiters leads now
 		case r.Context().Err() != nil:
+			own.outcome = OutcomeCanceled
 			return // the client went away while waiting
 		case !ok && usableOnError(stale, time.Now()):
 			if rt.serveEntry(w, r, stale, time.Now(), staleErrorStatus(rt.cache.name, stale, 0, "lock-wait")) {
 				rt.stats.add(cStaleServed, 1)
+				own.outcome = OutcomeStale
 				return
 			}
 		}
@@ -107,6 +115,7 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 			if done {
 				sh.shareLocal(flightResult{outcome: outcomeShared, entry: e})
 				if rt.serveEntry(w, r, e, time.Now(), hitStatus(rt.cache.name, e, time.Now())) {
+					call.outcome = OutcomeHit // filled between the miss and the lock
 					return
 				}
 				call.sh = &sharing{rt: rt, k: k} // this client cannot take it: fetch our own
@@ -120,17 +129,21 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 			break
 		}
 		// Another process fills this key: wait for its notification.
+		ws := rt.startWait(ctx, "lock")
 		got, fill, ok := rt.awaitRemote(ctx, k, fills)
+		ws.end(remoteOutcome(ctx, got, fill, ok))
 		unwatch()
 		if got != nil {
 			sh.shareLocal(flightResult{outcome: outcomeShared, entry: got})
 			if rt.serveEntry(w, r, got, time.Now(), rt.status("fwd=uri-miss; collapsed")) {
 				rt.stats.add(cCollapsed, 1)
+				call.outcome = OutcomeCollapsed
 				return
 			}
 			break // this client cannot take it: fetch our own
 		}
 		if ctx.Err() != nil {
+			call.outcome = OutcomeCanceled
 			return // client gone; our waiters will lead
 		}
 		if ok && fill.Failed {
@@ -141,6 +154,7 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 			sh.shareLocal(flightResult{outcome: outcomeShared, entry: stale, status: status})
 			if rt.serveEntry(w, r, stale, time.Now(), status) {
 				rt.stats.add(cStaleServed, 1)
+				call.outcome = OutcomeStale
 				return
 			}
 		}

@@ -34,6 +34,8 @@ type fillCall struct {
 	// unconditional: the origin is not asked to revalidate stale (its
 	// 304 did not select it)
 	unconditional bool
+	span          Span    // the fill's or refresh's span; nil when not traced
+	outcome       Outcome // what the call came to, for span
 }
 
 // originResult is what one origin call produced.
@@ -51,6 +53,8 @@ type originResult struct {
 	retryFull   bool   // the 304 did not select the stale entry: ask again, unconditionally
 	outer       http.Header
 	panicVal    any
+	storedBytes int   // the size of the value stored, once stored
+	storeErr    error // why a cacheable response was not stored, if the write failed
 }
 
 // originFill runs the origin for call, shares its response with the
@@ -95,6 +99,7 @@ func (rt *route) originFill(call *fillCall) *originResult {
 		sh.shareLocal(flightResult{outcome: outcomeFailed})
 	}
 	sh.publish(ctx, storage.Fill{Stored: o.stored, Failed: !o.whole && !o.servedStale})
+	rt.traceOrigin(call, o)
 	if o.panicVal != nil && !o.servedStale && call.w != nil {
 		panic(o.panicVal)
 	}
@@ -407,6 +412,7 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fe
 	if errors.Is(err, storage.ErrBucketFull) && rt.drain(ctx, k.Bucket) {
 		err = set() // dead variants made room
 	}
+	o.storeErr, o.storedBytes = err, len(value)
 	switch {
 	case errors.Is(err, storage.ErrPurged):
 		// A purge came while the origin ran: its response may be older than

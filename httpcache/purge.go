@@ -64,22 +64,28 @@ func (c *Cache) routePurger(pattern string) (storage.Purger, *route, error) {
 // flights.forget); other processes' are fenced by the store.
 
 func (c *Cache) purgeBucket(ctx context.Context, p storage.Purger, bucket string) (int64, error) {
+	ctx, sp := c.purgeSpan(ctx, "bucket", bucket)
 	n, err := p.PurgeBucket(ctx, bucket)
 	c.flights.forget(bucket + "\x00")
+	endPurge(sp, n, err)
 	return n, err
 }
 
 func (c *Cache) purgePrefix(ctx context.Context, p storage.Purger, prefix string) (int64, error) {
+	ctx, sp := c.purgeSpan(ctx, "route", prefix)
 	n, err := p.PurgePrefix(ctx, prefix)
 	c.flights.forget(prefix)
+	endPurge(sp, n, err)
 	return n, err
 }
 
 // purgeTag forgets every flight: which buckets carry the tag is known to
 // the store only.
 func (c *Cache) purgeTag(ctx context.Context, p storage.Purger, tag string) (int64, error) {
+	ctx, sp := c.purgeSpan(ctx, "tag", tag)
 	n, err := p.PurgeTag(ctx, tag)
 	c.flights.forget("")
+	endPurge(sp, n, err)
 	return n, err
 }
 
@@ -126,8 +132,10 @@ func (c *Cache) PurgeAll(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	ctx, sp := c.purgeSpan(ctx, "all", "")
 	n, err := p.PurgeAll(ctx)
 	c.flights.forget("")
+	endPurge(sp, n, err)
 	return n, err
 }
 

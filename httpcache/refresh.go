@@ -45,8 +45,9 @@ func xfetch(now, expiry time.Time, delta time.Duration, beta, u float64) bool {
 // scheduleRefresh refreshes k in the background, on the request
 // refreshRequest derives from r. Only one refresh per key runs in a
 // process, and across processes the fill lock decides; when the worker
-// pool is full the refresh is dropped and counted.
-func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handler) {
+// pool is full the refresh is dropped and counted. It returns what became
+// of the refresh.
+func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handler) startResult {
 	fk := k.Bucket + "\x00" + k.Field
 	var req *http.Request
 	started := rt.cache.refresh.start(fk, func() {
@@ -57,6 +58,7 @@ func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handle
 	if started == startFull || started == startClosed {
 		rt.stats.add(cRefreshDropped, 1)
 	}
+	return started
 }
 
 // refreshRequest returns the request a background refresh triggered by r
@@ -122,22 +124,27 @@ func (rt *route) refreshRequest(r *http.Request) *http.Request {
 // entry before this one took it), through the same origin call as a fill,
 // with no client.
 func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
+	r, sp := rt.traceRequest(r, OpRefresh) // a new trace, linked to the request's (see Tracer)
 	ctx := r.Context()
-	call := &fillCall{r: r, k: k, next: next, sh: &sharing{rt: rt, k: k}}
+	call := &fillCall{r: r, k: k, next: next, sh: &sharing{rt: rt, k: k}, span: sp}
+	defer call.endSpan()
 	if rt.cache.locker != nil {
 		lock, err := rt.tryLock(ctx, k)
 		switch {
 		case errors.Is(err, storage.ErrLockHeld):
 			rt.stats.add(cRefreshSkipped, 1)
+			call.outcome = OutcomeSkipped
 			return // someone else refreshes it
 		case err != nil:
 			rt.reportError(ctx, "take refresh lock", err)
+			call.outcome = OutcomeError
 			return
 		}
 		notDue := func(e *storage.Entry) bool { return isFresh(e) && !rt.refreshDue(e, time.Now()) }
 		e, done := rt.afterLock(ctx, call.sh, lock, notDue)
 		if done {
 			rt.stats.add(cRefreshSkipped, 1)
+			call.outcome = OutcomeSkipped
 			return
 		}
 		call.stale = e                                         // revalidated with its validators; no client to serve it to

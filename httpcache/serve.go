@@ -27,6 +27,13 @@ import (
 // bomb: 100 KB of gzip can hold 100 MB of zeros) is never decoded further,
 // and its entry is kept for the clients that take it as it is.
 func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) bool {
+	return rt.serveEntryOwn(w, r, e, now, cacheStatus, make([]string, 6))
+}
+
+// serveEntryOwn is serveEntry with own, six strings the caller allocated,
+// as the backing array of the headers the cache sets (the hit path
+// allocates them with other things it needs).
+func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string, own []string) bool {
 	notMod := e.Status == http.StatusOK && notModified(r, e)
 	send := e.Body // the body as the client gets it
 	decode := !notMod && e.Coding != "" && !acceptsCoding(r.Header["Accept-Encoding"], e.Coding)
@@ -66,7 +73,6 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 	}
 	// One backing array for the headers the cache sets: Age, Cache-Status,
 	// Content-Encoding, Content-Length, Vary, ETag.
-	own := make([]string, 6)
 	age := max(now.Sub(e.Stored), 0) / time.Second
 	own[0] = strconv.FormatInt(int64(age), 10)
 	own[1] = cacheStatus
