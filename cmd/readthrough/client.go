@@ -24,8 +24,15 @@ type client struct {
 	http    *http.Client
 }
 
+// newClient returns a client that never follows a redirect: the admin
+// API does not redirect, and Go's client would send the token on to
+// another port or scheme of the same host name.
 func newClient(base *url.URL, token string, timeout time.Duration) *client {
-	return &client{base: base, token: token, timeout: timeout, http: &http.Client{}}
+	return &client{base: base, token: token, timeout: timeout, http: &http.Client{
+		CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+			return fmt.Errorf("the admin API does not redirect, yet this address redirected to %s (check --addr)", req.URL.Redacted())
+		},
+	}}
 }
 
 // adminError is an error answer (4xx or 5xx) of the admin API: exit code
@@ -120,11 +127,41 @@ func (c *client) do(ctx context.Context, method, target string, body []byte, v a
 		return raw, ae
 	}
 	if v != nil {
-		if err := json.Unmarshal(raw, v); err != nil {
+		if err := decodeAnswer(raw, v); err != nil {
 			return raw, &unexpectedError{url: target, err: err}
 		}
 	}
 	return raw, nil
+}
+
+// answer is implemented by the types admin answers decode into: the keys
+// an answer must have, and a check of its values, so that a success from
+// something that is not the admin API (a service's catch-all, a health
+// endpoint's {"status":"ok"}) is not taken for one.
+type answer interface {
+	required() []string
+	check() error
+}
+
+// decodeAnswer decodes raw into v and, when v is an answer, checks it.
+func decodeAnswer(raw []byte, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return err
+	}
+	a, ok := v.(answer)
+	if !ok {
+		return nil
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		return err
+	}
+	for _, k := range a.required() {
+		if _, ok := keys[k]; !ok {
+			return fmt.Errorf("the answer has no %q", k)
+		}
+	}
+	return a.check()
 }
 
 // netError describes a call that got no answer, naming the timeout when
@@ -143,11 +180,11 @@ func (c *client) netError(ctx context.Context, method, target string, err error)
 // reason reads the "error" of an error answer, or else the start of its
 // body as text.
 func reason(raw []byte) string {
-	var answer struct {
+	var body struct {
 		Error string `json:"error"`
 	}
-	if json.Unmarshal(raw, &answer) == nil && answer.Error != "" {
-		return answer.Error
+	if json.Unmarshal(raw, &body) == nil && body.Error != "" {
+		return body.Error
 	}
 	s := strings.TrimSpace(string(raw))
 	if len(s) > 200 {
@@ -155,3 +192,56 @@ func reason(raw []byte) string {
 	}
 	return strings.Join(strings.Fields(s), " ")
 }
+
+// clean makes text that holds strings from the server safe to print on
+// a terminal: control characters (C0 but newline and tab, DEL, C1: the
+// escape sequences that move the cursor, rewrite the screen or set the
+// clipboard) are shown as \u escapes, which JSON reads back as the same
+// characters.
+func clean(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if isControl(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return (r < 0x20 && r != '\n' && r != '\t') || r == 0x7f || (r >= 0x80 && r < 0xa0)
+}
+
+// The answers' required keys and checks (see answer).
+
+func (purgeAnswer) required() []string { return []string{"scope", "removed"} }
+
+func (a purgeAnswer) check() error {
+	switch a.Scope {
+	case "bucket", "route", "url", "tag", "all":
+		return nil
+	}
+	return fmt.Errorf("the answer's scope %q is none of bucket, route, url, tag, all", a.Scope)
+}
+
+func (healthReport) required() []string { return []string{"store", "findings"} }
+
+func (r healthReport) check() error {
+	for _, f := range r.Findings {
+		if f.Check == "" || f.Level == "" {
+			return fmt.Errorf("a finding without a check or a level")
+		}
+	}
+	return nil
+}
+
+func (statsAnswer) required() []string { return []string{"total", "routes"} }
+func (statsAnswer) check() error       { return nil }
+
+func (inspection) required() []string { return []string{"route", "bucket", "field", "found"} }
+func (inspection) check() error       { return nil }

@@ -110,6 +110,6 @@ func runDoctor(ctx context.Context, e *env, g *globals, args []string) int {
 	default:
 		fmt.Fprintf(&b, "%d problems found (exit code 4)\n", problems)
 	}
-	fmt.Fprint(e.stdout, b.String())
+	fmt.Fprint(e.stdout, clean(b.String()))
 	return done
 }

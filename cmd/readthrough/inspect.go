@@ -68,7 +68,7 @@ func runInspect(ctx context.Context, e *env, g *globals, args []string) int {
 		return printJSON(e, raw)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, clean(v)) }
 	row("url", target)
 	for _, h := range headers {
 		row("header", h)

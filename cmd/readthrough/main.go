@@ -96,7 +96,7 @@ type env struct {
 // errorf prints a message to stderr with the command's prefix and returns
 // code.
 func (e *env) errorf(code int, format string, args ...any) int {
-	fmt.Fprintf(e.stderr, "readthrough: "+format+"\n", args...)
+	fmt.Fprint(e.stderr, clean(fmt.Sprintf("readthrough: "+format, args...))+"\n") // args may hold the server's words
 	return code
 }
 

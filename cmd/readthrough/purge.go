@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -124,7 +125,7 @@ func runPurge(ctx context.Context, e *env, g *globals, args []string) int {
 	if answer.Scope == "all" {
 		unit = fmt.Sprintf("%d removed (buckets, tags and locks)", answer.Removed)
 	}
-	fmt.Fprintf(e.stdout, "purged %s: %s\n", what, unit)
+	fmt.Fprint(e.stdout, clean(fmt.Sprintf("purged %s: %s", what, unit))+"\n")
 	return exitOK
 }
 
@@ -189,7 +190,6 @@ func printJSON(e *env, raw []byte) int {
 	if err := json.Compact(&b, raw); err != nil {
 		return e.errorf(exitUnreachable, "the admin's answer is not JSON: %v", err)
 	}
-	b.WriteByte('\n')
-	e.stdout.Write(b.Bytes()) //nolint:errcheck // nothing to do about a closed stdout
+	io.WriteString(e.stdout, clean(b.String())+"\n") //nolint:errcheck // nothing to do about a closed stdout
 	return exitOK
 }

@@ -30,6 +30,8 @@ type counts struct {
 	Misses            int64    `json:"misses"`
 	StaleServed       int64    `json:"stale_served"`
 	Collapsed         int64    `json:"collapsed"`
+	Revalidations     int64    `json:"revalidations"`
+	NotModified       int64    `json:"not_modified"`
 	OriginTimeSavedNs *int64   `json:"origin_time_saved_ns"`
 	HitRatio          *float64 `json:"hit_ratio"` // in a recent window only
 }
@@ -41,6 +43,10 @@ type statsRow struct {
 	Misses      int64  `json:"misses"`
 	StaleServed int64  `json:"stale_served"`
 	Collapsed   int64  `json:"collapsed"`
+	// Revalidations are the origin calls made with the stored entry's
+	// validators; NotModified those answered 304 (the body kept).
+	Revalidations int64 `json:"revalidations"`
+	NotModified   int64 `json:"not_modified"`
 	// HitRatio is (hits+stale_served)/(hits+stale_served+misses), the
 	// server's for a recent window (collapsed requests are misses too);
 	// nil when there was no request.
@@ -138,7 +144,7 @@ func watchStats(ctx context.Context, e *env, g *globals, interval time.Duration,
 		case err != nil && n == 0:
 			return statsFail(ctx, e, err)
 		case err != nil:
-			fmt.Fprintf(e.stderr, "readthrough: %s: %v\n", time.Now().Format(time.TimeOnly), err)
+			fmt.Fprint(e.stderr, clean(fmt.Sprintf("readthrough: %s: %v", time.Now().Format(time.TimeOnly), err))+"\n")
 		default:
 			if tty {
 				io.WriteString(e.stdout, "\x1b[H\x1b[2J") //nolint:errcheck // nothing to do about a closed stdout
@@ -185,7 +191,8 @@ func buildTable(a *statsAnswer, route string, sinceStart bool) (*statsTable, err
 
 func row(pattern string, c counts) statsRow {
 	r := statsRow{Route: pattern, Hits: c.Hits, Misses: c.Misses, StaleServed: c.StaleServed,
-		Collapsed: c.Collapsed, OriginTimeSavedNs: c.OriginTimeSavedNs}
+		Collapsed: c.Collapsed, Revalidations: c.Revalidations, NotModified: c.NotModified,
+		OriginTimeSavedNs: c.OriginTimeSavedNs}
 	if served := c.Hits + c.StaleServed; served+c.Misses > 0 {
 		ratio := float64(served) / float64(served+c.Misses) // as the server computes it
 		if c.HitRatio != nil {
@@ -203,7 +210,7 @@ func printTable(e *env, g *globals, t *statsTable) int {
 		if err != nil {
 			return e.errorf(exitUnreachable, "encode: %v", err)
 		}
-		fmt.Fprintf(e.stdout, "%s\n", b)
+		fmt.Fprintf(e.stdout, "%s\n", clean(string(b)))
 		return exitOK
 	}
 	window := "since the cache started"
@@ -216,7 +223,7 @@ func printTable(e *env, g *globals, t *statsTable) int {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "readthrough stats at %s, window: %s\n", t.Time.Format("2006-01-02 15:04:05 MST"), window)
-	cells := [][]string{{"ROUTE", "HITS", "MISSES", "HIT RATIO", "STALE", "COLLAPSED", "ORIGIN SAVED"}}
+	cells := [][]string{{"ROUTE", "HITS", "MISSES", "HIT RATIO", "STALE", "COLLAPSED", "REVALIDATED", "ORIGIN SAVED"}}
 	for _, r := range t.Routes {
 		cells = append(cells, r.cells(r.Route))
 	}
@@ -234,8 +241,8 @@ func (r statsRow) cells(name string) []string {
 	if r.OriginTimeSavedNs != nil {
 		saved = roundDuration(time.Duration(*r.OriginTimeSavedNs)).String()
 	}
-	return []string{name, fmt.Sprint(r.Hits), fmt.Sprint(r.Misses), ratio,
-		fmt.Sprint(r.StaleServed), fmt.Sprint(r.Collapsed), saved}
+	return []string{clean(name), fmt.Sprint(r.Hits), fmt.Sprint(r.Misses), ratio,
+		fmt.Sprint(r.StaleServed), fmt.Sprint(r.Collapsed), fmt.Sprintf("%d/%d", r.NotModified, r.Revalidations), saved}
 }
 
 // roundDuration keeps about three significant digits.

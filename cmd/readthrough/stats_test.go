@@ -21,8 +21,8 @@ func TestStatsWindow(t *testing.T) {
 			"total":  {"hits": 100, "misses": 10, "stale_served": 0, "collapsed": 0, "origin_time_saved_ns": 5000000000},
 			"routes": {"GET /a/{id}": {"hits": 100, "misses": 10, "stale_served": 0, "collapsed": 0, "origin_time_saved_ns": 5000000000}},
 			"recent": {"window_seconds": 300,
-				"total":  {"hits": 3, "misses": 1, "stale_served": 1, "collapsed": 3, "bypassed": 2, "origin_time_saved_ns": 1500000, "hit_ratio": 0.25},
-				"routes": {"GET /a/{id}": {"hits": 3, "misses": 1, "stale_served": 1, "collapsed": 3, "bypassed": 2, "origin_time_saved_ns": 1500000, "hit_ratio": 0.25}}}}`
+				"total":  {"hits": 3, "misses": 1, "stale_served": 1, "collapsed": 3, "bypassed": 2, "revalidations": 4, "not_modified": 2, "origin_time_saved_ns": 1500000, "hit_ratio": 0.25},
+				"routes": {"GET /a/{id}": {"hits": 3, "misses": 1, "stale_served": 1, "collapsed": 3, "bypassed": 2, "revalidations": 4, "not_modified": 2, "origin_time_saved_ns": 1500000, "hit_ratio": 0.25}}}}`
 		without = `{
 			"total":  {"hits": 3, "misses": 1, "stale_served": 0, "collapsed": 0},
 			"routes": {"GET /a/{id}": {"hits": 3, "misses": 1, "stale_served": 0, "collapsed": 0},
@@ -38,17 +38,17 @@ func TestStatsWindow(t *testing.T) {
 	}{
 		{
 			name: "recent", answer: withRecent, header: "window: last 5m0s (the server's recent window",
-			rows: map[string]string{"GET /a/{id}": "3 1 25.0% 1 3 1.5ms", "TOTAL": "3 1 25.0% 1 3 1.5ms"},
-			json: `{"window":"recent","window_seconds":300,"routes":[{"route":"GET /a/{id}","hits":3,"misses":1,"stale_served":1,"collapsed":3,"hit_ratio":0.25,"origin_time_saved_ns":1500000}],"total":{"hits":3,"misses":1,"stale_served":1,"collapsed":3,"hit_ratio":0.25,"origin_time_saved_ns":1500000}}`,
+			rows: map[string]string{"GET /a/{id}": "3 1 25.0% 1 3 2/4 1.5ms", "TOTAL": "3 1 25.0% 1 3 2/4 1.5ms"},
+			json: `{"window":"recent","window_seconds":300,"routes":[{"route":"GET /a/{id}","hits":3,"misses":1,"stale_served":1,"collapsed":3,"revalidations":4,"not_modified":2,"hit_ratio":0.25,"origin_time_saved_ns":1500000}],"total":{"hits":3,"misses":1,"stale_served":1,"collapsed":3,"revalidations":4,"not_modified":2,"hit_ratio":0.25,"origin_time_saved_ns":1500000}}`,
 		},
 		{
 			name: "since start asked", answer: withRecent, args: []string{"--since-start"}, header: "window: since the cache started",
-			rows: map[string]string{"GET /a/{id}": "100 10 90.9% 0 0 5s", "TOTAL": "100 10 90.9% 0 0 5s"},
+			rows: map[string]string{"GET /a/{id}": "100 10 90.9% 0 0 0/0 5s", "TOTAL": "100 10 90.9% 0 0 0/0 5s"},
 		},
 		{
 			name: "older server", answer: without, header: "window: since the cache started",
-			rows: map[string]string{"GET /a/{id}": "3 1 75.0% 0 0 -", "GET /b": "0 0 - 0 0 -", "TOTAL": "3 1 75.0% 0 0 -"},
-			json: `{"window":"since_start","routes":[{"route":"GET /a/{id}","hits":3,"misses":1,"stale_served":0,"collapsed":0,"hit_ratio":0.75,"origin_time_saved_ns":null},{"route":"GET /b","hits":0,"misses":0,"stale_served":0,"collapsed":0,"hit_ratio":null,"origin_time_saved_ns":null}],"total":{"hits":3,"misses":1,"stale_served":0,"collapsed":0,"hit_ratio":0.75,"origin_time_saved_ns":null}}`,
+			rows: map[string]string{"GET /a/{id}": "3 1 75.0% 0 0 0/0 -", "GET /b": "0 0 - 0 0 0/0 -", "TOTAL": "3 1 75.0% 0 0 0/0 -"},
+			json: `{"window":"since_start","routes":[{"route":"GET /a/{id}","hits":3,"misses":1,"stale_served":0,"collapsed":0,"revalidations":0,"not_modified":0,"hit_ratio":0.75,"origin_time_saved_ns":null},{"route":"GET /b","hits":0,"misses":0,"stale_served":0,"collapsed":0,"revalidations":0,"not_modified":0,"hit_ratio":null,"origin_time_saved_ns":null}],"total":{"hits":3,"misses":1,"stale_served":0,"collapsed":0,"revalidations":0,"not_modified":0,"hit_ratio":0.75,"origin_time_saved_ns":null}}`,
 		},
 	}
 	for _, tt := range tests {
