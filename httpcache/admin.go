@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"time"
 )
 
 // AdminOption configures [Cache.AdminHandler]. Zero means the default; a
@@ -30,7 +33,10 @@ func WithAdminToken(name, token string) AdminOption {
 }
 
 // WithInsecureAdmin lets the handler run without tokens: anyone who
-// reaches it can purge. Only for development on a loopback-only listener.
+// reaches it can purge. Only for development on a loopback-only listener:
+// without tokens the handler answers only requests addressed to
+// localhost or a loopback address (against DNS rebinding), and like every
+// admin handler refuses a browser's cross-site writes.
 func WithInsecureAdmin() AdminOption {
 	return adminOptionFunc(func(a *admin) { a.insecure = true })
 }
@@ -128,15 +134,33 @@ type admin struct {
 	insecure bool
 	pending  []adminToken // from the options
 	tokens   []adminToken
+	checks   sharedChecks // the doctor endpoint's health checks
 }
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if len(a.tokens) == 0 && !loopbackHost(r.Host) {
+		// Without tokens a browser on the machine is the only guard: a
+		// page of another site that rebinds its name to 127.0.0.1 would
+		// be same-origin with this handler and could read its answers.
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "an admin handler without tokens answers only requests addressed to localhost, 127.0.0.1 or [::1]"})
+		return
+	}
+	if err := sameOrigin.Check(r); err != nil {
+		// A browser's cross-site POST (a "simple" request needs no
+		// preflight) must not purge, even where no token guards.
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "cross-origin request refused: " + err.Error()})
+		return
+	}
 	if isAdminPage(r.URL.Path) {
 		servePage(w, r) // no token: the page holds no data, and asks for one
 		return
 	}
 	who, ok := a.authorize(r)
 	if !ok {
+		if suppressed, log := a.cache.logLimit.allow("admin unauthorized", time.Now()); log {
+			a.log.LogAttrs(r.Context(), slog.LevelWarn, "readthrough: admin request without a valid token",
+				slog.String("remote", r.RemoteAddr), slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int64("suppressed", suppressed))
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="readthrough"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or invalid bearer token"})
 		return
@@ -167,6 +191,24 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown endpoint " + endpoint + "; use purge, stats, inspect or doctor"})
 	}
+}
+
+// sameOrigin refuses the unsafe requests a browser sends from another
+// site (by Sec-Fetch-Site, or Origin against Host).
+var sameOrigin = http.NewCrossOriginProtection()
+
+// loopbackHost reports whether host (a Host header) names this machine:
+// localhost or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // authorize checks the bearer token against every configured token in

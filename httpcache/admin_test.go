@@ -240,12 +240,24 @@ func TestAdminRefusesWithoutToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("GET", "/stats", nil))
-	if w.Code != 200 {
-		t.Errorf("insecure handler: %d", w.Code)
+	for _, tt := range []struct {
+		host string
+		want int
+	}{
+		{"localhost:9090", 200},
+		{"127.0.0.1", 200},
+		{"[::1]:9090", 200},
+		{"example.com", http.StatusForbidden},       // a rebound name
+		{"192.168.1.10:9090", http.StatusForbidden}, // not loopback
+	} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/stats", nil)
+		r.Host = tt.host
+		h.ServeHTTP(w, r)
+		if w.Code != tt.want {
+			t.Errorf("insecure handler, Host %s: %d, want %d", tt.host, w.Code, tt.want)
+		}
 	}
-	io.Discard.Write(nil)
 }
 
 // TestPurgeRacingFill: a fill that started before a purge and stores

@@ -54,9 +54,13 @@ var adminEndpoints = map[string]bool{"purge": true, "stats": true, "inspect": tr
 
 // isAdminPage reports whether path asks for the admin page: its last
 // element is "ui", or it ends in "/" after an element that names no
-// endpoint (the mount point itself: /admin/). The page calls its sibling
+// endpoint (the mount point itself: /admin/, or "" once
+// http.StripPrefix took "/admin/" off). The page calls its sibling
 // endpoints by relative URLs, which resolve beside either form.
 func isAdminPage(path string) bool {
+	if path == "" || path == "/" {
+		return true // the mount point, under http.StripPrefix("/admin/", h) or at the root
+	}
 	trimmed := strings.TrimSuffix(path, "/")
 	last := trimmed[strings.LastIndexByte(trimmed, '/')+1:]
 	if last == "ui" {

@@ -143,7 +143,7 @@ func TestIsAdminPage(t *testing.T) {
 		{"/ops/admin/", true},
 		{"/admin/ui", true},
 		{"ui", true},
-		{"", false},
+		{"", true}, // the mount point under http.StripPrefix("/admin/", h)
 		{"/admin", false},
 		{"/admin/stats", false},
 		{"/admin/stats/", false},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/readthrough/readthrough/storage"
@@ -122,10 +123,21 @@ func slogLevel(level string) slog.Level {
 
 // doctor answers GET .../doctor of the admin API: the store's health
 // report, 501 when the store has no health check, 502 when it failed.
+// Concurrent calls share one check, and a report is reused for
+// doctorReuse after it finished: a check runs tens of Redis commands, and
+// operators press "Run the check" when Redis is already slow. HEAD says
+// whether there is a check without running one.
 func (a *admin) doctor(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), DefaultHealthCheckTimeout)
-	defer cancel()
-	rep, err := a.cache.CheckHealth(ctx)
+	if r.Method == http.MethodHead {
+		if _, ok := a.cache.store.(storage.HealthChecker); !ok {
+			writeJSON(w, http.StatusNotImplemented, map[string]string{"error": ErrCannotCheck.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	rep, err := a.checks.get(r.Context(), a.cache)
 	switch {
 	case errors.Is(err, ErrCannotCheck):
 		writeJSON(w, http.StatusNotImplemented, map[string]string{"error": err.Error()})
@@ -133,5 +145,63 @@ func (a *admin) doctor(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 	default:
 		writeJSON(w, http.StatusOK, rep)
+	}
+}
+
+// doctorReuse is how long the admin API answers with the last report
+// rather than run the check again.
+const doctorReuse = 2 * time.Second
+
+// sharedChecks runs one health check at a time for every caller of the
+// admin API's doctor endpoint.
+type sharedChecks struct {
+	mu  sync.Mutex
+	run *checkRun
+}
+
+// checkRun is one health check; rep, err and at are set before done is
+// closed.
+type checkRun struct {
+	done chan struct{}
+	rep  storage.HealthReport
+	err  error
+	at   time.Time // when it finished
+}
+
+// get returns the report of the check in flight, of one that finished
+// less than doctorReuse ago, or of a new one. The check is bounded by
+// DefaultHealthCheckTimeout and not by ctx, which only bounds this
+// caller's wait: another caller may be waiting for the same check.
+func (sc *sharedChecks) get(ctx context.Context, c *Cache) (storage.HealthReport, error) {
+	sc.mu.Lock()
+	run := sc.run
+	if run == nil || run.stale(time.Now()) {
+		run = &checkRun{done: make(chan struct{})}
+		sc.run = run
+		go func() {
+			cctx, cancel := context.WithTimeout(context.Background(), DefaultHealthCheckTimeout)
+			defer cancel()
+			run.rep, run.err = c.CheckHealth(cctx)
+			run.at = time.Now()
+			close(run.done)
+		}()
+	}
+	sc.mu.Unlock()
+	select {
+	case <-run.done:
+		return run.rep, run.err
+	case <-ctx.Done():
+		return storage.HealthReport{}, ctx.Err()
+	}
+}
+
+// stale reports whether the run finished more than doctorReuse before
+// now; a run in flight is never stale.
+func (run *checkRun) stale(now time.Time) bool {
+	select {
+	case <-run.done:
+		return now.Sub(run.at) > doctorReuse
+	default:
+		return false
 	}
 }

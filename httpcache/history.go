@@ -29,6 +29,11 @@ type Recent struct {
 	StaleServed int64 `json:"stale_served"`
 	Collapsed   int64 `json:"collapsed"`
 	Bypassed    int64 `json:"bypassed"`
+	// Revalidations are the origin calls made with the stored entry's
+	// validators, NotModified those the origin answered with a 304 (the
+	// stored body kept, not sent again).
+	Revalidations int64 `json:"revalidations"`
+	NotModified   int64 `json:"not_modified"`
 	// OriginTimeSavedNs is Hits times the route's mean origin call since
 	// the cache started (a window without origin calls has no mean of its
 	// own); in the total, the sum of the routes' values.
@@ -58,12 +63,14 @@ type RecentStats struct {
 // recentCounts are the cumulative counters of one route the window needs.
 type recentCounts struct {
 	hits, misses, staleServed, collapsed, bypassed int64
+	revalidations, notModified                     int64
 	originCalls, originTimeNs                      int64
 }
 
 func countsOf(s Stats) recentCounts {
 	return recentCounts{
 		hits: s.Hits, misses: s.Misses, staleServed: s.StaleServed, collapsed: s.Collapsed, bypassed: s.Bypassed,
+		revalidations: s.Revalidations, notModified: s.NotModified,
 		originCalls: s.OriginCalls, originTimeNs: s.OriginTimeNs,
 	}
 }
@@ -172,6 +179,9 @@ func (h *history) recent(now time.Time, current map[string]Stats) RecentStats {
 				staleServed: cur.staleServed - then.staleServed,
 				collapsed:   cur.collapsed - then.collapsed,
 				bypassed:    cur.bypassed - then.bypassed,
+
+				revalidations: cur.revalidations - then.revalidations,
+				notModified:   cur.notModified - then.notModified,
 			}
 			r = d.recent()
 			r.OriginTimeSavedNs = originTimeSaved(d.hits, cur.originTimeNs, cur.originCalls)
@@ -192,11 +202,14 @@ func (c *recentCounts) add(d recentCounts) {
 	c.staleServed += d.staleServed
 	c.collapsed += d.collapsed
 	c.bypassed += d.bypassed
+	c.revalidations += d.revalidations
+	c.notModified += d.notModified
 }
 
 // recent is c as a Recent, with its hit ratio and without the saving.
 func (c recentCounts) recent() Recent {
-	r := Recent{Hits: c.hits, Misses: c.misses, StaleServed: c.staleServed, Collapsed: c.collapsed, Bypassed: c.bypassed}
+	r := Recent{Hits: c.hits, Misses: c.misses, StaleServed: c.staleServed, Collapsed: c.collapsed, Bypassed: c.bypassed,
+		Revalidations: c.revalidations, NotModified: c.notModified}
 	served := c.hits + c.staleServed
 	if all := served + c.misses; all > 0 { // collapsed are misses already
 		r.HitRatio = float64(served) / float64(all)

@@ -199,8 +199,8 @@ func TestAdminPageInBrowser(t *testing.T) {
 	b.waitFor("the refusal", `document.getElementById('login-error').textContent.indexOf('refused') >= 0`, 5*time.Second)
 	b.do("sign in with the keyboard", chromedp.SendKeys(chromedp.CSS("#token"), browserToken+"\r"))
 	b.waitFor("the app", `!document.getElementById('app').hidden && document.querySelectorAll('#stats-body tr[data-route]').length === 2`, 5*time.Second)
-	if ok, err := eval[bool](b, `sessionStorage.getItem('readthrough-admin-token') === `+strconv.Quote(browserToken)+` && localStorage.length === 0`); err != nil || !ok {
-		t.Errorf("the token is not kept in the tab's session storage only (%v)", err)
+	if ok, err := eval[bool](b, `sessionStorage.getItem('readthrough-admin-token:/ops/admin/') === `+strconv.Quote(browserToken)+` && sessionStorage.length === 1 && localStorage.length === 0`); err != nil || !ok {
+		t.Errorf("the token is not kept in the tab's session storage only, under the mount path (%v)", err)
 	}
 
 	// Traffic: the table refreshes by itself.

@@ -9,6 +9,10 @@ import (
 	"testing"
 )
 
+// The tests of this file come from the outside review of the operators'
+// tools (2026-12-05): each comment tells what the reviewer found, and the
+// test guards the fix.
+
 // TestReviewCLIPrintsServerControlCharacters: the CLI prints what the
 // server sends (error reasons, or the start of a non-JSON body; route
 // patterns; doctor findings) to the terminal as it is. Whatever answers
