@@ -215,16 +215,15 @@ func (c *Cache) VerifyRoutes() error {
 
 // Close stops background work from starting (refreshes, and the training
 // and checks of compression dictionaries), cancels the start-up health
-// check, and waits for the work in flight until ctx ends, like
-// [http.Server.Shutdown]. It is idempotent;
+// check (without waiting for it: it only reads, and a Redis command it
+// sent ends by its own one-second bound), and waits for the other work in
+// flight until ctx ends, like [http.Server.Shutdown]. It is idempotent;
 // the middleware keeps serving after it, without refresh-ahead, and
 // dictionary routes keep the dictionary they have.
 func (c *Cache) Close(ctx context.Context) error {
 	c.history.close() // the recent window's sampling, if an admin handler started it
 	err := c.refresh.close(ctx)
-	if herr := c.stopHealthCheck(ctx); err == nil {
-		err = herr
-	}
+	c.stopHealthCheck()
 	for _, rt := range c.routeList() {
 		if cerr := rt.codec.Close(ctx); err == nil {
 			err = cerr

@@ -304,8 +304,9 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	start := time.Now()
 	o.panicVal = callOrigin(rt, call.next, rec, or)
 	end := time.Now()
-	rt.stats.add(cOriginCalls, 1) // fills and refreshes; bypasses are not cache work
-	rt.stats.add(cOriginTimeNs, int64(end.Sub(start)))
+	rt.stats.add(cOriginCalls, 1)                       // fills and refreshes; bypasses are not cache work
+	originTime := max(end.Sub(start)-rec.clientTime, 0) // a slow reader's time is not the origin's
+	rt.stats.add(cOriginTimeNs, int64(originTime))
 	if o.panicVal == nil && rec.status == 0 && !rec.tainted && ctx.Err() == nil {
 		rec.WriteHeader(http.StatusOK) // the handler wrote nothing: an empty 200
 	}
@@ -348,7 +349,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		rt.stats.add(cBytesNotResent, int64(len(stale.Body)))
 		e, udec := rt.updated(or, stale, rec.snapshot, outer, end)
 		o.notModified = true
-		e.OriginTime = end.Sub(start)
+		e.OriginTime = originTime
 		if !udec.store {
 			// Served to this client, not stored and not shared: the
 			// 304's headers may be this client's alone (private).
@@ -382,7 +383,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		Fresh:                dec.fresh,
 		StaleWhileRevalidate: dec.swr,
 		StaleIfError:         dec.sie,
-		OriginTime:           end.Sub(start),
+		OriginTime:           originTime,
 		Coding:               dec.coding,
 		Body:                 body,
 	}

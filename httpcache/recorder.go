@@ -8,6 +8,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"sync"
+	"time"
 )
 
 var _ http.Flusher = (*recorder)(nil)
@@ -50,15 +51,18 @@ type recorder struct {
 	holdErrors bool
 	headOnly   bool // the client asked HEAD: record the body, do not send it
 
-	status    int
-	holding   bool        // the response is held for the store
-	snapshot  http.Header // the headers as at WriteHeader, while holding
-	written   int64       // body bytes the handler wrote
-	buf       *bytes.Buffer
-	overLimit bool
-	tainted   bool // the handler wrote around the recorder or hijacked the connection
-	held      bool // status is a held-back 5xx
-	clientErr error
+	status   int
+	holding  bool        // the response is held for the store
+	snapshot http.Header // the headers as at WriteHeader, while holding
+	written  int64       // body bytes the handler wrote
+	// clientTime is the time spent writing to the client while the
+	// handler ran (streamed responses only: a held one is sent after).
+	clientTime time.Duration
+	buf        *bytes.Buffer
+	overLimit  bool
+	tainted    bool // the handler wrote around the recorder or hijacked the connection
+	held       bool // status is a held-back 5xx
+	clientErr  error
 }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -142,12 +146,18 @@ func (rec *recorder) stream() {
 	if rec.w == nil {
 		return
 	}
+	defer rec.timeClient(time.Now())
 	rec.w.WriteHeader(rec.status)
 	if rec.buf.Len() > 0 && !rec.headOnly {
 		_, rec.clientErr = rec.w.Write(rec.buf.Bytes())
 	}
 	rec.buf.Reset()
 }
+
+// timeClient adds the time since start to the time the handler spent
+// blocked on the client (a slow reader of a streamed response), which
+// is not the origin's: see originTime.
+func (rec *recorder) timeClient(start time.Time) { rec.clientTime += time.Since(start) }
 
 func (rec *recorder) Write(p []byte) (int, error) {
 	if rec.status == 0 {
@@ -177,7 +187,9 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	if rec.clientErr == nil {
+		start := time.Now()
 		_, rec.clientErr = rec.w.Write(p)
+		rec.timeClient(start)
 	}
 	if rec.clientErr != nil {
 		return 0, rec.clientErr
@@ -200,6 +212,7 @@ func (rec *recorder) Flush() {
 	if rec.w == nil {
 		return
 	}
+	defer rec.timeClient(time.Now())
 	_ = http.NewResponseController(rec.w).Flush()
 }
 

@@ -126,7 +126,8 @@ const (
 	// AttrPurge (string) is what a purge removed: "bucket", "route"
 	// (every bucket under a prefix), "tag" or "all".
 	AttrPurge
-	// AttrPurgeTarget (string) is the bucket, bucket prefix or tag purged.
+	// AttrPurgeTarget (string) is the bucket, bucket prefix or tag purged:
+	// one value per user, say, so never a metric label.
 	AttrPurgeTarget
 	// AttrPurged (int) is the number of buckets a purge removed.
 	AttrPurged
@@ -137,6 +138,10 @@ const (
 	// hit asked for: "scheduled", "running" (one for the key already
 	// runs) or "dropped" (the worker pool was full, or the cache closed).
 	AttrRefresh
+	// AttrError (string) is the text of the error that ended a decision
+	// with OutcomeError (AttrReason then says "store-error"). Like
+	// AttrPurgeTarget its values are unbounded: never a metric label.
+	AttrError
 	numAttrs
 )
 
@@ -152,6 +157,7 @@ var attrNames = [numAttrs]string{
 	AttrPurged:       "readthrough.purged",
 	AttrOriginStatus: "readthrough.origin_status",
 	AttrRefresh:      "readthrough.refresh",
+	AttrError:        "readthrough.error",
 }
 
 // String returns the attribute's name, such as "readthrough.stored_bytes".
@@ -361,7 +367,8 @@ func endPurge(sp Span, n int64, err error) {
 	}
 	sp.SetInt(AttrPurged, n)
 	if err != nil {
-		sp.SetString(AttrReason, err.Error())
+		sp.SetString(AttrReason, "store-error") // one of a few words, as everywhere
+		sp.SetString(AttrError, err.Error())
 		sp.End(OutcomeError)
 		return
 	}

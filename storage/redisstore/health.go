@@ -233,6 +233,11 @@ func (s *Store) healthNodes(ctx context.Context) (string, []healthNode, error) {
 			}
 			return cmp.Compare(a.addr, b.addr)
 		})
+		if c.Options().ClusterSlots != nil {
+			// The slots come from the caller (redis.NewFailoverClusterClient
+			// asks Sentinel): no Redis Cluster, and no CLUSTER INFO to ask.
+			return "sentinel", nodes, nil
+		}
 		return "cluster", nodes, nil
 	case *redis.Ring:
 		if err := c.ForEachShard(cctx, collect(true)); err != nil {
