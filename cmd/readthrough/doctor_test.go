@@ -102,8 +102,8 @@ func TestDoctorRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		t.Skip("the admin handler has no doctor endpoint yet (404)")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the admin handler's doctor endpoint: %d", resp.StatusCode)
 	}
 
 	r := s.cli("doctor", "--json")
