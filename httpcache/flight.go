@@ -105,14 +105,3 @@ func (f *flight) wait(ctx context.Context, d time.Duration) (flightResult, bool)
 	}
 	return flightResult{}, false
 }
-
-// waiting returns the number of requests waiting on any flight now.
-func (fs *flights) waiting() int {
-	fs.mu.Lock()
-	defer fs.mu.Unlock()
-	n := 0
-	for _, f := range fs.m {
-		n += int(f.waiters.Load())
-	}
-	return n
-}

@@ -132,3 +132,15 @@ func doRequest(h http.Handler, r *http.Request) result {
 	h.ServeHTTP(w, r)
 	return result{status: w.Code, header: w.Header(), body: w.Body.String()}
 }
+
+// waiting returns the number of requests waiting on any flight now
+// (tests only).
+func (fs *flights) waiting() int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := 0
+	for _, f := range fs.m {
+		n += int(f.waiters.Load())
+	}
+	return n
+}

@@ -163,9 +163,9 @@ func (c *Cache) logMismatch(r *http.Request, declared string) {
 	if !ok {
 		return
 	}
-	msg := "readthrough: request routed by another pattern than the route was declared with: the cache does not key or invalidate by it. Declare the route with the whole pattern the router reports (under a chi sub-router or Mount, the parents' parts too)"
+	msg := "readthrough: request routed by another pattern than the route was declared with: its path values cannot be trusted: a read bypasses the cache, a write purges whole routes. Declare the route with the whole pattern the router reports (under a chi sub-router or Mount, the parents' parts too)"
 	if r.Pattern == "" {
-		msg = "readthrough: request reached a declared route without a router setting http.Request.Pattern: the cache does not key or invalidate by it. Route it with http.ServeMux or chi, or set r.Pattern before the cache"
+		msg = "readthrough: request reached a declared route without a router setting http.Request.Pattern: its path values cannot be trusted: a read bypasses the cache, a write purges whole routes. Route it with http.ServeMux or chi, or set r.Pattern before the cache"
 	}
 	c.log.LogAttrs(r.Context(), slog.LevelError, msg,
 		slog.String("declared", declared), slog.String("routed", r.Pattern), slog.Int64("suppressed", suppressed))

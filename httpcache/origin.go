@@ -122,8 +122,8 @@ func conditional(r *http.Request) bool {
 	return len(r.Header["If-None-Match"]) > 0 || len(r.Header["If-Modified-Since"]) > 0
 }
 
-// restore sets h back to outer, the headers outer middleware had set
-// before the origin ran.
+// restore sets h back to outer: the headers outer middleware had set
+// before the origin ran, or those a held response had when it was held.
 func restore(h, outer http.Header) {
 	clear(h)
 	for name, v := range outer {

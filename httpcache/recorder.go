@@ -129,11 +129,7 @@ func (rec *recorder) WriteHeader(status int) {
 func (rec *recorder) stream() {
 	if rec.holding {
 		rec.holding = false
-		h := rec.header
-		clear(h)
-		for name, v := range rec.snapshot {
-			h[name] = v
-		}
+		restore(rec.header, rec.snapshot)
 		rec.snapshot = nil
 	}
 	if rec.onUnshared != nil {
@@ -294,10 +290,7 @@ func (rec *recorder) deliver(cacheStatus string) {
 		return
 	}
 	h := rec.header
-	clear(h)
-	for name, v := range rec.snapshot {
-		h[name] = v
-	}
+	restore(h, rec.snapshot)
 	h["Cache-Status"] = []string{cacheStatus}
 	if _, ok := h["Content-Length"]; !ok && bodyAllowed(rec.status) {
 		h["Content-Length"] = []string{strconv.FormatInt(rec.written, 10)}
