@@ -39,17 +39,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.bypass(w, r, reason, h.next)
 		return
 	}
+	// The key first: a request that bypasses for its query must not take
+	// the breaker's probe, which only a store call can answer.
+	k, err := rt.key.Key(r)
+	if err != nil {
+		bypassed(sp, bypassQuery)
+		rt.bypass(w, r, bypassQuery, h.next)
+		return
+	}
 	now := time.Now()
 	if !rt.cache.breaker.allow(now) {
 		// The store is failing: skip it entirely rather than pay a timeout.
 		bypassed(sp, bypassStore)
 		rt.bypass(w, r, bypassStore, h.next)
-		return
-	}
-	k, err := rt.key.Key(r)
-	if err != nil {
-		bypassed(sp, bypassQuery)
-		rt.bypass(w, r, bypassQuery, h.next)
 		return
 	}
 	if k.Digested {

@@ -305,10 +305,10 @@ func (c *Cache) targetPurges(r *http.Request, header http.Header, st *counters, 
 	}
 	base := &url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
 	var ops []purgeOp
-	var targets []string
-	if len(own) == 0 {
-		targets = append(targets, base.String())
-	}
+	// The write's URL is resolved even when the write route knows its own
+	// buckets: another cached route (one for a host, say) may be the one
+	// that serves this URL's reads. Purges are de-duplicated afterwards.
+	targets := []string{base.String()}
 	for _, bucket := range own {
 		ops = append(ops, purgeOp{purgeOfBucket, bucket})
 	}
@@ -388,7 +388,11 @@ func (c *Cache) runPurges(r *http.Request, st *counters, ops []purgeOp) {
 			continue
 		}
 		done[op] = true
-		if !c.breaker.allow(time.Now()) {
+		// A bucket purge is one store command: it may be the breaker's
+		// probe, whose outcome it reports. A bulk purge reports nothing
+		// (see above), so it must not take the probe, which would then
+		// never be answered: it runs only while the store is healthy.
+		if (op.kind == purgeOfBucket && !c.breaker.allow(time.Now())) || (op.kind != purgeOfBucket && !c.storeHealthy()) {
 			c.invalidationFailed(r, st, op.String(), errors.New("httpcache: the store's circuit is open"))
 			continue
 		}

@@ -152,24 +152,26 @@ func revalidation(or *http.Request, stale *storage.Entry) bool {
 // one, but the framing and content-coding ones, which describe the stored
 // body, and those outer middleware had set, which are for this response
 // only, as with a 200), stored at end, with the freshness the policy
-// gives the updated response. The decision sees every header the 304
-// carries, as a 200's does (its Surrogate-Control, Set-Cookie, Trailer);
-// only the storable ones are kept. An updated response that may not be
-// stored makes an entry for this client only, with its cookies.
+// gives the updated response. The decision sees every header the
+// response carries, outer middleware's included, as a 200's does (its
+// Cache-Control, Surrogate-Control, Set-Cookie, Trailer); only the
+// storable ones are kept. An updated response that may not be stored
+// makes an entry for this client only, with its cookies.
 func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, outer http.Header, end time.Time) (*storage.Entry, decision) {
-	whole := stale.Header.Clone()
+	whole := stale.Header.Clone() // what the client would get: decided on
+	kept := stale.Header.Clone()  // what may be stored
 	for name, v := range notModified {
 		switch name {
 		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding":
 			continue
 		}
-		if slices.Equal(outer[name], v) {
-			continue // outer middleware's, for this response only
-		}
 		whole[name] = v
+		if !slices.Equal(outer[name], v) { // outer middleware's are for this response only
+			kept[name] = v
+		}
 	}
 	dec := rt.decide(or, stale.Status, whole)
-	header := envelope.StorableHeader(whole)
+	header := envelope.StorableHeader(kept)
 	dec.keepSurrogate(header)
 	if !dec.store {
 		for _, name := range [...]string{"Set-Cookie", "Set-Cookie2"} {
@@ -330,6 +332,10 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	if o.panicVal == nil && rec.status == 0 && !rec.tainted {
 		// The context ended before the handler wrote anything: that is
 		// no empty 200 of the origin's, which net/http would make of it.
+		// It is a failed fill, not an answer unfit for sharing: the
+		// waiters are told so below (one of them leads), not sent each
+		// to the origin.
+		rec.onUnshared = nil
 		rec.WriteHeader(http.StatusGatewayTimeout)
 	}
 	if rec.held {

@@ -136,8 +136,13 @@ func TestStampedeOneOriginCall(t *testing.T) {
 			hits++
 		}
 	}
-	if collapsed+hits != stampedeRequests-1 || collapsed < stampedeRequests/2 {
-		t.Errorf("%d responses say collapsed and %d hit, want %d in all, mostly collapsed", collapsed, hits, stampedeRequests-1)
+	// How many are which depends on how far each request had got when
+	// the origin answered (on a loaded machine many are still reading
+	// the store): one origin call and every other answer a collapse or a
+	// hit is the promise.
+	t.Logf("%d collapsed, %d hit", collapsed, hits)
+	if collapsed+hits != stampedeRequests-1 || collapsed == 0 {
+		t.Errorf("%d responses say collapsed and %d hit, want %d in all, some collapsed", collapsed, hits, stampedeRequests-1)
 	}
 }
 
