@@ -18,6 +18,10 @@ import (
 	"github.com/readthrough/readthrough/storage/memstore"
 )
 
+// The tests of this file come from the third outside review
+// (2026-12-06), of the request path as changed that day: each comment
+// tells what the reviewer tried or found, and the test guards it.
+
 // flakyStore is a memstore whose reads fail while down is set, as a Redis
 // that blipped; its purges keep working (they implement storage.Purger).
 type flakyStore struct {

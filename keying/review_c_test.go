@@ -7,6 +7,10 @@ import (
 	"github.com/readthrough/readthrough/policy"
 )
 
+// The tests of this file come from the third outside review
+// (2026-12-06), of the request path as changed that day: each comment
+// tells what the reviewer tried or found, and the test guards it.
+
 // The allow-list query is appended from the pooled scratch without a copy:
 // keys must not depend on what an earlier request left in the scratch, and
 // "no kept parameter" must equal "no query".
