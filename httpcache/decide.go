@@ -13,10 +13,13 @@ import (
 // the cache acts on (RFC 9111 section 5.2, RFC 5861).
 type cacheControl struct {
 	noStore, noCache, private bool
-	maxAge, sMaxAge           time.Duration
-	hasMaxAge, hasSMaxAge     bool
-	swr, sie                  time.Duration
-	hasSWR, hasSIE            bool
+	// mustRevalidate is must-revalidate or proxy-revalidate (the same to
+	// a shared cache).
+	mustRevalidate        bool
+	maxAge, sMaxAge       time.Duration
+	hasMaxAge, hasSMaxAge bool
+	swr, sie              time.Duration
+	hasSWR, hasSIE        bool
 }
 
 // parseCacheControl parses header values leniently: unknown directives are
@@ -40,10 +43,20 @@ func parseCacheControl(values []string) cacheControl {
 				cc.noCache = true
 			case "private":
 				cc.private = true
+			case "must-revalidate", "proxy-revalidate":
+				cc.mustRevalidate = true
 			case "max-age":
-				cc.maxAge, cc.hasMaxAge = secs, true // malformed is 0: stale
+				// Malformed is 0: stale; so are two that disagree
+				// (RFC 9111 section 4.2.1).
+				if cc.hasMaxAge && cc.maxAge != secs {
+					secs = 0
+				}
+				cc.maxAge, cc.hasMaxAge = secs, true
 			case "s-maxage":
 				if ok {
+					if cc.hasSMaxAge && cc.sMaxAge != secs {
+						secs = 0
+					}
 					cc.sMaxAge, cc.hasSMaxAge = secs, true
 				}
 			case "stale-while-revalidate":
@@ -90,6 +103,10 @@ type decision struct {
 	// sent) so that a revalidation that does not repeat it keeps the
 	// entry's tags.
 	surrogate string
+	// age is how old the origin said the response already was (its Age
+	// header, honoured with HonorOriginCacheControl): the entry counts as
+	// stored that long before it was (RFC 9111 section 4.2.3).
+	age time.Duration
 }
 
 // decodableCodings are the content codings the cache can decode for
@@ -195,7 +212,26 @@ func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 		if sc.hasSIE {
 			d.sie = sc.sie
 		}
+		// must-revalidate, proxy-revalidate and s-maxage (which implies
+		// proxy-revalidate, RFC 9111 section 5.2.2.10) forbid serving the
+		// response stale without validating it: the policy's stale
+		// windows do not apply, only those the response itself states.
+		if cc.mustRevalidate || cc.hasSMaxAge || sc.mustRevalidate {
+			if !cc.hasSWR && !sc.hasSWR {
+				d.swr = 0
+			}
+			if !cc.hasSIE && !sc.hasSIE {
+				d.sie = 0
+			}
+		}
 		d.fresh, d.swr, d.sie = min(d.fresh, p.MaxTTL), min(d.swr, p.MaxTTL), min(d.sie, p.MaxTTL)
+		if age, ok := deltaSeconds(strings.TrimSpace(headerValue(h, "Age"))); ok {
+			// Older than all its windows: nothing left to store.
+			if age >= d.fresh+max(d.swr, d.sie) {
+				return no
+			}
+			d.age = age
+		}
 	}
 	if d.fresh <= 0 && d.swr <= 0 && d.sie <= 0 {
 		return no

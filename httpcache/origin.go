@@ -385,7 +385,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	e := &storage.Entry{
 		Status:               rec.status,
 		Header:               header,
-		Stored:               end,
+		Stored:               end.Add(-dec.age),
 		Fresh:                dec.fresh,
 		StaleWhileRevalidate: dec.swr,
 		StaleIfError:         dec.sie,

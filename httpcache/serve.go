@@ -82,6 +82,13 @@ func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storag
 		addVary(h, "Accept-Encoding", own[4:5:5])
 	}
 	if notMod {
+		// The 304 carries the ETag the 200 would have (RFC 9110 section
+		// 15.4.5): weak when the bytes this client would get are not the
+		// origin's.
+		wouldDecode := e.Coding != "" && !acceptsCoding(r.Header["Accept-Encoding"], e.Coding)
+		if wouldDecode != e.CacheEncoded && e.Coding != "" {
+			weakenETag(h, own[5:6:6])
+		}
 		delete(h, "Content-Type")
 		delete(h, "Content-Length")
 		w.WriteHeader(http.StatusNotModified)
