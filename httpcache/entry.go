@@ -149,9 +149,10 @@ func (rt *route) dropField(ctx context.Context, k keying.Key) {
 
 // clampTimes holds a decoded entry's times to the route's rules: the store
 // is not trusted with time either. No window outlasts the route's MaxTTL,
-// and a stored time in the future is now when it is within the clock skew
-// between instances, and an error matching [envelope.ErrCorrupt] past it
-// (clamped at every read, such an entry would never age).
+// no origin time its FillTimeout, and a stored time in the future is now
+// when it is within the clock skew between instances, and an error
+// matching [envelope.ErrCorrupt] past it (clamped at every read, such an
+// entry would never age).
 func (rt *route) clampTimes(e *storage.Entry, now time.Time) error {
 	if e.Stored.After(now) {
 		if ahead := e.Stored.Sub(now); ahead > maxClockSkew {
@@ -162,6 +163,9 @@ func (rt *route) clampTimes(e *storage.Entry, now time.Time) error {
 	e.Fresh = min(e.Fresh, rt.policy.MaxTTL)
 	e.StaleWhileRevalidate = min(e.StaleWhileRevalidate, rt.policy.MaxTTL)
 	e.StaleIfError = min(e.StaleIfError, rt.policy.MaxTTL)
+	// XFetch refreshes earlier the longer the origin took: no origin call
+	// of this route outlasts its fill timeout.
+	e.OriginTime = min(max(e.OriginTime, 0), rt.policy.FillTimeout)
 	return nil
 }
 

@@ -925,3 +925,20 @@ func TestFillIsUnconditional(t *testing.T) {
 		}
 	}
 }
+
+// An entry read back is held to the route's rules: a planted origin time
+// (which XFetch would take as a reason to refresh on every hit) is no
+// longer than the route's fill timeout, and never negative.
+func TestClampTimesOriginTime(t *testing.T) {
+	rt := &route{policy: policy.Policy{TTL: time.Minute, FillTimeout: 10 * time.Second}.WithDefaults()}
+	for _, tt := range []struct{ give, want time.Duration }{
+		{time.Hour, 10 * time.Second},
+		{-time.Second, 0},
+		{2 * time.Second, 2 * time.Second},
+	} {
+		e := &storage.Entry{Stored: time.Now(), Fresh: time.Minute, OriginTime: tt.give}
+		if err := rt.clampTimes(e, time.Now()); err != nil || e.OriginTime != tt.want {
+			t.Errorf("origin time %v read back as %v (%v), want %v", tt.give, e.OriginTime, err, tt.want)
+		}
+	}
+}
