@@ -1,13 +1,24 @@
 package integration
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/readthrough/readthrough/httpcache"
 	"github.com/readthrough/readthrough/policy"
+	"github.com/readthrough/readthrough/storage"
 )
 
 // Fault tests: a redis-server of the test's own fails under a steady load
@@ -265,7 +276,9 @@ func TestFaultMaxMemory(t *testing.T) {
 	}
 	for _, evictionPolicy := range []string{"allkeys-lru", "noeviction"} {
 		t.Run(evictionPolicy, func(t *testing.T) {
+			var errs errorLog
 			rig := newFaultRig(t, faultConfig{
+				opts:       []httpcache.Option{httpcache.WithOnError(errs.add)},
 				serverArgs: []string{"--maxmemory", "2mb", "--maxmemory-policy", evictionPolicy},
 				delay:      2 * time.Millisecond,
 				keys:       keys,
@@ -331,8 +344,21 @@ func TestFaultMaxMemory(t *testing.T) {
 				if evicted == 0 || as.n-as.hits == 0 {
 					t.Errorf("evicted_keys=%d, misses among the %d oldest entries=%d: Redis never ran out of room", evicted, as.n, as.n-as.hits)
 				}
-				if st.StoreErrors > 0 || st.Bypassed > 0 {
-					t.Errorf("store errors=%d bypassed=%d: eviction is not a failure", st.StoreErrors, st.Bypassed)
+				// An evicted entry is a plain miss, never an error. What
+				// may still fail is Redis itself: a store call that
+				// outlasts its deadline on a loaded machine, or a write
+				// refused while Redis cannot evict enough (its clients'
+				// buffers count toward maxmemory too). Those are few, and
+				// they must not open the circuit.
+				if other := errs.count(func(err error) bool {
+					return !timedOut(err) && !errors.Is(err, storage.ErrRefused)
+				}); other > 0 || st.Bypassed > 0 {
+					t.Errorf("%d store errors other than timeouts and refused writes, bypassed=%d: eviction is not a failure; errors: %s", other, st.Bypassed, errs.summary())
+				}
+				if n := errs.count(func(error) bool { return true }); n > sum.n/20 {
+					t.Errorf("%d store errors for %d requests: eviction is not a failure; errors: %s", n, sum.n, errs.summary())
+				} else if n > 0 {
+					t.Logf("store errors, none from eviction: %s", errs.summary())
 				}
 				if hr := float64(hs.hits) / float64(hs.n); hr < 0.5 {
 					t.Errorf("hot keys were hits %.0f%% of the time, want most", 100*hr)
@@ -350,4 +376,55 @@ func TestFaultMaxMemory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// errorLog collects the errors a cache reports through
+// [httpcache.WithOnError], so that a test failing on a count of store
+// errors can say what they were.
+type errorLog struct {
+	mu   sync.Mutex
+	seen map[string]int
+	errs []error
+}
+
+func (l *errorLog) add(_ context.Context, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]int{}
+	}
+	l.seen[err.Error()]++
+	l.errs = append(l.errs, err)
+}
+
+// count returns how many of the errors match.
+func (l *errorLog) count(match func(error) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, err := range l.errs {
+		if match(err) {
+			n++
+		}
+	}
+	return n
+}
+
+// summary lists each distinct error with how often it was reported.
+func (l *errorLog) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, msg := range slices.Sorted(maps.Keys(l.seen)) {
+		fmt.Fprintf(&b, "\n\t%dx %s", l.seen[msg], msg)
+	}
+	return b.String()
+}
+
+// timedOut says whether err is a store call that outlasted its deadline:
+// the context's, or the socket's that go-redis sets from it.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, redis.ErrPoolTimeout) ||
+		(errors.As(err, &ne) && ne.Timeout())
 }
