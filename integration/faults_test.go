@@ -345,15 +345,18 @@ func TestFaultMaxMemory(t *testing.T) {
 					t.Errorf("evicted_keys=%d, misses among the %d oldest entries=%d: Redis never ran out of room", evicted, as.n, as.n-as.hits)
 				}
 				// An evicted entry is a plain miss, never an error. What
-				// may still fail is Redis itself: a store call that
-				// outlasts its deadline on a loaded machine, or a write
-				// refused while Redis cannot evict enough (its clients'
-				// buffers count toward maxmemory too). Those are few, and
-				// they must not open the circuit.
+				// else eviction does is seen as what it is: allkeys-lru
+				// evicts any key, a fill lock included, whose holder
+				// then finds it lost when it unlocks. What may still fail
+				// is Redis itself: a store call that outlasts its
+				// deadline on a loaded machine, or a write refused while
+				// Redis cannot evict enough (its clients' buffers count
+				// toward maxmemory too). Those are few, and they must not
+				// open the circuit.
 				if other := errs.count(func(err error) bool {
-					return !timedOut(err) && !errors.Is(err, storage.ErrRefused)
+					return !timedOut(err) && !errors.Is(err, storage.ErrRefused) && !errors.Is(err, storage.ErrLockLost)
 				}); other > 0 || st.Bypassed > 0 {
-					t.Errorf("%d store errors other than timeouts and refused writes, bypassed=%d: eviction is not a failure; errors: %s", other, st.Bypassed, errs.summary())
+					t.Errorf("%d store errors other than timeouts, refused writes and evicted locks, bypassed=%d: eviction is not a failure; errors: %s", other, st.Bypassed, errs.summary())
 				}
 				if n := errs.count(func(error) bool { return true }); n > sum.n/20 {
 					t.Errorf("%d store errors for %d requests: eviction is not a failure; errors: %s", n, sum.n, errs.summary())
