@@ -25,6 +25,8 @@
 //     so that a cache can drain dead variants from a full bucket.
 //   - [HealthChecker] (CheckHealth) checks how the backend is set up for a
 //     cache and says what to change, in a [HealthReport] of [Finding]s.
+//   - [Tracker] (Track) reports changes to buckets, by anyone, so that a
+//     cache can keep copies of entries in process memory coherent.
 //
 // The method docs of each interface are the contract: what a store must
 // do, what it may leave open, and which error says what. A store's own

@@ -22,10 +22,11 @@ var (
 
 // Store is an in-process store. It implements [storage.Store],
 // [storage.Locker], [storage.Fencer], [storage.Purger], [storage.Sampler],
-// [storage.DictionaryStore] and [storage.HealthChecker]; the method docs
-// say only what those leave open. It is safe for concurrent use, and
-// every cache given the same
-// Store sees the same entries, locks, notifications and dictionaries.
+// [storage.DictionaryStore], [storage.HealthChecker] and
+// [storage.Tracker]; the method docs say only what those leave open. It is
+// safe for concurrent use, and every cache given the same Store sees the
+// same entries, locks, notifications and dictionaries, and is told of the
+// changes the others make ([Store.Track]).
 //
 // Purges leave tombstones that fence fills in flight, as the Redis
 // store's do: every bucket carries a purge generation, which
@@ -46,6 +47,9 @@ type Store struct {
 	dicts map[string]*routeDicts
 	// writes counts writes since the last sweep of expired items.
 	writes int
+	// trackers are the registrations of Track; every change to a bucket
+	// is queued for each of them before s.mu is released.
+	trackers map[*tracker]struct{}
 }
 
 // key names one field of one bucket.
@@ -133,6 +137,7 @@ func New(opts ...Option) (*Store, error) {
 		locks:    make(map[key]*memLock),
 		waiters:  make(map[key]map[*waiter]struct{}),
 		dicts:    make(map[string]*routeDicts),
+		trackers: make(map[*tracker]struct{}),
 	}, nil
 }
 
@@ -165,13 +170,18 @@ func live[K comparable, V interface{ expiry() time.Time }](m map[K]V, k K, now t
 	return v, ok
 }
 
-func (b *memBucket) expiry() time.Time { return b.expires }
-func (t *memTag) expiry() time.Time    { return t.expires }
-func (l *memLock) expiry() time.Time   { return l.expires }
+func (t *memTag) expiry() time.Time  { return t.expires }
+func (l *memLock) expiry() time.Time { return l.expires }
 
-// bucket returns the live bucket, or nil. The caller holds s.mu.
+// bucket returns the live bucket, or nil. A bucket found expired is
+// dropped and reported to the trackers. The caller holds s.mu.
 func (s *Store) bucket(name string, now time.Time) *memBucket {
-	b, _ := live(s.buckets, name, now)
+	b, ok := s.buckets[name]
+	if ok && expired(b.expires, now) {
+		delete(s.buckets, name)
+		s.changed(name)
+		return nil
+	}
 	return b
 }
 
@@ -200,6 +210,7 @@ func (s *Store) noteWrite(now time.Time) {
 	for name, b := range s.buckets {
 		if expired(b.expires, now) {
 			delete(s.buckets, name)
+			s.changed(name)
 		}
 	}
 	for name, t := range s.tags {
@@ -277,6 +288,7 @@ func (s *Store) Set(_ context.Context, bucket, field string, value []byte, opt s
 		t.buckets[bucket] = struct{}{}
 		t.expires = grow(t.expires, now, opt.TTL)
 	}
+	s.changed(bucket)
 	return nil
 }
 
@@ -287,13 +299,14 @@ func (s *Store) Delete(_ context.Context, bucket, field string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.bucket(bucket, time.Now())
-	if b == nil {
+	if _, ok := b.field(field); !ok {
 		return nil
 	}
 	delete(b.fields, field)
 	if len(b.fields) == 0 && b.gen == 0 {
 		delete(s.buckets, bucket)
 	}
+	s.changed(bucket)
 	return nil
 }
 
@@ -316,16 +329,18 @@ func (s *Store) SampleFields(_ context.Context, bucket string, n int) (map[strin
 	return out, nil
 }
 
-// Close does nothing and returns nil: a Store holds no connections or
-// goroutines. It exists so that a Store can stand in for the Redis store
-// where the code closes its store.
+// Close does nothing and returns nil: a Store holds no connections, and
+// its only goroutines are those of [Store.Track], which their stop funcs
+// end. It exists so that a Store can stand in for the Redis store where
+// the code closes its store.
 func (s *Store) Close() error { return nil }
 
 // Flush drops every entry, tag, lock and compression dictionary, like
 // FLUSHALL on Redis. Locks held at that moment are lost: their Extend and
 // Unlock return [storage.ErrLockLost]. Watchers stay registered, as a
-// Redis subscription survives FLUSHALL. Tests use it to simulate a
-// flushed or restarted Redis.
+// Redis subscription survives FLUSHALL, and so do trackers, whose next
+// report has All set. Tests use it to simulate a flushed or restarted
+// Redis.
 func (s *Store) Flush() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -334,4 +349,5 @@ func (s *Store) Flush() {
 	clear(s.locks)
 	clear(s.dicts)
 	s.writes = 0
+	s.flushed()
 }

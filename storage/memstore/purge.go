@@ -8,8 +8,9 @@ import (
 
 // tombstone replaces bucket, live or not, with a purge tombstone: no
 // fields, the generation one higher than the live bucket's (or 1), and a
-// lifetime of the fence TTL. It reports whether the bucket held at least
-// one field. The caller holds s.mu.
+// lifetime of the fence TTL, and reports the bucket to the trackers. It
+// returns whether the bucket held at least one field. The caller holds
+// s.mu.
 func (s *Store) tombstone(name string, now time.Time) bool {
 	var (
 		gen  uint64
@@ -23,6 +24,7 @@ func (s *Store) tombstone(name string, now time.Time) bool {
 		gen:     gen + 1,
 		expires: now.Add(s.fenceTTL),
 	}
+	s.changed(name)
 	return full
 }
 

@@ -5,10 +5,14 @@
 // them. It checks the interfaces of package storage, as their docs state
 // them: [storage.Store] and [storage.Locker], which every store given to
 // Run implements ([Store]), and [storage.Fencer], [storage.Purger],
-// [storage.Sampler] and [storage.DictionaryStore] on a store that
-// implements them (fences need
-// Purger too, and that purges keep the dictionaries is checked on a store
-// with both).
+// [storage.Sampler], [storage.DictionaryStore] and [storage.Tracker] on a
+// store that implements them (fences need Purger too, that purges keep
+// the dictionaries is checked on a store with both, and the reports of
+// purges on a Tracker that is also a Purger). The Tracker tests are
+// skipped when the backend cannot track changes ([storage.ErrNoTracking]);
+// they accept reports that list more buckets than changed, or All, but
+// never one that misses a change, and they compare [storage.Changes.Through]
+// with the test's own clock, as a cache does.
 //
 // A store runs the suite from a test of its own package, with a
 // constructor that gives every instance it returns for one test the same

@@ -18,9 +18,11 @@ import (
 // Store is what [Run] checks: a [storage.Store] that is also a
 // [storage.Locker], since a cache collapses misses across instances through
 // its store's locks and notifications. Run also checks the optional
-// [storage.Fencer], [storage.Purger] and [storage.DictionaryStore] on a
-// store that implements them, and Close on one that implements
-// [io.Closer]; the tests of a capability the store lacks are skipped.
+// [storage.Fencer], [storage.Purger], [storage.Sampler],
+// [storage.DictionaryStore] and [storage.Tracker] on a store that
+// implements them, and Close on one that implements [io.Closer]; the
+// tests of a capability the store lacks are skipped, and so are the
+// Tracker tests when Track returns [storage.ErrNoTracking].
 type Store interface {
 	storage.Store
 	storage.Locker
@@ -103,6 +105,17 @@ func Run(t *testing.T, newStore func(t *testing.T, fenceTTL time.Duration) Store
 		{name: "DictionariesSurvivePurges", run: testDictionariesSurvivePurges},
 		{name: "DictionaryInvalid", run: testDictionaryInvalid},
 		{name: "DictionaryRoutes", run: testDictionaryRoutes},
+		{name: "TrackFirstAll", run: testTrackFirstAll},
+		{name: "TrackSet", run: testTrackSet},
+		{name: "TrackDelete", run: testTrackDelete},
+		{name: "TrackExpiry", run: testTrackExpiry},
+		{name: "TrackPurgeBucket", run: testTrackPurgeBucket},
+		{name: "TrackPurgePrefix", run: testTrackPurgePrefix},
+		{name: "TrackPurgeTag", run: testTrackPurgeTag},
+		{name: "TrackPurgeAll", run: testTrackPurgeAll},
+		{name: "TrackThrough", run: testTrackThrough},
+		{name: "TrackStop", run: testTrackStop},
+		{name: "TrackContext", run: testTrackContext},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
