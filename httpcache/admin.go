@@ -67,7 +67,8 @@ const minTokenLen = 16
 //	                  {"tag": "user-15"}                                     every bucket with a tag
 //	                  {"all": true}                                          everything under the prefix
 //	GET  .../stats    counters, in total and per route, and "recent": their
-//	                  deltas over the last 5 minutes (see [RecentStats])
+//	                  deltas over the last 5 minutes (see [RecentStats]);
+//	                  with a local tier, "local" (see [LocalStats])
 //	GET  .../inspect?url=https://svc/users/15[&header=Accept-Language:fr]
 //	                  the URL's route, bucket and field, and its entry's state
 //	GET  .../doctor   the store's health report (Cache.CheckHealth); 501 when
@@ -177,7 +178,11 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !allow(w, r, http.MethodGet, http.MethodHead) {
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"total": a.cache.Stats(), "routes": a.cache.RouteStats(), "recent": a.cache.recentStats()})
+		out := map[string]any{"total": a.cache.Stats(), "routes": a.cache.RouteStats(), "recent": a.cache.recentStats()}
+		if ls := a.cache.LocalStats(); ls.Enabled {
+			out["local"] = ls
+		}
+		writeJSON(w, http.StatusOK, out)
 	case "inspect":
 		if !allow(w, r, http.MethodGet, http.MethodHead) {
 			return

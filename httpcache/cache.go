@@ -36,6 +36,10 @@ type Cache struct {
 	decodedBytes    int
 	decodedOff      bool
 	healthOff       bool
+	localOn         bool
+	localUntracked  bool
+	localBytes      int64
+	localBound      time.Duration
 
 	breaker  *breaker
 	deadline coarseDeadline
@@ -46,6 +50,7 @@ type Cache struct {
 	// history is the admin API's recent window (history.go).
 	history history
 	health  *healthRun // the start-up health check; nil when none runs
+	local   *localTier // nil without WithLocalTier (local.go)
 
 	// dictCheckInterval is how often dictionary routes check the store's
 	// current dictionary; 0 is the codec's default. Tests shorten it.
@@ -82,6 +87,9 @@ func New(store storage.Store, opts ...Option) (*Cache, error) {
 	if c.breakerFailures < 0 || c.breakerCooldown < 0 {
 		bad("WithBreaker: negative failures %d or cooldown %v", c.breakerFailures, c.breakerCooldown)
 	}
+	if c.localBytes < 0 || c.localBound < 0 {
+		bad("WithLocalTier or WithLocalBound: negative size %d or bound %v", c.localBytes, c.localBound)
+	}
 	if c.name != "" && !validToken(c.name) {
 		bad("WithName: cache name %q is not an HTTP token", c.name)
 	}
@@ -104,6 +112,9 @@ func New(store storage.Store, opts ...Option) (*Cache, error) {
 	}
 	if !c.decodedOff {
 		c.decoded = codec.NewDecodedCache(orDefault(c.decodedBytes, DefaultDecodedBytes))
+	}
+	if err := c.setupLocal(); err != nil {
+		return nil, err
 	}
 	c.breaker = newBreaker(c.breakerFailures, c.breakerCooldown)
 	c.deadline.timeout = c.storeTimeout
@@ -142,6 +153,13 @@ func (c *Cache) Route(pattern string, p policy.Policy) (func(http.Handler) http.
 		return nil, fmt.Errorf("httpcache: route %q declared twice", pattern)
 	}
 	rt := &route{cache: c, key: kr, policy: p.WithDefaults()}
+	if p.Local {
+		if c.local == nil {
+			return nil, &policy.FieldError{Route: pattern, Field: "Local",
+				Reason: "the cache has no local tier: create it with httpcache.WithLocalTier"}
+		}
+		rt.local = c.local
+	}
 	if rt.codec, err = c.newCodec(rt); err != nil {
 		return nil, err
 	}
@@ -222,6 +240,9 @@ func (c *Cache) VerifyRoutes() error {
 // dictionary routes keep the dictionary they have.
 func (c *Cache) Close(ctx context.Context) error {
 	c.history.close() // the recent window's sampling, if an admin handler started it
+	if c.local != nil {
+		c.local.close()
+	}
 	err := c.refresh.close(ctx)
 	c.stopHealthCheck()
 	for _, rt := range c.routeList() {
@@ -264,6 +285,7 @@ type route struct {
 	policy policy.Policy
 	codec  codec.Codec
 	stats  counters
+	local  *localTier // the cache's local tier for a Local route, or nil
 
 	// bucketFullLogged is set once a full bucket of the route was logged.
 	bucketFullLogged atomic.Bool

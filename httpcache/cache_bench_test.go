@@ -141,3 +141,40 @@ func BenchmarkCoarseDeadline(b *testing.B) {
 	})
 	_ = sink
 }
+
+// BenchmarkHitPathLocal is the in-process hit path of BenchmarkHitPath
+// (gzip accepted) served from the local tier: no store read, no decode;
+// key derivation, the copy's checks, headers and body write.
+func BenchmarkHitPathLocal(b *testing.B) {
+	for _, size := range []int{200, 2048} {
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) {
+			c, err := New(newMemStore(b), WithLogger(quietLogger()), WithLocalTier(0))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { c.Close(context.Background()) })
+			body := strings.Repeat(`{"k":"v","n":12345},`, size/20)
+			h := mux(b, c, "GET /users/{id}", policy.Policy{TTL: time.Hour, Local: true}, textOrigin(body, "Content-Type", "application/json", "Etag", `"x"`))
+			r := httptest.NewRequest("GET", "/users/15?page=2", nil)
+			r.Header.Set("Accept-Encoding", "gzip")
+			w := &discard{h: http.Header{}}
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(w.h.Get("Cache-Status"), "detail=local") {
+				if time.Now().After(deadline) {
+					b.Fatalf("no local hit: %q", w.h.Get("Cache-Status"))
+				}
+				clear(w.h)
+				h.ServeHTTP(w, r)
+				time.Sleep(time.Millisecond)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, r)
+			}
+			if !strings.Contains(w.h.Get("Cache-Status"), "detail=local") {
+				b.Fatalf("not a local hit: %q", w.h.Get("Cache-Status"))
+			}
+		})
+	}
+}

@@ -57,10 +57,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if k.Digested {
 		rt.stats.add(cLongKeys, 1)
 	}
-	e := entryPool.Get().(*storage.Entry)
 	// One allocation for the store read's context and the headers a hit
 	// sets, which serving needs anyway.
 	hs := new(hitScratch)
+	var snap localSnapshot
+	if rt.local != nil {
+		if rt.serveLocal(w, r, k, now, sp, hs, h.next) {
+			return
+		}
+		snap = rt.local.snapshot(now)
+	}
+	e := entryPool.Get().(*storage.Entry)
 	var stale *storage.Entry
 	if err := rt.lookup(ctx, k, e, now, &hs.ctx); errors.Is(err, errExpired) {
 		stale = e // never served; its validators revalidate it
@@ -74,18 +81,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if rt.refreshDue(e, now) {
 				refreshing(sp, rt.scheduleRefresh(r, k, h.next))
 			}
-			if rt.serveEntryOwn(w, r, e, now, hitStatus(rt.cache.name, e, now), hs.own[:]) {
+			if rt.serveEntryOwn(w, r, e, now, hitStatus(rt.cache.name, e, now), hs.own[:], rt.local != nil) {
 				served(sp, e, OutcomeHit)
-				putEntry(e)
+				rt.keep(k, e, snap)
 				return
 			}
 			rt.stats.add(cHits, -1) // a miss: the entry is deleted
 		case stateStale:
 			rt.stats.add(cStaleServed, 1)
 			refreshing(sp, rt.scheduleRefresh(r, k, h.next))
-			if rt.serveEntryOwn(w, r, e, now, staleStatus(rt.cache.name, e, now), hs.own[:]) {
+			if rt.serveEntryOwn(w, r, e, now, staleStatus(rt.cache.name, e, now), hs.own[:], rt.local != nil) {
 				served(sp, e, OutcomeStale)
-				putEntry(e)
+				rt.keep(k, e, snap)
 				return
 			}
 			rt.stats.add(cStaleServed, -1)
@@ -101,6 +108,56 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt.stats.add(cMisses, 1)
 	endSpan(sp, OutcomeMiss)
 	rt.fill(w, r, k, stale, h.next)
+}
+
+// serveLocal serves r from the local tier's copy of k, and reports
+// whether it did. A copy is served as the stored entry would be, fresh or
+// within its stale-while-revalidate window; past that, the store decides.
+func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key, now time.Time, sp Span, hs *hitScratch, next http.Handler) bool {
+	e := rt.local.get(k, now)
+	if e == nil {
+		return false
+	}
+	switch freshness(e, now) {
+	case stateFresh:
+		rt.stats.add(cHits, 1)
+		rt.stats.add(cLocalHits, 1)
+		if rt.refreshDue(e, now) {
+			refreshing(sp, rt.scheduleRefresh(r, k, next))
+		}
+		if rt.serveEntryOwn(w, r, e, now, localHitStatus(rt.cache.name, e, now), hs.own[:], true) {
+			served(sp, e, OutcomeHit)
+			return true
+		}
+		rt.stats.add(cHits, -1)
+		rt.stats.add(cLocalHits, -1)
+	case stateStale:
+		rt.stats.add(cStaleServed, 1)
+		rt.stats.add(cLocalHits, 1)
+		refreshing(sp, rt.scheduleRefresh(r, k, next))
+		if rt.serveEntryOwn(w, r, e, now, localStaleStatus(rt.cache.name, e, now), hs.own[:], true) {
+			served(sp, e, OutcomeStale)
+			return true
+		}
+		rt.stats.add(cStaleServed, -1)
+		rt.stats.add(cLocalHits, -1)
+	default:
+		return false
+	}
+	// The body did not decode for this client (serveEntry reported and
+	// deleted it) or decodes too large: the store decides.
+	rt.local.dropKey(k)
+	return false
+}
+
+// keep hands e, served from the store, to the local tier of a Local
+// route, or back to the pool.
+func (rt *route) keep(k keying.Key, e *storage.Entry, snap localSnapshot) {
+	if rt.local == nil {
+		putEntry(e)
+		return
+	}
+	rt.local.put(k, e, snap)
 }
 
 // hitScratch is what a request's hit path allocates: the context of its

@@ -120,3 +120,47 @@ func WithName(name string) Option {
 func WithoutStartupHealthCheck() Option {
 	return optionFunc(func(c *Cache) { c.healthOff = true })
 }
+
+// WithLocalTier keeps copies of the entries of routes whose policy sets
+// [policy.Policy].Local in process memory, up to maxBytes of heap (as the
+// cache estimates it; the least valuable copies are evicted first), so
+// that their hits send no store command. A copy is made when a request
+// reads the entry from the store, and served like the stored entry (Age,
+// ETag and 304, HEAD, stale windows and refresh-ahead alike), with
+// "detail=local" in its Cache-Status.
+//
+// The store must report its changes ([storage.Tracker]: the Redis store
+// does, with CLIENT TRACKING): a copy is dropped as soon as its bucket
+// changes in the store, on any instance, by a fill, a refresh, a purge,
+// a flush, an expiry or an eviction, and no copy is served while the
+// store has not proved within [WithLocalBound] that it reported every
+// change. Over a store that cannot report its changes, New returns an
+// error, unless [WithUntrackedLocalTier] accepts copies bounded in time
+// only. Default size [DefaultLocalBytes]; without this option there is
+// no local tier.
+func WithLocalTier(maxBytes int64) Option {
+	return optionFunc(func(c *Cache) { c.localOn, c.localBytes = true, maxBytes })
+}
+
+// WithLocalBound sets how long the local tier may serve copies without
+// hearing from the store: with a tracking store, how old the store's
+// latest proof that it reported every change may be (it is asked for one
+// every quarter of the bound), which bounds how long a copy can outlive a
+// change whose report was lost (a dropped connection, a restarted or
+// partitioned Redis); without tracking, how long after its store read a
+// copy is served. Default [DefaultLocalBound], one second: short enough
+// that a lost report is a blip, long enough that four proofs a second per
+// Redis node cost nothing noticeable.
+func WithLocalBound(d time.Duration) Option {
+	return optionFunc(func(c *Cache) { c.localBound = d })
+}
+
+// WithUntrackedLocalTier accepts a local tier whose store cannot report
+// its changes (miniredis, memcached-like stores, a Redis that refuses
+// CLIENT TRACKING): each copy is then served up to [WithLocalBound] after
+// it was read, whatever changed in the store meanwhile, other than
+// purges made through this cache. Over a store that tracks, the option
+// changes nothing.
+func WithUntrackedLocalTier() Option {
+	return optionFunc(func(c *Cache) { c.localUntracked = true })
+}

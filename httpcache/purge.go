@@ -61,12 +61,14 @@ func (c *Cache) routePurger(pattern string) (storage.Purger, *route, error) {
 
 // Every purge goes through these: after the store's purge, the fills of
 // this process that began before it can no longer be joined (see
-// flights.forget); other processes' are fenced by the store.
+// flights.forget); other processes' are fenced by the store. The local
+// tier learns of it at once (localChanged), whatever the store reports.
 
 func (c *Cache) purgeBucket(ctx context.Context, p storage.Purger, bucket string) (int64, error) {
 	ctx, sp := c.purgeSpan(ctx, "bucket", bucket)
 	n, err := p.PurgeBucket(ctx, bucket)
 	c.flights.forget(bucket + "\x00")
+	c.localChanged([]string{bucket}, false)
 	endPurge(sp, n, err)
 	return n, err
 }
@@ -75,6 +77,7 @@ func (c *Cache) purgePrefix(ctx context.Context, p storage.Purger, prefix string
 	ctx, sp := c.purgeSpan(ctx, "route", prefix)
 	n, err := p.PurgePrefix(ctx, prefix)
 	c.flights.forget(prefix)
+	c.localChanged(nil, true)
 	endPurge(sp, n, err)
 	return n, err
 }
@@ -85,6 +88,7 @@ func (c *Cache) purgeTag(ctx context.Context, p storage.Purger, tag string) (int
 	ctx, sp := c.purgeSpan(ctx, "tag", tag)
 	n, err := p.PurgeTag(ctx, tag)
 	c.flights.forget("")
+	c.localChanged(nil, true)
 	endPurge(sp, n, err)
 	return n, err
 }
@@ -135,6 +139,7 @@ func (c *Cache) PurgeAll(ctx context.Context) (int64, error) {
 	ctx, sp := c.purgeSpan(ctx, "all", "")
 	n, err := p.PurgeAll(ctx)
 	c.flights.forget("")
+	c.localChanged(nil, true)
 	endPurge(sp, n, err)
 	return n, err
 }

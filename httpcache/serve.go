@@ -27,13 +27,18 @@ import (
 // bomb: 100 KB of gzip can hold 100 MB of zeros) is never decoded further,
 // and its entry is kept for the clients that take it as it is.
 func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) bool {
-	return rt.serveEntryOwn(w, r, e, now, cacheStatus, make([]string, 6))
+	return rt.serveEntryOwn(w, r, e, now, cacheStatus, make([]string, 6), false)
 }
 
 // serveEntryOwn is serveEntry with own, six strings the caller allocated,
 // as the backing array of the headers the cache sets (the hit path
 // allocates them with other things it needs).
-func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string, own []string) bool {
+//
+// With shared, e is a local copy that outlives the request: the values of
+// its headers are copied rather than handed out, so that a handler
+// wrapping the cache which sets a value in place (h["X"][0] = v) changes
+// this response only.
+func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string, own []string, shared bool) bool {
 	notMod := e.Status == http.StatusOK && notModified(r, e)
 	send := e.Body // the body as the client gets it
 	decode := !notMod && e.Coding != "" && !acceptsCoding(r.Header["Accept-Encoding"], e.Coding)
@@ -65,11 +70,15 @@ func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storag
 	}
 
 	h := w.Header()
-	for name, values := range e.Header {
-		if name == "Surrogate-Key" {
-			continue // the entry's tags, for this cache only
+	if shared {
+		copyHeader(h, e.Header)
+	} else {
+		for name, values := range e.Header {
+			if name == "Surrogate-Key" {
+				continue // the entry's tags, for this cache only
+			}
+			h[name] = values[:len(values):len(values)] // appends by others must copy
 		}
-		h[name] = values[:len(values):len(values)] // appends by others must copy
 	}
 	// One backing array for the headers the cache sets: Age, Cache-Status,
 	// Content-Encoding, Content-Length, Vary, ETag.
@@ -139,6 +148,24 @@ func (b *boundedBuffer) release() {
 	if b.Cap() <= 4<<20 {
 		b.Reset()
 		boundedBuffers.Put(b)
+	}
+}
+
+// copyHeader sets the headers of stored in h, but Surrogate-Key, with
+// copies of their values in one backing array.
+func copyHeader(h, stored http.Header) {
+	n := 0
+	for _, values := range stored {
+		n += len(values)
+	}
+	all := make([]string, 0, n)
+	for name, values := range stored {
+		if name == "Surrogate-Key" {
+			continue // the entry's tags, for this cache only
+		}
+		start := len(all)
+		all = append(all, values...)
+		h[name] = all[start:len(all):len(all)]
 	}
 }
 
@@ -293,6 +320,20 @@ func hitStatus(name string, e *storage.Entry, now time.Time) string {
 	b := append(buf[:0], name...)
 	b = append(b, "; hit; ttl="...)
 	return string(strconv.AppendInt(b, ttlSeconds(e, now), 10))
+}
+
+// localHitStatus is hitStatus for a copy served from the local tier.
+func localHitStatus(name string, e *storage.Entry, now time.Time) string {
+	var buf [80]byte
+	b := append(buf[:0], name...)
+	b = append(b, "; hit; ttl="...)
+	b = strconv.AppendInt(b, ttlSeconds(e, now), 10)
+	return string(append(b, "; detail=local"...))
+}
+
+// localStaleStatus is staleStatus for a copy served from the local tier.
+func localStaleStatus(name string, e *storage.Entry, now time.Time) string {
+	return name + "; hit; ttl=" + strconv.FormatInt(ttlSeconds(e, now), 10) + "; detail=local-stale-while-revalidate"
 }
 
 func staleStatus(name string, e *storage.Entry, now time.Time) string {

@@ -11,6 +11,7 @@ import (
 // the same counters to Prometheus from that description.
 type Stats struct {
 	Hits           int64 `json:"hits"`
+	LocalHits      int64 `json:"local_hits"`
 	Misses         int64 `json:"misses"`
 	StaleServed    int64 `json:"stale_served"`
 	Collapsed      int64 `json:"collapsed"`
@@ -76,6 +77,7 @@ type counter int
 
 const (
 	cHits counter = iota
+	cLocalHits
 	cMisses
 	cStaleServed
 	cCollapsed
@@ -114,6 +116,7 @@ var counterDefs = [numCounters]struct {
 	field      func(*Stats) *int64
 }{
 	cHits:            {"hits", "Fresh entries served.", func(s *Stats) *int64 { return &s.Hits }},
+	cLocalHits:       {"local_hits", "Hits and stale entries served from the local tier, without a store call (also counted in hits or stale_served).", func(s *Stats) *int64 { return &s.LocalHits }},
 	cMisses:          {"misses", "Requests that found no usable entry.", func(s *Stats) *int64 { return &s.Misses }},
 	cStaleServed:     {"stale_served", "Stale entries served (while revalidating, on origin error, or past a fill wait).", func(s *Stats) *int64 { return &s.StaleServed }},
 	cCollapsed:       {"collapsed", "Misses answered by another request's fill.", func(s *Stats) *int64 { return &s.Collapsed }},

@@ -38,7 +38,8 @@ import (
 //	    "forward_headers": ["X-Request-Id"],
 //	    "honor_origin_cache_control": true,
 //	    "allow_authorized": false,
-//	    "compression": "dictionary"
+//	    "compression": "dictionary",
+//	    "local": true
 //	  }
 //	}
 type File struct {
@@ -139,6 +140,7 @@ type fileEntry struct {
 	HonorOriginCacheControl *bool     `json:"honor_origin_cache_control"`
 	AllowAuthorized         *bool     `json:"allow_authorized"`
 	Compression             *string   `json:"compression"`
+	Local                   *bool     `json:"local"`
 }
 
 func (p *Policy) decodeOverride(raw json.RawMessage) error {
@@ -172,6 +174,7 @@ func (p *Policy) decodeOverride(raw json.RawMessage) error {
 	set(&p.ForwardHeaders, e.ForwardHeaders)
 	set(&p.HonorOriginCacheControl, e.HonorOriginCacheControl)
 	set(&p.AllowAuthorized, e.AllowAuthorized)
+	set(&p.Local, e.Local)
 	if e.Compression != nil {
 		p.Compression = Compression(*e.Compression)
 	}

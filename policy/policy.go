@@ -133,6 +133,15 @@ type Policy struct {
 	// memory against the cost of a hit; see [Compression]. Default
 	// [CompressGzip].
 	Compression Compression
+
+	// Local keeps copies of the route's entries in process memory, in the
+	// cache's local tier (httpcache.WithLocalTier), so that a hit sends
+	// no store command: for the hottest read routes. The tier drops a
+	// copy as soon as its bucket changes in the store, on any instance,
+	// and serves none while it cannot prove it heard of every change
+	// (see the README's "Local tier"). Declaring a Local route on a cache
+	// without a local tier is an error. Default false.
+	Local bool
 }
 
 // Compression is how the cache compresses the bodies it stores. Bodies the

@@ -98,7 +98,7 @@ func TestWithDefaults(t *testing.T) {
 func TestFileParseAndApply(t *testing.T) {
 	f, err := Parse([]byte(`{
 		"/users/{id}": {"ttl": "30s", "stale_if_error": "1h", "vary": ["Accept-Language"], "max_body_bytes": 1024},
-		"GET /items": {"ignore_query": true, "compression": "dictionary"}
+		"GET /items": {"ignore_query": true, "compression": "dictionary", "local": true}
 	}`))
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +116,12 @@ func TestFileParseAndApply(t *testing.T) {
 	}
 	if p.Compression != "" {
 		t.Errorf("compression = %q, want it left unset", p.Compression)
+	}
+	if p.Local {
+		t.Errorf("local = true, want it left unset")
+	}
+	if p, _, err := f.Apply("GET /items", base); err != nil || !p.Local {
+		t.Errorf("local from the file: %v %v", p.Local, err)
 	}
 	if p, _, err := f.Apply("GET /items", base); err != nil || p.Compression != CompressDictionary {
 		t.Errorf("compression from the file = %q, %v; want %q", p.Compression, err, CompressDictionary)

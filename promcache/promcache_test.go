@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -71,4 +72,40 @@ func mustMemStore(t *testing.T) *memstore.Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func TestCollectorExposesLocalTier(t *testing.T) {
+	cache, err := httpcache.New(mustMemStore(t), httpcache.WithLocalTier(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close(context.Background())
+	h := http.NewServeMux()
+	h.Handle("GET /x", cache.Handler("GET /x", policy.Policy{Local: true}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "x")
+	})))
+	deadline := time.Now().Add(5 * time.Second)
+	for cache.RouteStats()["GET /x"].LocalHits == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no local hit: %+v", cache.LocalStats())
+		}
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil))
+		time.Sleep(10 * time.Millisecond)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(promcache.NewCollector(cache, ""))
+	w := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	body := w.Body.String()
+	for _, want := range []string{
+		`readthrough_local_hits_total{route="GET /x"} `,
+		"readthrough_local_entries 1",
+		"readthrough_local_max_bytes 1.048576e+06",
+		"# TYPE readthrough_local_evictions_total counter",
+		"# TYPE readthrough_local_silent_seconds gauge",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%s", want, body)
+		}
+	}
 }
