@@ -52,13 +52,17 @@ type Changes struct {
 	// deleted, was purged, expired or was evicted, since the report
 	// that last listed it. A bucket may be listed when nothing changed
 	// (the tracking may be coarser than fields), never missed when
-	// something did.
+	// something did. A copy of an entry of a listed bucket read from
+	// the backend before this report (by a read that started before it
+	// was delivered, even if the copy was kept after) must not be
+	// served again.
 	Buckets []string
 
 	// All says that any bucket may have changed: the backend was
 	// flushed, or the store (re)started tracking and may have missed
-	// changes before. A copy of any entry made before this report must
-	// not be served again.
+	// changes before. A copy of any entry read from the backend before
+	// this report (by a read that started before it was delivered, even
+	// if the copy was kept after) must not be served again.
 	All bool
 
 	// Through, when not zero, is a proof of delivery: every change the

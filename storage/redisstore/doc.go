@@ -6,11 +6,11 @@
 //
 // A [Store] implements every interface of the storage contract
 // ([storage.Store], [storage.Locker], [storage.Fencer], [storage.Purger],
-// [storage.Sampler], [storage.DictionaryStore] and
-// [storage.HealthChecker]) and passes the conformance suite of
-// package storage/storetest on all of those servers. The contract says
-// what each method does; this documentation says how the store does it
-// in Redis.
+// [storage.Sampler], [storage.DictionaryStore], [storage.HealthChecker]
+// and [storage.Tracker], which miniredis cannot serve) and passes the
+// conformance suite of package storage/storetest on all of those servers.
+// The contract says what each method does; this documentation says how
+// the store does it in Redis.
 //
 // # Keys
 //
@@ -94,4 +94,66 @@
 // unreachable; notifications published while it is down or reconnecting are
 // lost, and their watchers fall back on their own wait bound. [Store.Close]
 // stops the goroutine and the subscription.
+//
+// # Local copies and tracking
+//
+// [Store.Track] reports the buckets that change, so that a cache can keep
+// copies of entries in process memory and drop one as soon as its bucket
+// changes in Redis. It uses server-assisted client-side caching in
+// broadcast mode. On each node that holds buckets (the server, every
+// master of a cluster, every live shard of a ring) a tracker holds one
+// connection, through a go-redis client of its own made from the options
+// of the store's client for that node (address or dialer, credentials,
+// TLS, timeouts; the client's OnConnect runs first), but speaking RESP2
+// and named "<prefix>:tracker:<8 hex digits>". Each time it connects, the
+// connection sends
+//
+//	CLIENT TRACKING ON REDIRECT <its own id> BCAST PREFIX <prefix>:b:{
+//	SUBSCRIBE __redis__:invalidate
+//
+// From then on Redis sends it, as pub/sub messages, the names of the
+// bucket keys that changed (written, deleted, purged, expired, evicted),
+// whoever changed them, the store's own writes included (no NOLOOP), and
+// a null message when a database is flushed, which is reported as All. A
+// bucket is what lies between "<prefix>:b:{" and the key's final "}";
+// other keys are ignored. Under RESP2, Redis sends invalidations only as
+// pub/sub messages to a connection that tracking redirects to; under
+// RESP3 it would push them where go-redis's PubSub does not return them.
+// The connection redirects to itself, so that its tracking ends with it
+// and never points at a connection that is gone. Every new connection is
+// reported as All once Redis confirms its subscription: changes made
+// while there was none are not known.
+//
+// In broadcast mode Redis keeps no state per key: at the end of each
+// cycle of its event loop in which keys under the prefix changed, it
+// sends every tracking connection one message listing them, so each
+// change costs one message per process that tracks. Reports list each
+// bucket once, as substrings of the key names go-redis read.
+//
+// Every interval, each connection sends PING with a sequence number, and
+// never a second one while the first is unanswered. Redis writes the
+// broadcast invalidations of a cycle after the replies to the commands
+// it read in that cycle, so the pong of a PING sent at time T follows the
+// invalidation of every change Redis made before T: a PING is read in a
+// later cycle than those changes, as nothing else is ever sent on the
+// connection. [storage.Changes.Through] is the oldest, over the nodes, of
+// the times at which each node's last answered PING was sent; it stops
+// while a node does not answer.
+//
+// Topology: every interval (at least every second) a tracker lists a
+// cluster's masters (a ring's shards) again; a new one gets a connection,
+// and the connection of one that is gone is closed and All reported. A
+// master that appears between two listings is tracked from the second
+// one on: what it changes before is covered only by the All then. On a
+// Sentinel client ([redis.NewFailoverClient]) the connection is made
+// through the client's dialer, which asks Sentinel for the master.
+// Sentinel does not close the pub/sub connections of a master it
+// demotes, so every interval (at least every second) the tracker asks,
+// with CLIENT LIST ID through the store's client, whether the server the
+// client writes to knows the tracking connection, and reconnects it when
+// not.
+//
+// A bucket whose TTL has passed is reported when Redis deletes it, on
+// access or by its active expiry, which may come later; the entries in it
+// carry their own expiry.
 package redisstore

@@ -45,16 +45,18 @@ var (
 	_ storage.Purger          = (*Store)(nil)
 	_ storage.Sampler         = (*Store)(nil)
 	_ storage.DictionaryStore = (*Store)(nil)
+	_ storage.Tracker         = (*Store)(nil)
 )
 
 // Store is a readthrough store in Redis. It implements [storage.Store],
 // [storage.Locker], [storage.Fencer], [storage.Purger], [storage.Sampler],
-// [storage.DictionaryStore] and [storage.HealthChecker]; the method docs
-// say what those leave open: the commands, round trips and keys. It is
-// safe for concurrent use; one
+// [storage.DictionaryStore], [storage.HealthChecker] and
+// [storage.Tracker]; the method docs say what those leave open: the
+// commands, round trips and keys. It is safe for concurrent use; one
 // Store per process is meant to be shared by every cache, since each Store
-// holds one pub/sub subscription. Create it with [New] and stop it with
-// [Store.Close].
+// holds one pub/sub subscription (and each [Store.Track] one tracking
+// connection per node). Create it with [New] and stop it, with its
+// trackers, with [Store.Close].
 type Store struct {
 	rdb    rediser
 	rs     *redsync.Redsync
@@ -69,6 +71,7 @@ type Store struct {
 	// cluster); on a single Redis on the client itself.
 	eachNode func(ctx context.Context, fn func(context.Context, scanner) error) error
 	sub      *subscriber
+	trackers trackers
 }
 
 // Option configures a [Store] in [New]. For every option, zero means the
@@ -458,10 +461,13 @@ func (s *Store) SampleFields(ctx context.Context, bucket string, n int) (map[str
 	return out, nil
 }
 
-// Close stops the store's subscription and its goroutine. It does not close
-// the client. Close is idempotent and always returns nil.
+// Close stops the store's subscription and its goroutine, and every
+// tracker started by [Store.Track], which then refuses to start new ones.
+// It does not close the client. Close is idempotent and always returns
+// nil.
 func (s *Store) Close() error {
 	s.sub.close()
+	s.trackers.closeAll()
 	return nil
 }
 
