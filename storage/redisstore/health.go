@@ -927,7 +927,7 @@ func trackingFinding(ctx context.Context, f nodeFacts, version string) storage.F
 	if version != "" && versionLess(version, "6.0") {
 		out.Level = storage.LevelInfo
 		out.Message = "CLIENT TRACKING is unavailable: Redis " + version + " is older than 6.0"
-		out.Fix = "Upgrade to Redis 7 for a local tier invalidated by tracking."
+		out.Fix = "Upgrade to Redis 7 to use httpcache.WithLocalTier, whose copies are kept coherent by tracking (without it, only WithUntrackedLocalTier's time-bounded copies)."
 		return out
 	}
 	if version != "" && versionLess(version, "6.2") {
@@ -941,7 +941,7 @@ func trackingFinding(ctx context.Context, f nodeFacts, version string) storage.F
 	if err != nil {
 		out.Level = storage.LevelInfo
 		out.Message = "CLIENT TRACKING is not available: CLIENT TRACKINGINFO answered " + err.Error()
-		out.Fix = "Allow the CLIENT command (and its TRACKING subcommand) for the cache's user, if a local tier is to be invalidated by tracking."
+		out.Fix = "Allow the CLIENT command (its ID and TRACKING subcommands) for the cache's user to use httpcache.WithLocalTier, whose copies are kept coherent by tracking."
 		return out
 	}
 	out.Level = storage.LevelOK
