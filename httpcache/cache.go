@@ -286,6 +286,9 @@ type route struct {
 	codec  codec.Codec
 	stats  counters
 	local  *localTier // the cache's local tier for a Local route, or nil
+	// localPurged is the local tier's seq at the last purge of the route
+	// made through this cache: copies read before are not served.
+	localPurged atomic.Uint64
 
 	// bucketFullLogged is set once a full bucket of the route was logged.
 	bucketFullLogged atomic.Bool

@@ -141,6 +141,9 @@ func (rt *route) dropField(ctx context.Context, k keying.Key) {
 	sctx, cancel := rt.cache.storeCtx(ctx)
 	err := rt.cache.store.Delete(sctx, k.Bucket, k.Field)
 	cancel()
+	if rt.local != nil {
+		rt.local.changed([]string{k.Bucket}, false)
+	}
 	rt.cache.observe(err)
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		rt.reportError(ctx, "store delete", err)

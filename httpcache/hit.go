@@ -48,12 +48,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	if !rt.cache.breaker.allow(now) {
-		// The store is failing: skip it entirely rather than pay a timeout.
-		bypassed(sp, bypassStore)
-		rt.bypass(w, r, bypassStore, h.next)
-		return
-	}
 	if k.Digested {
 		rt.stats.add(cLongKeys, 1)
 	}
@@ -62,10 +56,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hs := new(hitScratch)
 	var snap localSnapshot
 	if rt.local != nil {
+		// Before the breaker: a local copy is served whatever the
+		// store's state (the tier's bound covers that), and it must not
+		// take the breaker's probe, which only a store call answers.
 		if rt.serveLocal(w, r, k, now, sp, hs, h.next) {
 			return
 		}
 		snap = rt.local.snapshot(now)
+	}
+	if !rt.cache.breaker.allow(now) {
+		// The store is failing: skip it entirely rather than pay a timeout.
+		bypassed(sp, bypassStore)
+		rt.bypass(w, r, bypassStore, h.next)
+		return
 	}
 	e := entryPool.Get().(*storage.Entry)
 	var stale *storage.Entry
@@ -83,7 +86,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			if rt.serveEntryOwn(w, r, e, now, hitStatus(rt.cache.name, e, now), hs.own[:], rt.local != nil) {
 				served(sp, e, OutcomeHit)
-				rt.keep(k, e, snap)
+				rt.keep(k, e, now, snap)
 				return
 			}
 			rt.stats.add(cHits, -1) // a miss: the entry is deleted
@@ -92,7 +95,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			refreshing(sp, rt.scheduleRefresh(r, k, h.next))
 			if rt.serveEntryOwn(w, r, e, now, staleStatus(rt.cache.name, e, now), hs.own[:], rt.local != nil) {
 				served(sp, e, OutcomeStale)
-				rt.keep(k, e, snap)
+				rt.keep(k, e, now, snap)
 				return
 			}
 			rt.stats.add(cStaleServed, -1)
@@ -114,7 +117,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // whether it did. A copy is served as the stored entry would be, fresh or
 // within its stale-while-revalidate window; past that, the store decides.
 func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key, now time.Time, sp Span, hs *hitScratch, next http.Handler) bool {
-	e := rt.local.get(k, now)
+	e := rt.local.get(k, now, rt.localPurged.Load())
 	if e == nil {
 		return false
 	}
@@ -150,10 +153,13 @@ func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key
 	return false
 }
 
-// keep hands e, served from the store, to the local tier of a Local
-// route, or back to the pool.
-func (rt *route) keep(k keying.Key, e *storage.Entry, snap localSnapshot) {
-	if rt.local == nil {
+// keep hands e, served from the store at now, to the local tier of a
+// Local route, or back to the pool. An entry stored in the future (by an
+// instance whose clock is ahead) was clamped to now for this read, and
+// would age from now as a copy while the store's readers see it younger:
+// it is kept once its time has come.
+func (rt *route) keep(k keying.Key, e *storage.Entry, now time.Time, snap localSnapshot) {
+	if rt.local == nil || e.Stored.Equal(now) {
 		putEntry(e)
 		return
 	}

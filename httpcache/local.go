@@ -1,11 +1,13 @@
 package httpcache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,12 +44,16 @@ type localTier struct {
 	tracked bool
 	maxSize int64
 
+	// epoch is the tier's time origin: the times below are nanoseconds
+	// since it, measured on the monotonic clock, so that a wall clock
+	// stepped back cannot make an old proof look recent.
+	epoch   time.Time
 	seed    maphash.Seed
 	seq     atomic.Uint64
 	all     atomic.Uint64
 	stripes [localStripes]atomic.Uint64
-	// through is the store's latest proof of delivery, in Unix
-	// nanoseconds; 0 until the first.
+	// through is the store's latest proof of delivery, in nanoseconds
+	// since epoch; 0 until the first.
 	through atomic.Int64
 
 	evictions     atomic.Int64
@@ -75,7 +81,7 @@ type localKey struct{ bucket, field string }
 type localCopy struct {
 	e    *storage.Entry
 	seq  uint64 // the tier's seq before the store read the entry came from
-	read int64  // the time of that read, in Unix nanoseconds
+	read int64  // the time of that read, in nanoseconds since the tier's epoch
 }
 
 // localSnapshot is what a store read remembers for the copy it may make.
@@ -92,20 +98,29 @@ const (
 	// DefaultLocalBound is how long a local copy may be served without
 	// hearing from the store (see WithLocalBound).
 	DefaultLocalBound = time.Second
+	// MinLocalBound is the shortest WithLocalBound.
+	MinLocalBound = 10 * time.Millisecond
 	// localStartTimeout bounds the start of tracking in New.
 	localStartTimeout = 2 * time.Second
 )
 
-// localOverhead approximates the heap a copy takes besides its body and
-// headers: the entry, the copy, the key and otter's node.
-const localOverhead = 320
+// The heap a copy takes besides its body and header text, as measured by
+// the integration benchmark BenchmarkLocalMemory: localOverhead for the
+// entry, the copy, the key, otter's node and the header map's own
+// structure; per header name its map slot and value slice; per value its
+// string header and allocation rounding.
+const (
+	localOverhead       = 480
+	localHeaderOverhead = 48
+	localValueOverhead  = 24
+)
 
 func newLocalTier(maxBytes int64, bound time.Duration, tracked bool) *localTier {
-	t := &localTier{bound: bound, tracked: tracked, maxSize: maxBytes, seed: maphash.MakeSeed(), retry: make(chan struct{})}
+	t := &localTier{bound: bound, tracked: tracked, maxSize: maxBytes, epoch: time.Now(), seed: maphash.MakeSeed(), retry: make(chan struct{})}
 	t.cache = otter.Must(&otter.Options[localKey, *localCopy]{
 		MaximumWeight: uint64(maxBytes),
 		Weigher: func(k localKey, c *localCopy) uint32 {
-			return uint32(min(copyWeight(k, c.e), 1<<32-1))
+			return uint32(min(uint64(copyWeight(k, c.e)), math.MaxUint32))
 		},
 		OnDeletion: func(ev otter.DeletionEvent[localKey, *localCopy]) {
 			if ev.Cause == otter.CauseOverflow {
@@ -116,35 +131,41 @@ func newLocalTier(maxBytes int64, bound time.Duration, tracked bool) *localTier 
 	return t
 }
 
-// copyWeight approximates the bytes of heap a copy of e under k holds.
+// copyWeight approximates the bytes of heap a copy of e under k holds:
+// the body (a copy of its own, see keep), each header's map slot, name,
+// value slice and values, and the fixed overhead.
 func copyWeight(k localKey, e *storage.Entry) int {
 	n := localOverhead + len(k.bucket) + len(k.field) + cap(e.Body) + len(e.Coding)
 	for name, values := range e.Header {
-		n += len(name) + 16
+		n += len(name) + localHeaderOverhead
 		for _, v := range values {
-			n += len(v) + 16
+			n += len(v) + localValueOverhead
 		}
 	}
 	return n
 }
 
+// since is now in nanoseconds since the tier's epoch.
+func (t *localTier) since(now time.Time) int64 { return int64(now.Sub(t.epoch)) }
+
 // snapshot is taken before a store read whose entry may be kept.
 func (t *localTier) snapshot(now time.Time) localSnapshot {
-	return localSnapshot{seq: t.seq.Load(), read: now.UnixNano()}
+	return localSnapshot{seq: t.seq.Load(), read: t.since(now)}
 }
 
-// get returns the copy of k that may be served at now, or nil.
-func (t *localTier) get(k keying.Key, now time.Time) *storage.Entry {
+// get returns the copy of k that may be served at now, or nil. route is
+// the seq of the last purge of k's route in this process.
+func (t *localTier) get(k keying.Key, now time.Time, route uint64) *storage.Entry {
 	key := localKey{k.Bucket, k.Field}
 	c, ok := t.cache.GetIfPresent(key)
 	if !ok {
 		return nil
 	}
-	if c.seq < t.all.Load() || c.seq < t.stripe(k.Bucket).Load() {
+	if c.seq < t.all.Load() || c.seq < t.stripe(k.Bucket).Load() || c.seq < route {
 		t.drop(key, c) // the bucket changed since the read
 		return nil
 	}
-	n := now.UnixNano()
+	n := t.since(now)
 	if t.tracked {
 		if n-t.through.Load() >= int64(t.bound) {
 			return nil // not heard from the store lately: kept, not served
@@ -157,9 +178,18 @@ func (t *localTier) get(k keying.Key, now time.Time) *storage.Entry {
 }
 
 // put keeps e, read from the store after snap was taken, as the copy of
-// k. The tier owns e from then on.
+// k. The tier owns e from then on. Its body is copied out of the store's
+// value, which also holds the encoded headers, so that only what the copy
+// serves stays in memory.
 func (t *localTier) put(k keying.Key, e *storage.Entry, snap localSnapshot) {
+	e.Body = bytes.Clone(e.Body)
 	t.cache.Set(localKey{k.Bucket, k.Field}, &localCopy{e: e, seq: snap.seq, read: snap.read})
+}
+
+// mark takes the next sequence number and raises v to it: every copy
+// read before is no longer valid against v.
+func (t *localTier) mark(v *atomic.Uint64) {
+	storeMax(v, t.seq.Add(1))
 }
 
 // drop removes the copy c of key, unless another has replaced it.
@@ -213,7 +243,7 @@ func storeMax(v *atomic.Uint64, n uint64) {
 func (t *localTier) report(ch storage.Changes) {
 	t.changed(ch.Buckets, ch.All)
 	if !ch.Through.IsZero() {
-		n := ch.Through.UnixNano()
+		n := t.since(ch.Through)
 		for {
 			old := t.through.Load()
 			if old >= n || t.through.CompareAndSwap(old, n) {
@@ -334,7 +364,7 @@ func (c *Cache) LocalStats() LocalStats {
 	if t.tracked {
 		s.SilentNs = -1
 		if th := t.through.Load(); th != 0 {
-			s.SilentNs = max(time.Now().UnixNano()-th, 0)
+			s.SilentNs = max(t.since(time.Now())-th, 0)
 		}
 	}
 	return s
@@ -349,6 +379,9 @@ func (c *Cache) setupLocal() error {
 		return nil
 	}
 	bound := orDefault(c.localBound, DefaultLocalBound)
+	if bound < MinLocalBound {
+		return fmt.Errorf("httpcache: WithLocalBound(%v) is below %v: the store is asked for a proof of delivery every quarter of the bound", bound, MinLocalBound)
+	}
 	size := orDefault(c.localBytes, DefaultLocalBytes)
 	untracked := func(why string) error {
 		if !c.localUntracked {
@@ -372,13 +405,26 @@ func (c *Cache) setupLocal() error {
 }
 
 // localChanged marks buckets, or every bucket, changed in the local tier
-// after this process purged them. A tracking store reports them too, but
-// later; without one this is all the tier learns of the purges.
+// after this process purged them, so that its own next requests see the
+// purge at once, without waiting for the store's report (which a
+// tracking store sends all the same; without one it is all the tier
+// learns of them).
 func (c *Cache) localChanged(buckets []string, all bool) {
-	if c.local == nil || (all && c.local.tracked) {
-		// A tracking store reports each bucket a route or tag purge
-		// removed; dropping every copy for one would be costly.
+	if c.local != nil {
+		c.local.changed(buckets, all)
+	}
+}
+
+// localRoutePurged marks every bucket of the route with bucket prefix
+// prefix changed in the local tier, for the same reason: the copies of
+// the route's buckets, and only those, stop being served.
+func (c *Cache) localRoutePurged(prefix string) {
+	if c.local == nil {
 		return
 	}
-	c.local.changed(buckets, all)
+	for _, rt := range c.routeList() {
+		if rt.local != nil && rt.key.BucketPrefix() == prefix {
+			c.local.mark(&rt.localPurged)
+		}
+	}
 }

@@ -419,6 +419,12 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fe
 	if errors.Is(err, storage.ErrBucketFull) && rt.drain(ctx, k.Bucket) {
 		err = set() // dead variants made room
 	}
+	if rt.local != nil {
+		// This process's copies of the bucket are older than what it
+		// just wrote: dropped now, not when the store's report comes,
+		// so that refresh-ahead does not fire again on them meanwhile.
+		rt.local.changed([]string{k.Bucket}, false)
+	}
 	o.storeErr, o.storedBytes = err, len(value)
 	switch {
 	case errors.Is(err, storage.ErrPurged):

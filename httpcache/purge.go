@@ -77,7 +77,7 @@ func (c *Cache) purgePrefix(ctx context.Context, p storage.Purger, prefix string
 	ctx, sp := c.purgeSpan(ctx, "route", prefix)
 	n, err := p.PurgePrefix(ctx, prefix)
 	c.flights.forget(prefix)
-	c.localChanged(nil, true)
+	c.localRoutePurged(prefix)
 	endPurge(sp, n, err)
 	return n, err
 }

@@ -27,7 +27,7 @@ import (
 // bomb: 100 KB of gzip can hold 100 MB of zeros) is never decoded further,
 // and its entry is kept for the clients that take it as it is.
 func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) bool {
-	return rt.serveEntryOwn(w, r, e, now, cacheStatus, make([]string, 6), false)
+	return rt.serveEntryOwn(w, r, e, now, cacheStatus, make([]string, 6), true)
 }
 
 // serveEntryOwn is serveEntry with own, six strings the caller allocated,
