@@ -66,9 +66,13 @@ const (
 // answers CLIENT ID or CLIENT TRACKING with an ERR or NOPERM error
 // (miniredis, a Redis before 6, a user without the permission), and for
 // a client that is none of *redis.Client, *redis.ClusterClient and
-// *redis.Ring. It refuses a client with go-redis's own client-side cache
-// (ClientSideCacheConfig or ClientSideCache), whose cached reads the
-// reports would not cover, and an interval that is not positive.
+// *redis.Ring, or one that reads from replicas (a cluster client with
+// ReadOnly, RouteByLatency or RouteRandomly, a client connected to a
+// replica): a lagging replica may be read after the report of a change it
+// has not applied yet. It refuses a client with go-redis's own
+// client-side cache (ClientSideCacheConfig or ClientSideCache), whose
+// cached reads the reports would not cover, and an interval that is not
+// positive.
 func (s *Store) Track(ctx context.Context, interval time.Duration, fn func(storage.Changes)) (stop func(), err error) {
 	if interval <= 0 {
 		return nil, fmt.Errorf("redisstore: track: interval %v is not positive", interval)
@@ -79,6 +83,11 @@ func (s *Store) Track(ctx context.Context, interval time.Duration, fn func(stora
 	t, err := s.newTracker(interval, fn)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := s.rdb.(*redis.Client); ok {
+		if err := checkMasterRole(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	if !s.trackers.add(t) {
 		return nil, errors.New("redisstore: track: store closed")
@@ -195,7 +204,12 @@ type trackNode struct {
 	client *redis.Client
 	cancel context.CancelFunc
 	quit   chan struct{} // closed when the node is closed
-	wg     sync.WaitGroup
+	// absent counts the listings in a row that missed the node.
+	absent int
+	// kick asks the pinger for a PING now: a connection was confirmed,
+	// and its first proof of delivery should not wait for an interval.
+	kick chan struct{}
+	wg   sync.WaitGroup
 
 	ps     *redis.PubSub // nil between two sessions
 	closed bool
@@ -244,6 +258,9 @@ func (s *Store) newTracker(interval time.Duration, fn func(storage.Changes)) (*t
 			}
 		}
 	case *redis.ClusterClient:
+		if o := c.Options(); o.ReadOnly || o.RouteByLatency || o.RouteRandomly {
+			return nil, fmt.Errorf("redisstore: track: the cluster client reads from replicas (ReadOnly, RouteByLatency or RouteRandomly), which tracking on the masters cannot follow: a replica that lags would be read after the report of a change it has not applied yet: %w", storage.ErrNoTracking)
+		}
 		t.list = func(ctx context.Context) ([]nodeSpec, error) {
 			return collectNodes(ctx, c.ForEachMaster)
 		}
@@ -255,6 +272,37 @@ func (s *Store) newTracker(interval time.Duration, fn func(storage.Changes)) (*t
 		return nil, fmt.Errorf("redisstore: track: a %T client cannot be tracked: %w", s.rdb, storage.ErrNoTracking)
 	}
 	return t, nil
+}
+
+// checkMasterRole refuses a client connected to a replica (a Sentinel
+// client with ReplicaOnly, or a replica's address): the tracking
+// connection's reports would come from the node the reads go to, but a
+// replica applies changes after its master acknowledged them, and a
+// store that reads one cannot fence its fills either.
+func checkMasterRole(ctx context.Context, c *redis.Client) error {
+	var role []any
+	for {
+		var err error
+		role, err = c.Do(ctx, "role").Slice()
+		if _, refused := errors.AsType[redis.Error](err); refused {
+			return nil // a server without ROLE (miniredis) has no replicas either
+		}
+		if err == nil {
+			break
+		}
+		// Unreachable: tried again until ctx ends, as the nodes are.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redisstore: track: ROLE: %w: %w", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if len(role) > 0 {
+		if r, _ := role[0].(string); r == "slave" || r == "replica" {
+			return fmt.Errorf("redisstore: track: the client is connected to a replica, whose reads may lag behind the changes tracking reports: give the store a client of the master: %w", storage.ErrNoTracking)
+		}
+	}
+	return nil
 }
 
 // collectNodes lists the nodes that forEach visits.
@@ -404,7 +452,7 @@ func (t *tracker) stop() {
 // checked that the tracker is not stopped.
 func (t *tracker) addNodeLocked(ctx context.Context, spec nodeSpec) {
 	ctx, cancel := context.WithCancel(ctx)
-	n := &trackNode{t: t, addr: spec.addr, cancel: cancel, quit: make(chan struct{}), since: time.Now()}
+	n := &trackNode{t: t, addr: spec.addr, cancel: cancel, quit: make(chan struct{}), kick: make(chan struct{}, 1), since: time.Now()}
 	n.client = redis.NewClient(t.clientOptions(n, spec.opt))
 	t.nodes[spec.addr] = n
 	n.wg.Add(2)
@@ -494,10 +542,13 @@ func (n *trackNode) onConnect(ctx context.Context, cn *redis.Conn) error {
 
 // setupError wraps an error of onConnect. An ERR or NOPERM reply (an
 // unknown command or subcommand, a user without the permission) matches
-// storage.ErrNoTracking; other replies (BUSY, LOADING) may pass.
+// storage.ErrNoTracking; other replies (BUSY, LOADING) may pass, and so
+// does the ERR of a server at its maxclients, which refuses every
+// command of a connection it could not admit.
 func (n *trackNode) setupError(cmd string, err error) error {
 	re, ok := errors.AsType[redis.Error](err)
-	if ok && (strings.HasPrefix(re.Error(), "ERR ") || strings.HasPrefix(re.Error(), "NOPERM ")) {
+	if ok && (strings.HasPrefix(re.Error(), "ERR ") || strings.HasPrefix(re.Error(), "NOPERM ")) &&
+		!strings.Contains(re.Error(), "max number of clients") {
 		err = fmt.Errorf("redisstore: track: %s on %s answered %w: %w", cmd, n.addr, err, storage.ErrNoTracking)
 	} else {
 		err = fmt.Errorf("redisstore: track: %s on %s: %w", cmd, n.addr, err)
@@ -638,6 +689,10 @@ func (n *trackNode) handle(msg any) {
 		t.addAllLocked()
 		t.signalLocked()
 		t.mu.Unlock()
+		select {
+		case n.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -654,6 +709,7 @@ func (n *trackNode) ping(ctx context.Context) {
 		case <-n.quit:
 			return
 		case <-tick.C:
+		case <-n.kick:
 		}
 		t.mu.Lock()
 		if n.closed || n.ps == nil {
@@ -887,7 +943,15 @@ func (t *tracker) relistNodes(ctx, runCtx context.Context) {
 		return
 	}
 	for addr, n := range t.nodes {
-		if _, ok := want[addr]; !ok {
+		if _, ok := want[addr]; ok {
+			n.absent = 0
+			continue
+		}
+		// A node missing from one listing may be a listing taken while
+		// the client reloaded its view of the cluster: it goes only
+		// when two in a row miss it. Until then its connection, if it
+		// is down, holds Through back as any node's does.
+		if n.absent++; n.absent >= 2 {
 			delete(t.nodes, addr)
 			gone = append(gone, n)
 		}
