@@ -330,6 +330,9 @@ type LocalStats struct {
 	Entries  int64 `json:"entries"`
 	Bytes    int64 `json:"bytes"`
 	MaxBytes int64 `json:"max_bytes"`
+	// HitRatio is the share of the hits of Local routes (fresh and
+	// stale) that the tier served, since start; 0 before the first.
+	HitRatio float64 `json:"hit_ratio"`
 	// Evictions counts copies dropped to stay within MaxBytes.
 	Evictions int64 `json:"evictions"`
 	// Invalidations counts buckets the store reported changed, and
@@ -360,6 +363,16 @@ func (c *Cache) LocalStats() LocalStats {
 		Evictions:     t.evictions.Load(),
 		Invalidations: t.invalidations.Load(),
 		Resets:        t.resets.Load(),
+	}
+	var local, hits int64
+	for _, rt := range c.routeList() {
+		if rt.local != nil {
+			local += rt.stats.n[cLocalHits].Load()
+			hits += rt.stats.n[cHits].Load() + rt.stats.n[cStaleServed].Load()
+		}
+	}
+	if hits > 0 {
+		s.HitRatio = float64(local) / float64(hits)
 	}
 	if t.tracked {
 		s.SilentNs = -1

@@ -166,7 +166,7 @@ func TestLocalHitSendsNoStoreCommand(t *testing.T) {
 	if st.LocalHits != 12 || st.Hits != 13 || o.calls.Load() != 1 {
 		t.Errorf("local hits %d hits %d origin calls %d, want 12, 13, 1", st.LocalHits, st.Hits, o.calls.Load())
 	}
-	if ls := c.LocalStats(); !ls.Enabled || !ls.Tracked || ls.Entries != 1 || ls.Bytes <= 0 {
+	if ls := c.LocalStats(); !ls.Enabled || !ls.Tracked || ls.Entries != 1 || ls.Bytes <= 0 || ls.HitRatio != 12.0/13 {
 		t.Errorf("local stats %+v", ls)
 	}
 }

@@ -17,7 +17,7 @@ import (
 // <namespace>_<name> with a "route" label: origin_time_saved_ns, the hits
 // since start times the route's mean origin call. A cache with a local
 // tier ([httpcache.WithLocalTier]) also has <namespace>_local_entries,
-// _local_bytes, _local_max_bytes, _local_evictions_total,
+// _local_bytes, _local_max_bytes, _local_hit_ratio, _local_evictions_total,
 // _local_invalidations_total, _local_resets_total and
 // _local_silent_seconds (see [httpcache.LocalStats]); its hit ratio is
 // local_hits_total over hits_total plus stale_served_total. Register it with
@@ -72,6 +72,7 @@ func NewCollector(cache *httpcache.Cache, namespace string) *Collector {
 		local("entries", "Copies the local tier holds.", prometheus.GaugeValue, func(s httpcache.LocalStats) float64 { return float64(s.Entries) })
 		local("bytes", "Heap the local tier's copies take, as the tier estimates it.", prometheus.GaugeValue, func(s httpcache.LocalStats) float64 { return float64(s.Bytes) })
 		local("max_bytes", "The local tier's memory bound (WithLocalTier).", prometheus.GaugeValue, func(s httpcache.LocalStats) float64 { return float64(s.MaxBytes) })
+		local("hit_ratio", "Share of the hits of Local routes that the local tier served, since start.", prometheus.GaugeValue, func(s httpcache.LocalStats) float64 { return s.HitRatio })
 		local("evictions_total", "Copies evicted to stay within the bound.", prometheus.CounterValue, func(s httpcache.LocalStats) float64 { return float64(s.Evictions) })
 		local("invalidations_total", "Buckets the store reported changed.", prometheus.CounterValue, func(s httpcache.LocalStats) float64 { return float64(s.Invalidations) })
 		local("resets_total", "Reports that every bucket may have changed (a flush, a reconnection).", prometheus.CounterValue, func(s httpcache.LocalStats) float64 { return float64(s.Resets) })

@@ -144,7 +144,9 @@
 // cluster's masters (a ring's shards) again; a new one gets a connection,
 // and the connection of one that is gone is closed and All reported. A
 // master that appears between two listings is tracked from the second
-// one on: what it changes before is covered only by the All then. On a
+// one on: what it changes before is covered only by the All then. A node
+// goes only when two listings in a row miss it, so that a listing taken
+// while the client reloads its view of the cluster closes nothing. On a
 // Sentinel client ([redis.NewFailoverClient]) the connection is made
 // through the client's dialer, which asks Sentinel for the master.
 // Sentinel does not close the pub/sub connections of a master it
@@ -156,4 +158,11 @@
 // A bucket whose TTL has passed is reported when Redis deletes it, on
 // access or by its active expiry, which may come later; the entries in it
 // carry their own expiry.
+//
+// What tracking cannot see, and Track therefore refuses (with an error
+// matching [storage.ErrNoTracking]): reads from replicas (a cluster client
+// with ReadOnly, RouteByLatency or RouteRandomly, a client of a replica),
+// since a replica may still hold what a master's report says changed; and
+// go-redis's own client-side cache. Redis sends no invalidation for
+// SWAPDB: a deployment that swaps databases purges everything after.
 package redisstore

@@ -48,16 +48,6 @@ func replicaReads(t *testing.T) (master, replica *redistest.Server, rdb *redis.C
 	return master, replica, rdb
 }
 
-// pauseReplication holds the replica's replication stream (its master
-// link's writes) for d, as a replica that lags does; reads go on.
-func pauseReplication(t *testing.T, replica *redistest.Server, d time.Duration) {
-	t.Helper()
-	c := replica.Client()
-	if err := c.Do(t.Context(), "client", "pause", d.Milliseconds(), "write").Err(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestReviewTrackReplicaReads: the tracker tracks the masters only
 // (ForEachMaster), but a client that sends reads to replicas (ReadOnly,
 // RouteRandomly, RouteByLatency) makes the hit path's HGET read a replica,
@@ -65,8 +55,8 @@ func pauseReplication(t *testing.T, replica *redistest.Server, d time.Duration) 
 // arrived from the master. A read that starts after the report is, by the
 // Tracker contract, a read that sees the change: its copy is valid until
 // the next report of that bucket, and nothing will report the replica
-// catching up. Redis replicas lag by design; the store accepts such a
-// client (it checks ContextTimeoutEnabled and DialerRetries only).
+// catching up. Redis replicas lag by design. Fixed: Track refuses such a
+// client, and a client of a replica, with ErrNoTracking.
 func TestReviewTrackReplicaReads(t *testing.T) {
 	_, _, rdb := replicaReads(t)
 	s, err := redisstore.New(rdb, redisstore.WithPrefix(prefixFor(t)))
