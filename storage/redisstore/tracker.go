@@ -403,8 +403,9 @@ func (t *tracker) awaitNodes(ctx context.Context) error {
 			if n.err != nil {
 				lastErr = n.err
 				if errors.Is(n.err, storage.ErrNoTracking) {
+					err := n.err
 					t.mu.Unlock()
-					return n.err
+					return err
 				}
 			}
 		}
