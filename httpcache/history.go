@@ -29,6 +29,9 @@ type Recent struct {
 	StaleServed int64 `json:"stale_served"`
 	Collapsed   int64 `json:"collapsed"`
 	Bypassed    int64 `json:"bypassed"`
+	// LocalHits are the hits and stale entries the local tier served,
+	// counted in Hits or StaleServed too; 0 without a local tier.
+	LocalHits int64 `json:"local_hits"`
 	// Revalidations are the origin calls made with the stored entry's
 	// validators, NotModified those the origin answered with a 304 (the
 	// stored body kept, not sent again).
@@ -62,14 +65,14 @@ type RecentStats struct {
 
 // recentCounts are the cumulative counters of one route the window needs.
 type recentCounts struct {
-	hits, misses, staleServed, collapsed, bypassed int64
-	revalidations, notModified                     int64
-	originCalls, originTimeNs                      int64
+	hits, localHits, misses, staleServed, collapsed, bypassed int64
+	revalidations, notModified                                int64
+	originCalls, originTimeNs                                 int64
 }
 
 func countsOf(s Stats) recentCounts {
 	return recentCounts{
-		hits: s.Hits, misses: s.Misses, staleServed: s.StaleServed, collapsed: s.Collapsed, bypassed: s.Bypassed,
+		hits: s.Hits, localHits: s.LocalHits, misses: s.Misses, staleServed: s.StaleServed, collapsed: s.Collapsed, bypassed: s.Bypassed,
 		revalidations: s.Revalidations, notModified: s.NotModified,
 		originCalls: s.OriginCalls, originTimeNs: s.OriginTimeNs,
 	}
@@ -175,6 +178,7 @@ func (h *history) recent(now time.Time, current map[string]Stats) RecentStats {
 			cur, then := countsOf(s), base.routes[pattern] // a route declared since counts from 0
 			d := recentCounts{
 				hits:        cur.hits - then.hits,
+				localHits:   cur.localHits - then.localHits,
 				misses:      cur.misses - then.misses,
 				staleServed: cur.staleServed - then.staleServed,
 				collapsed:   cur.collapsed - then.collapsed,
@@ -198,6 +202,7 @@ func (h *history) recent(now time.Time, current map[string]Stats) RecentStats {
 
 func (c *recentCounts) add(d recentCounts) {
 	c.hits += d.hits
+	c.localHits += d.localHits
 	c.misses += d.misses
 	c.staleServed += d.staleServed
 	c.collapsed += d.collapsed
@@ -208,7 +213,7 @@ func (c *recentCounts) add(d recentCounts) {
 
 // recent is c as a Recent, with its hit ratio and without the saving.
 func (c recentCounts) recent() Recent {
-	r := Recent{Hits: c.hits, Misses: c.misses, StaleServed: c.staleServed, Collapsed: c.collapsed, Bypassed: c.bypassed,
+	r := Recent{Hits: c.hits, LocalHits: c.localHits, Misses: c.misses, StaleServed: c.staleServed, Collapsed: c.collapsed, Bypassed: c.bypassed,
 		Revalidations: c.revalidations, NotModified: c.notModified}
 	served := c.hits + c.staleServed
 	if all := served + c.misses; all > 0 { // collapsed are misses already

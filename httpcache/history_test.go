@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -237,5 +238,70 @@ func TestStatsRecentRace(t *testing.T) {
 			t.Errorf("hit ratio %v, want %v: collapsed requests are misses already", r.HitRatio, want)
 		}
 		f.cache.Close(t.Context())
+	})
+}
+
+// TestStatsRecentLocalHits checks that the recent window carries the
+// local tier's hits: at once, in the route's and the total's deltas, and
+// not once they leave the window, while the counters since start keep
+// them.
+func TestStatsRecentLocalHits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCache(t, newMemStore(t), WithLocalTier(1<<20))
+		app := http.NewServeMux()
+		const pattern = "GET /items/{id}"
+		app.Handle(pattern, c.Handler(pattern, policy.Policy{TTL: time.Hour, Local: true}, textOrigin("item")))
+		app.Handle("GET /fast", c.Handler("GET /fast", policy.Policy{TTL: time.Hour}, textOrigin("fast")))
+		admin, err := c.AdminHandler(WithAdminToken("ops", testToken))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &recentFixture{cache: c, app: app, admin: &adminFixture{cache: c, admin: http.StripPrefix("/admin", admin)}}
+		// fill fills /items/id and lets the store report the fill (the
+		// bubble's clock moves once every goroutine is blocked), so that
+		// the next read makes a copy, of an entry stored before it, that
+		// stays valid.
+		fill := func(id string) {
+			f.get("/items/" + id)
+			time.Sleep(time.Millisecond)
+			f.get("/items/" + id) // a store hit: makes the copy
+		}
+		fill("1")
+		for range 3 {
+			if r := do(app, "GET", "/items/1"); !strings.Contains(r.cacheStatus(), "detail=local") {
+				t.Fatalf("not a local hit: %q", r.cacheStatus())
+			}
+		}
+		f.get("/fast")
+		f.get("/fast") // a hit from the store: no local tier on this route
+
+		a := f.stats(t)
+		want := Recent{Hits: 4, LocalHits: 3, Misses: 1, HitRatio: 0.8}
+		if got := a.Recent.Routes[pattern]; got != want {
+			t.Errorf("items at once: %+v, want %+v", got, want)
+		}
+		if got := a.Recent.Routes["GET /fast"]; got.Hits != 1 || got.LocalHits != 0 {
+			t.Errorf("fast at once: %+v, want 1 hit, none local", got)
+		}
+		if got := a.Recent.Total; got.Hits != 5 || got.LocalHits != 3 {
+			t.Errorf("total at once: %+v, want 5 hits, 3 local", got)
+		}
+
+		// Six minutes later, only the new traffic is in the window.
+		time.Sleep(6 * time.Minute)
+		fill("2")
+		f.get("/items/2")
+		a = f.stats(t)
+		want = Recent{Hits: 2, LocalHits: 1, Misses: 1, HitRatio: 2.0 / 3}
+		if got := a.Recent.Routes[pattern]; got != want {
+			t.Errorf("items later: %+v, want %+v", got, want)
+		}
+		if a.Recent.Total.LocalHits != 1 {
+			t.Errorf("total later: %+v, want 1 local hit", a.Recent.Total)
+		}
+		if got := a.Routes[pattern].LocalHits; got != 4 {
+			t.Errorf("local hits since start %d, want 4", got)
+		}
+		c.Close(t.Context())
 	})
 }

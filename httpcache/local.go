@@ -341,8 +341,10 @@ type LocalStats struct {
 	Resets        int64 `json:"resets"`
 	// SilentNs is how long ago the store last proved it had reported
 	// every change, in nanoseconds (-1 before the first proof); no copy
-	// is served while it is over the bound. Untracked tiers report 0.
+	// is served while it is over BoundNs. Untracked tiers report 0.
 	SilentNs int64 `json:"silent_ns"`
+	// BoundNs is the tier's bound (WithLocalBound), in nanoseconds.
+	BoundNs int64 `json:"bound_ns"`
 }
 
 // LocalStats returns the state of the cache's local tier; a cache without
@@ -363,6 +365,7 @@ func (c *Cache) LocalStats() LocalStats {
 		Evictions:     t.evictions.Load(),
 		Invalidations: t.invalidations.Load(),
 		Resets:        t.resets.Load(),
+		BoundNs:       int64(t.bound),
 	}
 	var local, hits int64
 	for _, rt := range c.routeList() {

@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,6 +222,10 @@ func TestAdminPageInBrowser(t *testing.T) {
 	if got, _ := eval[string](b, cell(users, "origin_time_saved")); got == "0 s" {
 		t.Errorf("users origin time saved %q, want some", got)
 	}
+	// Without a local tier, neither its column nor its panel.
+	if ok, err := eval[bool](b, noLocalTier); err != nil || !ok {
+		t.Errorf("a cache without a local tier shows its column or panel (%v)", err)
+	}
 	b.shot("stats")
 
 	// Inspect: attacker-influenced text is shown as text, never parsed.
@@ -272,4 +278,142 @@ func TestAdminPageInBrowser(t *testing.T) {
 		}
 		t.Log("updated docs/admin-page.png")
 	}
+}
+
+// noLocalTier is the JavaScript test that the page shows no local tier.
+const noLocalTier = `document.getElementById('local-col').hidden && document.getElementById('local').hidden && document.querySelectorAll('td[data-col=local_hits]').length === 0`
+
+// localItem is the JavaScript text of an item of the local tier's panel.
+func localItem(key string) string {
+	return `(document.querySelector('#local-stats dd[data-key=` + key + `]') || {}).textContent`
+}
+
+// The admin page of a cache with a local tier: a column of the hits it
+// served (since start, and recent under it) and a panel of its state.
+// Then, on a mount whose stats the test makes up, the panel's flag on a
+// tier Redis has not heard from, and the page going back to no tier.
+func TestAdminPageLocalTierInBrowser(t *testing.T) {
+	b := newBrowser(t)
+	const users, items = "GET /users/{id}", "GET /items/{id}"
+	app := startApp(t, appConfig{
+		prefix: prefix(t),
+		opts:   []httpcache.Option{patient(), httpcache.WithLocalTier(1 << 20)},
+		routes: []route{
+			{pattern: users, policy: policy.Policy{TTL: time.Hour}, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, `{"user": %q}`, r.PathValue("id"))
+			})},
+			{pattern: items, policy: policy.Policy{TTL: time.Hour, Local: true}, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, strings.Repeat("item ", 200))
+			})},
+		},
+	})
+	adminHandler, err := app.Cache.AdminHandler(httpcache.WithAdminToken("ops", browserToken), httpcache.WithAdminLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// made is the stats answer of the /made/admin/ mount.
+	var made atomic.Pointer[string]
+	mux := http.NewServeMux()
+	mux.Handle("/ops/admin/", http.StripPrefix("/ops/admin", adminHandler))
+	mux.Handle("/made/admin/", http.StripPrefix("/made/admin", adminHandler))
+	mux.HandleFunc("GET /made/admin/stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, *made.Load())
+	})
+	adminSrv := httptest.NewServer(mux)
+	t.Cleanup(adminSrv.Close)
+
+	// Traffic: a miss, then hits until the tier serves one (the copy made
+	// by a read before Redis reported the fill is not served), then two
+	// more from the tier.
+	get(app.URL + "/items/1")
+	for i := 0; ; i++ {
+		r := get(app.URL + "/items/1")
+		if strings.Contains(r.cacheStatus(), "detail=local") {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("no local hit: %q", r.cacheStatus())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range 2 {
+		if r := get(app.URL + "/items/1"); !strings.Contains(r.cacheStatus(), "detail=local") {
+			t.Fatalf("not a local hit: %q", r.cacheStatus())
+		}
+	}
+	get(app.URL + "/users/1")
+	get(app.URL + "/users/1")
+	localHits := app.Cache.RouteStats()[items].LocalHits
+
+	b.do("open the page", chromedp.Navigate(adminSrv.URL+"/ops/admin/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#token"), browserToken+"\r"))
+	b.waitFor("the local column", `!document.getElementById('local-col').hidden && `+cell(items, "local_hits")+` === '`+strconv.FormatInt(localHits, 10)+`'`, 5*time.Second)
+	if got, _ := eval[string](b, cell(users, "local_hits")); got != "0" {
+		t.Errorf("users local hits %q, want 0", got)
+	}
+	if got, _ := eval[string](b, `document.querySelector('#stats-foot td[data-col=local_hits]').firstChild.textContent`); got != strconv.FormatInt(localHits, 10) {
+		t.Errorf("all routes' local hits %q, want %d", got, localHits)
+	}
+	if got, _ := eval[string](b, `(Array.prototype.find.call(document.querySelectorAll('#stats-body tr'), function (tr) { return tr.dataset.route === `+strconv.Quote(items)+`; }).querySelector('td[data-col=local_hits] .sub') || {}).textContent`); got != "recent "+strconv.FormatInt(localHits, 10) {
+		t.Errorf("items recent local hits %q, want recent %d", got, localHits)
+	}
+	if n, _ := eval[int](b, `document.querySelectorAll('#stats thead th').length`); n != 9 {
+		t.Errorf("%d column headers, want 9", n)
+	}
+	b.waitFor("the local tier's panel", `!document.getElementById('local').hidden && `+localItem("entries")+` === '1'`, 5*time.Second)
+	ls := app.Cache.LocalStats()
+	for key, want := range map[string]*regexp.Regexp{
+		"bytes":         regexp.MustCompile(`^[0-9.,]+ (B|KiB) / 1\.0 MiB$`),
+		"hit-ratio":     regexp.MustCompile(`^[0-9.]+ %$`),
+		"evictions":     regexp.MustCompile(`^0$`),
+		"invalidations": regexp.MustCompile(`^[0-9,]+$`),
+		"resets":        regexp.MustCompile(`^[1-9][0-9,]*$`),
+		"silent":        regexp.MustCompile(`^[0-9.]+ m?s$`),
+	} {
+		if got, err := eval[string](b, localItem(key)); err != nil || !want.MatchString(got) {
+			t.Errorf("local tier %s %q, want %s (server: %+v, %v)", key, got, want, ls, err)
+		}
+	}
+	if flagged, _ := eval[bool](b, `document.querySelector('#local-stats dd[data-key=silent]').classList.contains('flag')`); flagged {
+		t.Error("a live tier's silence is flagged")
+	}
+	b.shot("local")
+
+	// Made-up answers: a tier silent for 3 s, one never heard from, an
+	// untracked one, and a server without a tier.
+	answer := func(local string) {
+		s := `{"total": {"hits": 9, "local_hits": 7, "misses": 1}, "routes": {"GET /items/{id}": {"hits": 9, "local_hits": 7, "misses": 1}},
+			"recent": {"window_seconds": 60, "total": {"hits": 3, "local_hits": 2, "misses": 1, "hit_ratio": 0.75}, "routes": {"GET /items/{id}": {"hits": 3, "local_hits": 2, "misses": 1, "hit_ratio": 0.75}}}`
+		if local != "" {
+			s += `, "local": ` + local
+		}
+		s += "}"
+		made.Store(&s)
+	}
+	tier := func(tracked bool, silentNs int64) string {
+		return fmt.Sprintf(`{"enabled": true, "tracked": %t, "entries": 1200, "bytes": 1536000, "max_bytes": 67108864, "hit_ratio": 0.875, "evictions": 3, "invalidations": 41, "resets": 2, "silent_ns": %d}`, tracked, silentNs)
+	}
+	answer(tier(true, 3_200_000_000))
+	b.do("open the made-up mount", chromedp.Navigate(adminSrv.URL+"/made/admin/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	b.do("sign in there", chromedp.SendKeys(chromedp.CSS("#token"), browserToken+"\r"))
+	b.waitFor("the flagged silence", `document.querySelector('#local-stats dd[data-key=silent].flag') !== null`, 5*time.Second)
+	for key, want := range map[string]string{
+		"entries": "1,200", "bytes": "1.5 MiB / 64.0 MiB", "hit-ratio": "87.5 %", "evictions": "3", "invalidations": "41", "resets": "2",
+		"silent": "3.2 s, over the bound (1.0 s): no copy is served",
+	} {
+		if got, _ := eval[string](b, localItem(key)); got != want {
+			t.Errorf("made-up tier %s %q, want %q", key, got, want)
+		}
+	}
+	b.shot("local-silent")
+	answer(tier(true, -1))
+	b.do("refresh", chromedp.Click(chromedp.CSS("#refresh")))
+	b.waitFor("a tier never heard from", localItem("silent")+`.indexOf('never') === 0 && document.querySelector('#local-stats dd[data-key=silent]').classList.contains('flag')`, 5*time.Second)
+	answer(tier(false, 0))
+	b.do("refresh", chromedp.Click(chromedp.CSS("#refresh")))
+	b.waitFor("an untracked tier", localItem("silent")+`.indexOf('untracked') === 0 && !document.querySelector('#local-stats dd[data-key=silent]').classList.contains('flag')`, 5*time.Second)
+	answer("")
+	b.do("refresh", chromedp.Click(chromedp.CSS("#refresh")))
+	b.waitFor("no tier", noLocalTier+` && `+cell(items, "hits")+` === '9'`, 5*time.Second)
 }

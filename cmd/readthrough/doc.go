@@ -73,6 +73,30 @@
 // request; origin_time_saved_ns is null when the server does not count
 // it.
 //
+// When the server has a local tier (httpcache.WithLocalTier), each row
+// also has "local_hits": the hits and stale entries in its window that
+// the tier served from process memory, counted in hits or stale_served
+// too (absent from a window of a server that does not count them), and
+// the object has "local", the tier's state since the cache started:
+//
+//	"local": {"tracked": true,          // false: copies bounded by age only
+//	          "entries": 1200,          // copies held
+//	          "bytes": 1310720,         // the heap they take (estimated)
+//	          "max_bytes": 67108864,    // its bound
+//	          "hit_ratio": 0.91,        // local hits / hits of Local routes
+//	          "evictions": 0,           // copies dropped to stay within max_bytes
+//	          "invalidations": 35,      // buckets Redis reported changed
+//	          "resets": 1,              // reports of every bucket (flush, reconnection)
+//	          "silent_ns": 120000000,   // since Redis last proved delivery (-1: never; 0: untracked)
+//	          "bound_ns": 1000000000,   // the tier's bound (WithLocalBound)
+//	          "silent_flagged": false}  // tracked and silent over the bound, or never
+//
+// The table then has a LOCAL column after HITS and, under it, a line with
+// the same state; its "silent" carries "(!)" when silent_flagged is set:
+// past its bound (bound_ns; 1s by default, and for servers that do not
+// say it) the tier serves no copy. Without a local
+// tier, neither "local_hits" nor "local" appears.
+//
 // # Windows
 //
 // stats shows the server's recent window (the last few minutes, the same

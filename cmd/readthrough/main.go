@@ -47,7 +47,8 @@ Commands:
              --all                                       everything the cache stored (asks to confirm)
            --yes confirms without asking (required when stdin is not a terminal)
   inspect  URL [--header Name:value ...]: the route, bucket, field and entry a GET of URL uses
-  stats    per-route hits, misses, hit ratio, stale served, collapsed, origin time saved
+  stats    per-route hits, misses, hit ratio, stale served, collapsed, origin time saved;
+           with a local tier, its hits per route and a line on its state
              --route PATTERN   only this route
              --since-start     counters since the cache started, not the recent window
              --watch           redraw every --interval (default 2s) until interrupted

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,7 +13,8 @@ import (
 )
 
 // statsAnswer is the admin's answer to stats. Recent and the origin_*
-// counters are absent from servers that predate them.
+// counters are absent from servers that predate them, Local from servers
+// without a local tier.
 type statsAnswer struct {
 	Total  counts            `json:"total"`
 	Routes map[string]counts `json:"routes"`
@@ -21,12 +23,61 @@ type statsAnswer struct {
 		Total         counts            `json:"total"`
 		Routes        map[string]counts `json:"routes"`
 	} `json:"recent"`
+	Local *localTier `json:"local"`
+}
+
+// hasLocal reports whether the server has a local tier.
+func (a *statsAnswer) hasLocal() bool {
+	return a.Local != nil && (a.Local.Enabled == nil || *a.Local.Enabled)
+}
+
+// localTier is the server's httpcache.LocalStats (the answer's "local"),
+// and the "local" object of stats --json. Its counters run since the
+// cache started, whatever the window.
+type localTier struct {
+	Enabled *bool `json:"enabled,omitempty"` // read, not shown
+	// Tracked says the store reports its changes to the tier; false when
+	// copies are bounded by their age only.
+	Tracked bool `json:"tracked"`
+	// Entries and Bytes are the copies held and the heap they take (the
+	// server's estimate); MaxBytes is its bound.
+	Entries  int64 `json:"entries"`
+	Bytes    int64 `json:"bytes"`
+	MaxBytes int64 `json:"max_bytes"`
+	// HitRatio is the share of the hits of Local routes that the tier
+	// served, since the cache started.
+	HitRatio      float64 `json:"hit_ratio"`
+	Evictions     int64   `json:"evictions"`
+	Invalidations int64   `json:"invalidations"`
+	Resets        int64   `json:"resets"`
+	// SilentNs is how long ago the store last proved it had reported
+	// every change: -1 before the first proof, 0 when untracked.
+	SilentNs int64 `json:"silent_ns"`
+	// BoundNs is the tier's bound, past which silence stops it serving
+	// copies; absent (0) from servers that predate it.
+	BoundNs int64 `json:"bound_ns,omitempty"`
+	// SilentFlagged is set here, not by the server: a tracked tier
+	// silent for over its bound, or never proved.
+	SilentFlagged bool `json:"silent_flagged"`
+}
+
+// defaultSilentLimit is the silence the summary flags when the server
+// does not say its bound: the local tier's default bound.
+const defaultSilentLimit = time.Second
+
+// silentLimit is the tier's bound, past which it serves no copy.
+func (l *localTier) silentLimit() time.Duration {
+	if l.BoundNs > 0 {
+		return time.Duration(l.BoundNs)
+	}
+	return defaultSilentLimit
 }
 
 // counts are the fields of httpcache.Stats (since the cache started) and
 // of a recent window's deltas that the table shows.
 type counts struct {
 	Hits              int64    `json:"hits"`
+	LocalHits         *int64   `json:"local_hits"`
 	Misses            int64    `json:"misses"`
 	StaleServed       int64    `json:"stale_served"`
 	Collapsed         int64    `json:"collapsed"`
@@ -38,8 +89,11 @@ type counts struct {
 
 // statsRow is one line of the table, and of stats --json.
 type statsRow struct {
-	Route       string `json:"route,omitempty"`
-	Hits        int64  `json:"hits"`
+	Route string `json:"route,omitempty"`
+	Hits  int64  `json:"hits"`
+	// LocalHits are the hits and stale entries the local tier served;
+	// absent when the server has no local tier (or does not count them).
+	LocalHits   *int64 `json:"local_hits,omitempty"`
 	Misses      int64  `json:"misses"`
 	StaleServed int64  `json:"stale_served"`
 	Collapsed   int64  `json:"collapsed"`
@@ -66,6 +120,8 @@ type statsTable struct {
 	WindowSeconds *int64     `json:"window_seconds,omitempty"`
 	Routes        []statsRow `json:"routes"`
 	Total         statsRow   `json:"total"`
+	// Local is the server's local tier; absent without one.
+	Local *localTier `json:"local,omitempty"`
 }
 
 // usageErr is a bad flag value found once the server answered (an
@@ -182,17 +238,28 @@ func buildTable(a *statsAnswer, route string, sinceStart bool) (*statsTable, err
 		patterns = []string{route}
 		total = routes[route]
 	}
+	local := a.hasLocal()
 	for _, p := range patterns {
-		t.Routes = append(t.Routes, row(p, routes[p]))
+		t.Routes = append(t.Routes, row(p, routes[p], local))
 	}
-	t.Total = row("", total)
+	t.Total = row("", total, local)
+	if local {
+		l := *a.Local
+		l.Enabled = nil
+		l.SilentFlagged = l.Tracked && (l.SilentNs < 0 || l.SilentNs > int64(l.silentLimit()))
+		t.Local = &l
+	}
 	return t, nil
 }
 
-func row(pattern string, c counts) statsRow {
+// row makes the row of c; with local, it has the local hits.
+func row(pattern string, c counts, local bool) statsRow {
 	r := statsRow{Route: pattern, Hits: c.Hits, Misses: c.Misses, StaleServed: c.StaleServed,
 		Collapsed: c.Collapsed, Revalidations: c.Revalidations, NotModified: c.NotModified,
 		OriginTimeSavedNs: c.OriginTimeSavedNs}
+	if local {
+		r.LocalHits = c.LocalHits
+	}
 	if served := c.Hits + c.StaleServed; served+c.Misses > 0 {
 		ratio := float64(served) / float64(served+c.Misses) // as the server computes it
 		if c.HitRatio != nil {
@@ -223,17 +290,27 @@ func printTable(e *env, g *globals, t *statsTable) int {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "readthrough stats at %s, window: %s\n", t.Time.Format("2006-01-02 15:04:05 MST"), window)
-	cells := [][]string{{"ROUTE", "HITS", "MISSES", "HIT RATIO", "STALE", "COLLAPSED", "REVALIDATED", "ORIGIN SAVED"}}
-	for _, r := range t.Routes {
-		cells = append(cells, r.cells(r.Route))
+	local := t.Local != nil
+	header := []string{"ROUTE", "HITS", "MISSES", "HIT RATIO", "STALE", "COLLAPSED", "REVALIDATED", "ORIGIN SAVED"}
+	if local {
+		header = slices.Insert(header, 2, "LOCAL")
 	}
-	cells = append(cells, t.Total.cells("TOTAL"))
+	cells := [][]string{header}
+	for _, r := range t.Routes {
+		cells = append(cells, r.cells(r.Route, local))
+	}
+	cells = append(cells, t.Total.cells("TOTAL", local))
 	writeTable(&b, cells)
+	if local {
+		b.WriteString(t.Local.summary() + "\n")
+	}
 	io.WriteString(e.stdout, b.String()) //nolint:errcheck // nothing to do about a closed stdout
 	return exitOK
 }
 
-func (r statsRow) cells(name string) []string {
+// cells are the table's cells of r; with local, the local hits follow
+// the hits.
+func (r statsRow) cells(name string, local bool) []string {
 	ratio, saved := "-", "-"
 	if r.HitRatio != nil {
 		ratio = fmt.Sprintf("%.1f%%", *r.HitRatio*100)
@@ -241,8 +318,45 @@ func (r statsRow) cells(name string) []string {
 	if r.OriginTimeSavedNs != nil {
 		saved = roundDuration(time.Duration(*r.OriginTimeSavedNs)).String()
 	}
-	return []string{clean(name), fmt.Sprint(r.Hits), fmt.Sprint(r.Misses), ratio,
+	c := []string{clean(name), fmt.Sprint(r.Hits), fmt.Sprint(r.Misses), ratio,
 		fmt.Sprint(r.StaleServed), fmt.Sprint(r.Collapsed), fmt.Sprintf("%d/%d", r.NotModified, r.Revalidations), saved}
+	if local {
+		n := "-"
+		if r.LocalHits != nil {
+			n = fmt.Sprint(*r.LocalHits)
+		}
+		c = slices.Insert(c, 2, n)
+	}
+	return c
+}
+
+// summary is the line under the table about the local tier.
+func (l *localTier) summary() string {
+	silent := roundDuration(time.Duration(l.SilentNs)).String()
+	switch {
+	case !l.Tracked:
+		silent = "- (untracked: each copy is served up to the bound after its read)"
+	case l.SilentNs < 0:
+		silent = "never (!) Redis has not proved delivery yet: no copy is served"
+	case l.SilentFlagged:
+		silent += fmt.Sprintf(" (!) over %v: no copy is served past the bound", l.silentLimit())
+	}
+	return fmt.Sprintf("local tier: entries %d, bytes %s / %s, hit ratio %.1f%% (since start), evictions %d, invalidations %d, resets %d, silent %s",
+		l.Entries, fmtBytes(l.Bytes), fmtBytes(l.MaxBytes), l.HitRatio*100, l.Evictions, l.Invalidations, l.Resets, silent)
+}
+
+// fmtBytes writes n bytes in B, KiB, MiB or GiB.
+func fmtBytes(n int64) string {
+	const unit = 1 << 10
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 2 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", v, [...]string{"KiB", "MiB", "GiB"}[i])
 }
 
 // roundDuration keeps about three significant digits.
