@@ -150,10 +150,12 @@
 // Sentinel client ([redis.NewFailoverClient]) the connection is made
 // through the client's dialer, which asks Sentinel for the master.
 // Sentinel does not close the pub/sub connections of a master it
-// demotes, so every interval (at least every second) the tracker asks,
-// with CLIENT LIST ID through the store's client, whether the server the
-// client writes to knows the tracking connection, and reconnects it when
-// not.
+// demotes, so every interval the tracker asks, with CLIENT LIST ID
+// through the store's client, whether the server the client writes to
+// knows the tracking connection, and reconnects it when not; and a pong
+// proves delivery only as far as the last such check that succeeded, so
+// that after a failover no copy is served past the bound while the
+// tracking connection still sits on the old master.
 //
 // A bucket whose TTL has passed is reported when Redis deletes it, on
 // access or by its active expiry, which may come later; the entries in it

@@ -226,6 +226,9 @@ type trackNode struct {
 	pinging bool
 	// acked is the send time of the last answered PING.
 	acked time.Time
+	// attachedAt, on a Sentinel client, is the send time of the last
+	// check that found the current connection on the client's master.
+	attachedAt time.Time
 }
 
 // newTracker reads the client's options and prepares the tracker, without
@@ -847,11 +850,20 @@ func (t *tracker) resetSeenLocked() {
 func (t *tracker) advanceLocked() {
 	var low time.Time
 	for _, n := range t.nodes {
-		if n.acked.IsZero() {
+		proof := n.acked
+		if t.attached != nil {
+			// A pong proves delivery only from the server the client
+			// writes to: on a Sentinel client, only as far as the last
+			// check that the connection is on the client's master.
+			if n.attachedAt.Before(proof) {
+				proof = n.attachedAt
+			}
+		}
+		if proof.IsZero() {
 			return
 		}
-		if low.IsZero() || n.acked.Before(low) {
-			low = n.acked
+		if low.IsZero() || proof.Before(low) {
+			low = proof
 		}
 	}
 	if low.After(t.through) {
@@ -907,7 +919,17 @@ func (t *tracker) supervise(ctx context.Context) {
 	if t.list == nil && t.attached == nil {
 		return
 	}
-	tick := time.NewTicker(t.relist)
+	every := t.relist
+	if t.list == nil {
+		// A Sentinel client: its connection's pongs prove nothing past
+		// the last check (see advanceLocked), so the check runs as
+		// often as the pings, and once at the start.
+		every = t.interval
+		cctx, cancel := context.WithTimeout(ctx, max(every, trackMinRelist))
+		t.checkAttached(cctx)
+		cancel()
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
@@ -915,7 +937,7 @@ func (t *tracker) supervise(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, t.relist)
+		cctx, cancel := context.WithTimeout(ctx, max(every, trackMinRelist))
 		if t.list != nil {
 			t.relistNodes(cctx, ctx)
 		} else {
@@ -993,11 +1015,18 @@ func (t *tracker) checkAttached(ctx context.Context) {
 	}
 	id, gen := n.id, n.gen
 	t.mu.Unlock()
+	sent := time.Now()
 	list, err := t.attached(ctx, id)
 	if err != nil {
-		return // cannot tell
+		return // cannot tell: the proof of delivery stays where it was
 	}
 	if strings.HasPrefix(list, "id="+strconv.FormatInt(id, 10)+" ") && strings.Contains(list, " name="+t.name+" ") {
+		t.mu.Lock()
+		if n.gen == gen && n.up && sent.After(n.attachedAt) {
+			n.attachedAt = sent
+			t.advanceLocked()
+		}
+		t.mu.Unlock()
 		return
 	}
 	t.mu.Lock()
