@@ -59,10 +59,12 @@ type tier interface {
 
 type ot struct{ c *otter.Cache[key, *val] }
 
-func (o ot) get(k key) bool     { _, ok := o.c.GetIfPresent(k); return ok }
-func (o ot) set(k key, v *val)  { o.c.Set(k, v) }
+func (o ot) get(k key) bool    { _, ok := o.c.GetIfPresent(k); return ok }
+func (o ot) set(k key, v *val) { o.c.Set(k, v) }
 
-type rs struct{ c *ristretto.Cache[string, *val] }
+type rs struct {
+	c *ristretto.Cache[string, *val]
+}
 
 func (r rs) get(k key) bool    { _, ok := r.c.Get(k.bucket + "\x00" + k.field); return ok }
 func (r rs) set(k key, v *val) { r.c.Set(k.bucket+"\x00"+k.field, v, int64(v.size+320)) }
