@@ -25,7 +25,8 @@ import (
 //
 //   - Every change the store reports (storage.Tracker) takes a number from
 //     seq and marks it on the bucket's stripe, or on all for a report of
-//     every bucket. A copy remembers seq as it was before the store read it
+//     every bucket; so do this process's own writes and purges, at once
+//     (a route purge on the route's own mark, route.localPurged). A copy remembers seq as it was before the store read it
 //     came from, and is valid only while neither its stripe nor all has a
 //     later mark. A read in flight when its bucket changes therefore makes
 //     a copy that is never served, whenever it lands; and no copy has to
@@ -54,7 +55,7 @@ type localTier struct {
 	stripes [localStripes]atomic.Uint64
 	// through is the store's latest proof of delivery, in nanoseconds
 	// since epoch; 0 until the first.
-	through atomic.Int64
+	through atomic.Uint64
 
 	evictions     atomic.Int64
 	invalidations atomic.Int64 // buckets reported changed
@@ -167,7 +168,7 @@ func (t *localTier) get(k keying.Key, now time.Time, route uint64) *storage.Entr
 	}
 	n := t.since(now)
 	if t.tracked {
-		if n-t.through.Load() >= int64(t.bound) {
+		if th := t.through.Load(); th == 0 || n-int64(th) >= int64(t.bound) {
 			return nil // not heard from the store lately: kept, not served
 		}
 	} else if n-c.read >= int64(t.bound) {
@@ -216,7 +217,6 @@ func (t *localTier) stripe(bucket string) *atomic.Uint64 {
 // is served again.
 func (t *localTier) changed(buckets []string, all bool) {
 	if all {
-		t.resets.Add(1)
 		storeMax(&t.all, t.seq.Add(1))
 		// The marks already keep every copy from being served; this
 		// frees their memory.
@@ -224,7 +224,6 @@ func (t *localTier) changed(buckets []string, all bool) {
 		return
 	}
 	for _, b := range buckets {
-		t.invalidations.Add(1)
 		storeMax(t.stripe(b), t.seq.Add(1))
 	}
 }
@@ -241,15 +240,14 @@ func storeMax(v *atomic.Uint64, n uint64) {
 
 // report takes one report of the store's tracker.
 func (t *localTier) report(ch storage.Changes) {
+	if ch.All {
+		t.resets.Add(1)
+	} else {
+		t.invalidations.Add(int64(len(ch.Buckets)))
+	}
 	t.changed(ch.Buckets, ch.All)
 	if !ch.Through.IsZero() {
-		n := t.since(ch.Through)
-		for {
-			old := t.through.Load()
-			if old >= n || t.through.CompareAndSwap(old, n) {
-				break
-			}
-		}
+		storeMax(&t.through, uint64(max(t.since(ch.Through), 1)))
 	}
 }
 
@@ -380,7 +378,7 @@ func (c *Cache) LocalStats() LocalStats {
 	if t.tracked {
 		s.SilentNs = -1
 		if th := t.through.Load(); th != 0 {
-			s.SilentNs = max(t.since(time.Now())-th, 0)
+			s.SilentNs = max(t.since(time.Now())-int64(th), 0)
 		}
 	}
 	return s

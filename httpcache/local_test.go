@@ -486,3 +486,20 @@ func TestLocalAcrossInstances(t *testing.T) {
 		t.Errorf("a after b's fill: %q, want %q", r.body, second.body)
 	}
 }
+
+// TestLocalNoProofNoCopy: until the store's first proof of delivery, no
+// copy is served, however young the tier.
+func TestLocalNoProofNoCopy(t *testing.T) {
+	s := newTrackedStore(t)
+	s.silent.Store(true) // the first report says All, with no Through
+	c := newTestCache(t, s, WithLocalTier(0), WithLocalBound(time.Minute))
+	h := mux(t, c, "GET /items/{id}", localPolicy(), counterOrigin())
+	for range 3 {
+		if r := do(h, "GET", "/items/1"); strings.Contains(r.cacheStatus(), "local") {
+			t.Fatalf("a copy served before any proof of delivery: %s", r.cacheStatus())
+		}
+	}
+	if ls := c.LocalStats(); ls.SilentNs != -1 {
+		t.Errorf("silent_ns %d before the first proof, want -1", ls.SilentNs)
+	}
+}
