@@ -41,7 +41,10 @@ func ExampleNew() {
 	}
 	defer store.Close()
 
-	cache, err := httpcache.New(store)
+	// Without the start-up health check here: Close does not wait for
+	// it, and its INFO may still be in flight when this example closes
+	// the embedded server (a service's Redis outlives its caches).
+	cache, err := httpcache.New(store, httpcache.WithoutStartupHealthCheck())
 	if err != nil {
 		panic(err)
 	}
