@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -375,11 +374,10 @@ func heapAlloc() int64 {
 // platforms: the package no longer builds for GOARCH=386 or arm (it did
 // before the local tier).
 func TestReviewLocal32BitBuild(t *testing.T) {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		if goTool, err = exec.LookPath("go"); err != nil {
-			t.Fatal("no go tool to build the package with: ", err)
-		}
+	// go test puts its own go command first in the test's PATH.
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal("no go tool to build the package with: ", err)
 	}
 	for _, arch := range []string{"386", "arm"} {
 		cmd := exec.Command(goTool, "build", "-o", os.DevNull, ".")
