@@ -121,32 +121,33 @@ func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key
 	if e == nil {
 		return false
 	}
+	var (
+		counted counter
+		status  string
+		outcome Outcome
+	)
 	switch freshness(e, now) {
 	case stateFresh:
-		rt.stats.add(cHits, 1)
-		rt.stats.add(cLocalHits, 1)
+		counted, status, outcome = cHits, localHitStatus(rt.cache.name, e, now), OutcomeHit
 		if rt.refreshDue(e, now) {
 			refreshing(sp, rt.scheduleRefresh(r, k, next))
 		}
-		if rt.serveEntryOwn(w, r, e, now, localHitStatus(rt.cache.name, e, now), hs.own[:], true) {
-			served(sp, e, OutcomeHit)
-			return true
-		}
-		rt.stats.add(cHits, -1)
-		rt.stats.add(cLocalHits, -1)
 	case stateStale:
-		rt.stats.add(cStaleServed, 1)
-		rt.stats.add(cLocalHits, 1)
+		counted, status, outcome = cStaleServed, localStaleStatus(rt.cache.name, e, now), OutcomeStale
 		refreshing(sp, rt.scheduleRefresh(r, k, next))
-		if rt.serveEntryOwn(w, r, e, now, localStaleStatus(rt.cache.name, e, now), hs.own[:], true) {
-			served(sp, e, OutcomeStale)
-			return true
-		}
-		rt.stats.add(cStaleServed, -1)
-		rt.stats.add(cLocalHits, -1)
 	default:
 		return false
 	}
+	// Counted before the body is written, as store hits are (ServeHTTP);
+	// taken back when it is not.
+	rt.stats.add(counted, 1)
+	rt.stats.add(cLocalHits, 1)
+	if rt.serveEntryOwn(w, r, e, now, status, hs.own[:], true) {
+		served(sp, e, outcome)
+		return true
+	}
+	rt.stats.add(counted, -1)
+	rt.stats.add(cLocalHits, -1)
 	// The body did not decode for this client (serveEntry reported and
 	// deleted it) or decodes too large: the store decides.
 	rt.local.dropKey(k)

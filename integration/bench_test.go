@@ -85,7 +85,6 @@ type hitSetup struct {
 // route's dictionary is trained, and removes their buckets.
 func newHitSetup(b *testing.B, size int, acceptGzip bool, compression policy.Compression, opts ...httpcache.Option) *hitSetup {
 	b.Helper()
-	ctx := context.Background()
 	p := prefix(b)
 	var cmds commandCounter
 	rc := shared.Client()
@@ -143,32 +142,10 @@ func newHitSetup(b *testing.B, size int, acceptGzip bool, compression policy.Com
 		b.Fatalf("hit body differs from the origin's (%d vs %d bytes)", len(got), len(body))
 	}
 
-	keys := scanKeys(b, brc, p+":b:*")
-	if len(keys) != 1 {
-		b.Fatalf("bucket keys %q, want one", keys)
-	}
-	fields, err := brc.HGetAll(ctx, keys[0]).Result()
-	if err != nil || len(fields) != 1 {
-		b.Fatalf("bucket %s: %d fields, %v", keys[0], len(fields), err)
-	}
-	var stored string
-	for _, v := range fields {
-		stored = v
-	}
-	baseKey := p + ":baseline"
-	if err := brc.HSet(ctx, baseKey, "f", stored).Err(); err != nil {
-		b.Fatal(err)
-	}
+	baseline, stored := oneHGETBaseline(b, brc, p)
 	return &hitSetup{
-		cached: cached,
-		baseline: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			v, err := brc.HGet(r.Context(), baseKey, "f").Bytes()
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			w.Write(v)
-		}),
+		cached:        cached,
+		baseline:      baseline,
 		newRequest:    newRequest,
 		cmds:          &cmds,
 		cachedBytes:   hit.Body.Len(),
@@ -995,4 +972,37 @@ func BenchmarkExpiry(b *testing.B) {
 				tc.name, res.requests, ms(res.p50), ms(res.p99), ms(res.worst), res.slow, expiryOrigin/2, res.stale, res.calls)
 		})
 	}
+}
+
+// oneHGETBaseline copies the one stored value under prefix p (the bucket
+// must hold exactly one field) to a hash field of its own, and returns the
+// baseline handler that answers every request with one HGET of it,
+// written as it is, and the value.
+func oneHGETBaseline(b *testing.B, brc *redis.Client, p string) (http.Handler, string) {
+	b.Helper()
+	ctx := context.Background()
+	keys := scanKeys(b, brc, p+":b:*")
+	if len(keys) != 1 {
+		b.Fatalf("bucket keys %q, want one", keys)
+	}
+	fields, err := brc.HGetAll(ctx, keys[0]).Result()
+	if err != nil || len(fields) != 1 {
+		b.Fatalf("bucket %s: %d fields, %v", keys[0], len(fields), err)
+	}
+	var stored string
+	for _, v := range fields {
+		stored = v
+	}
+	baseKey := p + ":baseline"
+	if err := brc.HSet(ctx, baseKey, "f", stored).Err(); err != nil {
+		b.Fatal(err)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := brc.HGet(r.Context(), baseKey, "f").Bytes()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.Write(v)
+	}), stored
 }

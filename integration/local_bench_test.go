@@ -77,7 +77,6 @@ type localHitSetup struct {
 
 func newLocalHitSetup(b *testing.B, size int) *localHitSetup {
 	b.Helper()
-	ctx := context.Background()
 	p := prefix(b)
 	var cmds commandCounter
 	rc := shared.Client()
@@ -138,33 +137,11 @@ func newLocalHitSetup(b *testing.B, size int) *localHitSetup {
 		w.Write(sent)
 	})
 
-	keys := scanKeys(b, brc, p+":b:*")
-	if len(keys) != 1 {
-		b.Fatalf("bucket keys %q, want one", keys)
-	}
-	fields, err := brc.HGetAll(ctx, keys[0]).Result()
-	if err != nil || len(fields) != 1 {
-		b.Fatalf("bucket %s: %d fields, %v", keys[0], len(fields), err)
-	}
-	var stored string
-	for _, v := range fields {
-		stored = v
-	}
-	baseKey := p + ":baseline"
-	if err := brc.HSet(ctx, baseKey, "f", stored).Err(); err != nil {
-		b.Fatal(err)
-	}
+	baseline, stored := oneHGETBaseline(b, brc, p)
 	return &localHitSetup{
-		local:  local,
-		memory: memory,
-		baseline: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			v, err := brc.HGet(r.Context(), baseKey, "f").Bytes()
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			w.Write(v)
-		}),
+		local:         local,
+		memory:        memory,
+		baseline:      baseline,
 		cache:         cache,
 		newRequest:    newRequest,
 		cmds:          &cmds,
