@@ -216,7 +216,20 @@ func (d *decoder) decode(e *storage.Entry) error {
 	if err != nil {
 		return corrupt("body", start, err)
 	}
-	end, ok := skipValues(d.data, d.off(), uint64(n-fields))
+	var date int64
+	extra := n - fields
+	if c, err := d.peek(); extra > 0 && err == nil && isInt(c) {
+		// Element 10: the origin's Date, Unix seconds. Anything else
+		// there is ignored, as every extra element was before it was
+		// defined (ENVELOPE.md, Evolution).
+		at := d.off()
+		if v, err := d.int(); err == nil && v > 0 && v <= maxHTTPDate {
+			date, extra = v, extra-1
+		} else {
+			d.seek(at)
+		}
+	}
+	end, ok := skipValues(d.data, d.off(), uint64(extra))
 	if !ok {
 		return corrupt("extra element", end, nil)
 	}
@@ -231,6 +244,10 @@ func (d *decoder) decode(e *storage.Entry) error {
 	e.Coding = internCoding(coding)
 	e.CacheEncoded = flags&flagCacheEncoded != 0
 	e.Body = body
+	e.Date = time.Time{}
+	if date > 0 {
+		e.Date = time.Unix(date, 0).UTC()
+	}
 	return nil
 }
 

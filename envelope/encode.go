@@ -68,7 +68,14 @@ func Encode(dst []byte, e *storage.Entry) []byte {
 
 	// w never fails, so neither does any Encode call: their errors are
 	// always nil.
-	_ = enc.EncodeArrayLen(fields)
+	n := fields
+	date := e.Date.Unix()
+	if e.Date.IsZero() || date <= 0 || date > maxHTTPDate {
+		date = 0
+	} else {
+		n++ // element 10, written only when there is a Date to keep
+	}
+	_ = enc.EncodeArrayLen(n)
 	_ = enc.EncodeUint(uint64(max(e.Status, 0)))
 	_ = enc.EncodeArrayLen(2 * pairs)
 	for _, n := range names {
@@ -96,6 +103,9 @@ func Encode(dst []byte, e *storage.Entry) []byte {
 	// is always a bin, of length 0 for none.
 	_ = enc.EncodeBytesLen(len(e.Body))
 	_, _ = w.Write(e.Body)
+	if date > 0 {
+		_ = enc.EncodeUint(uint64(date))
+	}
 
 	msgpack.PutEncoder(enc)
 	dst = w.b

@@ -293,12 +293,13 @@ var goldenCases = []goldenCase{
 		want: &storage.Entry{Status: 200, Header: http.Header{"X-Kept": {"4"}, "Content-Type": {"text/plain"}, "Surrogate-Key": {"k"}}},
 	},
 	{
-		name: "raw-extra-elements",
-		note: "written by hand: the ten elements plus seven more of every kind (map, ext, str16, nil, nested arrays, " +
-			"ext8, negative int) in an array16, which readers ignore",
+		name: "raw-extra-elements-after-date",
+		note: "written by hand: the ten elements, the date (element 10), and seven more of every kind (map, ext, " +
+			"str16, nil, nested arrays, ext8, negative int) in an array16, which readers ignore",
 		raw: func() []byte {
-			return rawEnvelope(17, func(enc *msgpack.Encoder) {
+			return rawEnvelope(18, func(enc *msgpack.Encoder) {
 				writeTenFields(enc)
+				enc.EncodeUint(1761031680)
 				enc.Encode(map[string]any{"a": []any{1, "x", nil, true, 1.5}})
 				enc.Encode(time.Unix(1, 2))
 				enc.EncodeString(strings.Repeat("s", 300))
@@ -309,7 +310,20 @@ var goldenCases = []goldenCase{
 				enc.EncodeInt64(-5)
 			})
 		},
-		want: tenFieldsEntry(),
+		want: func() *storage.Entry {
+			e := tenFieldsEntry()
+			e.Date = time.Unix(1761031680, 0).UTC()
+			return e
+		}(),
+	},
+	{
+		name: "date-kept",
+		note: "an entry of a route in standards mode: element 10 keeps the origin's Date, Unix seconds",
+		give: func() *storage.Entry {
+			e := tenFieldsEntry()
+			e.Date = time.Unix(1761031680, 0).UTC()
+			return e
+		}(),
 	},
 	{
 		name: "raw-wide-integers",
@@ -546,6 +560,9 @@ type goldenDesc struct {
 	BodySHA256   string      `json:"body_sha256"`
 	// Body is the body in base64, for bodies up to 256 bytes.
 	Body string `json:"body,omitempty"`
+	// DateS is element 10, the origin's Date in Unix seconds, when the
+	// envelope has one.
+	DateS int64 `json:"date_s,omitempty"`
 }
 
 func describe(note string, version byte, e *storage.Entry) goldenDesc {
@@ -562,6 +579,9 @@ func describe(note string, version byte, e *storage.Entry) goldenDesc {
 		Coding:       e.Coding,
 		CacheEncoded: e.CacheEncoded,
 		BodyLen:      len(e.Body),
+	}
+	if !e.Date.IsZero() {
+		d.DateS = e.Date.Unix()
 	}
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
 		for k := range e.Header {

@@ -9,41 +9,77 @@ import (
 	"time"
 )
 
-// cacheControl holds the Cache-Control (or Surrogate-Control) directives
-// the cache acts on (RFC 9111 section 5.2, RFC 5861).
+// cacheControl holds the Cache-Control (or Surrogate-Control,
+// CDN-Cache-Control) directives the cache acts on (RFC 9111 section 5.2,
+// RFC 5861, RFC 9213).
 type cacheControl struct {
 	noStore, noCache, private bool
 	// mustRevalidate is must-revalidate or proxy-revalidate (the same to
-	// a shared cache).
-	mustRevalidate        bool
-	maxAge, sMaxAge       time.Duration
-	hasMaxAge, hasSMaxAge bool
-	swr, sie              time.Duration
-	hasSWR, hasSIE        bool
+	// a shared cache); hardMustRevalidate is must-revalidate alone, which
+	// RFC 9111 section 3.5 names for authenticated requests.
+	mustRevalidate, hardMustRevalidate bool
+	public, mustUnderstand             bool
+	immutable, noTransform             bool
+	maxAge, sMaxAge                    time.Duration
+	hasMaxAge, hasSMaxAge              bool
+	swr, sie                           time.Duration
+	hasSWR, hasSIE                     bool
+	// noCacheFields and privateFields are the field names a qualified
+	// no-cache or private lists (RFC 9111 sections 5.2.2.4 and 5.2.2.7),
+	// canonical; a qualified directive does not set noCache or private.
+	noCacheFields, privateFields []string
+	// directives counts the directives found, so that a targeted field
+	// with none is known to be empty (RFC 9213 section 2.1).
+	directives int
 }
 
 // parseCacheControl parses header values leniently: unknown directives are
 // ignored and a malformed delta-seconds makes its directive absent, except
 // that a malformed max-age counts as max-age=0 (RFC 9111 section 4.2.1
-// asks a cache to treat it as stale).
+// asks a cache to treat it as stale). Quoted arguments may hold commas
+// (no-cache="Set-Cookie, X-Id").
 func parseCacheControl(values []string) cacheControl {
 	var cc cacheControl
 	for _, v := range values {
 		for v != "" {
 			var d string
-			d, v, _ = strings.Cut(v, ",")
-			name, arg, _ := strings.Cut(strings.TrimSpace(d), "=")
+			d, v = cutDirective(v)
+			name, arg, hasArg := strings.Cut(strings.TrimSpace(d), "=")
 			name = strings.ToLower(strings.TrimSpace(name))
-			arg = strings.Trim(strings.TrimSpace(arg), `"`)
+			if name == "" {
+				continue
+			}
+			cc.directives++
+			arg = strings.TrimSpace(arg)
+			quoted := len(arg) >= 2 && arg[0] == '"' && arg[len(arg)-1] == '"'
+			arg = strings.Trim(arg, `"`)
 			secs, ok := deltaSeconds(arg)
 			switch name {
 			case "no-store":
 				cc.noStore = true
 			case "no-cache":
-				cc.noCache = true
+				if hasArg && quoted && strings.TrimSpace(arg) != "" {
+					cc.noCacheFields = appendFieldNames(cc.noCacheFields, arg)
+				} else {
+					cc.noCache = true
+				}
 			case "private":
-				cc.private = true
-			case "must-revalidate", "proxy-revalidate":
+				if hasArg && quoted && strings.TrimSpace(arg) != "" {
+					cc.privateFields = appendFieldNames(cc.privateFields, arg)
+				} else {
+					cc.private = true
+				}
+			case "public":
+				cc.public = true
+			case "must-understand":
+				cc.mustUnderstand = true
+			case "immutable":
+				cc.immutable = true
+			case "no-transform":
+				cc.noTransform = true
+			case "must-revalidate":
+				cc.mustRevalidate, cc.hardMustRevalidate = true, true
+			case "proxy-revalidate":
 				cc.mustRevalidate = true
 			case "max-age":
 				// Malformed is 0: stale; so are two that disagree
@@ -71,6 +107,33 @@ func parseCacheControl(values []string) cacheControl {
 		}
 	}
 	return cc
+}
+
+// cutDirective cuts the first directive off a Cache-Control value at the
+// first comma outside a quoted string.
+func cutDirective(v string) (directive, rest string) {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '\\' && quoted && i+1 < len(v):
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ',' && !quoted:
+			return v[:i], v[i+1:]
+		}
+	}
+	return v, ""
+}
+
+// appendFieldNames appends the canonical names of a comma separated list.
+func appendFieldNames(dst []string, list string) []string {
+	for f := range strings.SplitSeq(list, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			dst = append(dst, textproto.CanonicalMIMEHeaderKey(f))
+		}
+	}
+	return dst
 }
 
 // maxDelta caps delta-seconds (RFC 9111 section 1.2.2 suggests 2^31).
@@ -105,8 +168,25 @@ type decision struct {
 	surrogate string
 	// age is how old the origin said the response already was (its Age
 	// header, honoured with HonorOriginCacheControl): the entry counts as
-	// stored that long before it was (RFC 9111 section 4.2.3).
+	// stored that long before it was (RFC 9111 section 4.2.3). In
+	// standards mode the fill corrects it with date (initialAge).
 	age time.Duration
+
+	// The standards mode's (standards.go).
+	standards bool
+	// date is the origin's Date, zero when it sent none (the fill then
+	// stores its own time of receipt, RFC 9110 section 6.6.1).
+	date time.Time
+	// revalidateOnly stores a response that may only be reused once the
+	// origin has validated it (no-cache, or no lifetime at all), for
+	// its validators.
+	revalidateOnly bool
+	// strip are the fields a qualified no-cache or private keeps out of
+	// the stored response (RFC 9111 sections 5.2.2.4 and 5.2.2.7).
+	strip []string
+	// noTransform keeps the body as the origin sent it (RFC 9110
+	// section 7.7): the route's compression is not applied.
+	noTransform bool
 }
 
 // decodableCodings are the content codings the cache can decode for
@@ -127,114 +207,30 @@ const (
 	MaxTagBytes = 256
 )
 
-// decide applies the policy and the never-store rules to a response's
-// status and headers, before its body is known. h must be in canonical
-// form (see canonicalize); decide removes the Surrogate-Control and
-// Surrogate-Key headers, which are for this cache only (see
-// decision.keepSurrogate).
+// decide applies the policy (or, in standards mode, RFC 9111) and the
+// never-store rules to a response's status and headers, before its body
+// is known. h must be in canonical form (see canonicalize); decide removes
+// the Surrogate-Control and Surrogate-Key headers, which are for this
+// cache only (see decision.keepSurrogate).
 func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 	defer func() {
 		delete(h, "Surrogate-Control")
 		delete(h, "Surrogate-Key")
 	}()
-	p := &rt.policy
-	d := decision{fresh: p.TTL, swr: p.StaleWhileRevalidate, sie: p.StaleIfError}
-	no := decision{}
-	if !p.Stores(status) {
-		return no
+	var (
+		d  decision
+		ok bool
+	)
+	if rt.policy.Standards {
+		d, ok = rt.standardsLifetime(r, status, h, time.Now())
+	} else {
+		d, ok = rt.policyLifetime(status, h)
 	}
-	if _, ok := h["Set-Cookie"]; ok {
-		return no
+	if !ok || !rt.storableHeaders(h, &d) {
+		return decision{}
 	}
-	if _, ok := h["Set-Cookie2"]; ok {
-		return no
-	}
-	if _, ok := h["Content-Range"]; ok {
-		return no
-	}
-	// Trailers are sent after the body, when a held response has been
-	// stored already: a response that declares any is not stored.
-	if _, ok := h["Trailer"]; ok {
-		return no
-	}
-	for name := range h {
-		if strings.HasPrefix(name, http.TrailerPrefix) {
-			return no
-		}
-	}
-	cc := parseCacheControl(h["Cache-Control"])
-	if cc.noStore || cc.private || cc.noCache {
-		return no
-	}
-	sc := parseCacheControl(h["Surrogate-Control"])
-	if sc.noStore {
-		return no
-	}
-	for _, v := range h["Vary"] {
-		for _, f := range strings.Split(v, ",") {
-			f = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f))
-			if f == "" || f == "Accept-Encoding" {
-				continue
-			}
-			if f == "*" || !rt.varies(f) {
-				return no
-			}
-		}
-	}
-	if ce := h["Content-Encoding"]; len(ce) > 0 {
-		c := strings.ToLower(strings.TrimSpace(strings.Join(ce, ",")))
-		if !slices.Contains(decodableCodings, c) {
-			return no
-		}
-		if c == "x-gzip" {
-			c = "gzip"
-		}
-		d.coding = c
-	}
-	if p.HonorOriginCacheControl {
-		switch {
-		case sc.hasMaxAge:
-			d.fresh = sc.maxAge
-		case cc.hasSMaxAge:
-			d.fresh = cc.sMaxAge
-		case cc.hasMaxAge:
-			d.fresh = cc.maxAge
-		}
-		if cc.hasSWR {
-			d.swr = cc.swr
-		}
-		if cc.hasSIE {
-			d.sie = cc.sie
-		}
-		if sc.hasSWR {
-			d.swr = sc.swr
-		}
-		if sc.hasSIE {
-			d.sie = sc.sie
-		}
-		// must-revalidate, proxy-revalidate and s-maxage (which implies
-		// proxy-revalidate, RFC 9111 section 5.2.2.10) forbid serving the
-		// response stale without validating it: the policy's stale
-		// windows do not apply, only those the response itself states.
-		if cc.mustRevalidate || cc.hasSMaxAge || sc.mustRevalidate {
-			if !cc.hasSWR && !sc.hasSWR {
-				d.swr = 0
-			}
-			if !cc.hasSIE && !sc.hasSIE {
-				d.sie = 0
-			}
-		}
-		d.fresh, d.swr, d.sie = min(d.fresh, p.MaxTTL), min(d.swr, p.MaxTTL), min(d.sie, p.MaxTTL)
-		if age, ok := deltaSeconds(strings.TrimSpace(headerValue(h, "Age"))); ok {
-			// Older than all its windows: nothing left to store.
-			if age >= d.fresh+max(d.swr, d.sie) {
-				return no
-			}
-			d.age = age
-		}
-	}
-	if d.fresh <= 0 && d.swr <= 0 && d.sie <= 0 {
-		return no
+	if d.fresh <= 0 && d.swr <= 0 && d.sie <= 0 && !d.revalidateOnly {
+		return decision{}
 	}
 	keys := surrogateKeys(h)
 	if len(keys) > 0 {
@@ -243,10 +239,115 @@ func (rt *route) decide(r *http.Request, status int, h http.Header) decision {
 	d.tags = append(keys, rt.requestTags(r)...)
 	if len(d.tags) > MaxTags || slices.ContainsFunc(d.tags, func(t string) bool { return t == "" || len(t) > MaxTagBytes }) {
 		rt.stats.add(cTagsRefused, 1)
-		return no
+		return decision{}
 	}
 	d.store = true
 	return d
+}
+
+// storableHeaders applies the rules every mode shares: no cookies, no
+// partial content, no trailers, no Vary on a request header the route is
+// not keyed on, and only content codings the cache can decode, which it
+// records in d.
+func (rt *route) storableHeaders(h http.Header, d *decision) bool {
+	for _, name := range [...]string{"Set-Cookie", "Set-Cookie2", "Content-Range", "Trailer"} {
+		// Trailers are sent after the body, when a held response has
+		// been stored already: a response that declares any is not
+		// stored.
+		if _, ok := h[name]; ok {
+			return false
+		}
+	}
+	for name := range h {
+		if strings.HasPrefix(name, http.TrailerPrefix) {
+			return false
+		}
+	}
+	for _, v := range h["Vary"] {
+		for _, f := range strings.Split(v, ",") {
+			f = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f))
+			if f == "" || f == "Accept-Encoding" {
+				continue
+			}
+			if f == "*" || !rt.varies(f) {
+				return false
+			}
+		}
+	}
+	if ce := h["Content-Encoding"]; len(ce) > 0 {
+		c := strings.ToLower(strings.TrimSpace(strings.Join(ce, ",")))
+		if !slices.Contains(decodableCodings, c) {
+			return false
+		}
+		if c == "x-gzip" {
+			c = "gzip"
+		}
+		d.coding = c
+	}
+	return true
+}
+
+// policyLifetime is the default mode's lifetime of a response: the
+// policy's, or with HonorOriginCacheControl the origin's Cache-Control
+// and Surrogate-Control within the policy's MaxTTL.
+func (rt *route) policyLifetime(status int, h http.Header) (decision, bool) {
+	p := &rt.policy
+	d := decision{fresh: p.TTL, swr: p.StaleWhileRevalidate, sie: p.StaleIfError}
+	if !p.Stores(status) {
+		return d, false
+	}
+	cc := parseCacheControl(h["Cache-Control"])
+	if cc.noStore || cc.private || cc.noCache || len(cc.privateFields) > 0 || len(cc.noCacheFields) > 0 {
+		return d, false
+	}
+	sc := parseCacheControl(h["Surrogate-Control"])
+	if sc.noStore {
+		return d, false
+	}
+	if !p.HonorOriginCacheControl {
+		return d, true
+	}
+	switch {
+	case sc.hasMaxAge:
+		d.fresh = sc.maxAge
+	case cc.hasSMaxAge:
+		d.fresh = cc.sMaxAge
+	case cc.hasMaxAge:
+		d.fresh = cc.maxAge
+	}
+	if cc.hasSWR {
+		d.swr = cc.swr
+	}
+	if cc.hasSIE {
+		d.sie = cc.sie
+	}
+	if sc.hasSWR {
+		d.swr = sc.swr
+	}
+	if sc.hasSIE {
+		d.sie = sc.sie
+	}
+	// must-revalidate, proxy-revalidate and s-maxage (which implies
+	// proxy-revalidate, RFC 9111 section 5.2.2.10) forbid serving the
+	// response stale without validating it: the policy's stale windows
+	// do not apply, only those the response itself states.
+	if cc.mustRevalidate || cc.hasSMaxAge || sc.mustRevalidate {
+		if !cc.hasSWR && !sc.hasSWR {
+			d.swr = 0
+		}
+		if !cc.hasSIE && !sc.hasSIE {
+			d.sie = 0
+		}
+	}
+	d.fresh, d.swr, d.sie = min(d.fresh, p.MaxTTL), min(d.swr, p.MaxTTL), min(d.sie, p.MaxTTL)
+	if age, ok := deltaSeconds(strings.TrimSpace(headerValue(h, "Age"))); ok {
+		// Older than all its windows: nothing left to store.
+		if age >= d.fresh+max(d.swr, d.sie) {
+			return d, false
+		}
+		d.age = age
+	}
+	return d, true
 }
 
 // keepSurrogate sets the Surrogate-Key of h, the header of the entry d

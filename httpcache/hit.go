@@ -118,7 +118,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // within its stale-while-revalidate window; past that, the store decides.
 func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key, now time.Time, sp Span, hs *hitScratch, next http.Handler) bool {
 	e := rt.local.get(k, now, rt.localPurged.Load())
-	if e == nil {
+	if e == nil || !rt.mayServe(r, e) {
 		return false
 	}
 	var (
@@ -209,7 +209,9 @@ func (rt *route) bypassReason(r *http.Request) (bypass, bool) {
 		return bypassBody, true
 	}
 	if !rt.policy.AllowAuthorized {
-		if _, ok := r.Header["Authorization"]; ok {
+		// In standards mode Authorization follows RFC 9111 section 3.5
+		// (decide and mayServe).
+		if _, ok := r.Header["Authorization"]; ok && !rt.policy.Standards {
 			return bypassAuthorization, true
 		}
 		if _, ok := r.Header["Cookie"]; ok {

@@ -39,6 +39,14 @@ func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 	r, sp := rt.traceRequest(r, OpFill) // the origin and store calls nest under the fill's span
 	own := &fillCall{w: w, r: r, k: k, stale: stale, next: next, fwd: "fwd=uri-miss", sh: &sharing{rt: rt, k: k}, span: sp}
 	defer own.endSpan()
+	if _, auth := r.Header["Authorization"]; auth && rt.policy.Standards {
+		// An authenticated request neither waits for another client's
+		// response nor has its own shared before it is judged: it
+		// fetches its own, stored when it says a shared cache may
+		// (RFC 9111 section 3.5).
+		rt.originFill(own)
+		return
+	}
 	for attempt := 1; ; attempt++ {
 		f, leader := rt.cache.flights.join(fk)
 		if leader {

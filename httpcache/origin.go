@@ -104,7 +104,7 @@ func (rt *route) originFill(call *fillCall) *originResult {
 		panic(o.panicVal)
 	}
 	status := rt.fwdStatus(call.fwd, o.rec.status, o.stored)
-	if o.entry != nil && call.w != nil && (o.notModified || conditional(call.r)) {
+	if o.entry != nil && call.w != nil && (o.notModified || conditional(call.r) || rt.ranged(call.r)) {
 		// Served from the entry: a 304 from the origin is not the
 		// client's answer, and a conditional client may get a 304 of its
 		// own (RFC 9111 section 4.3.2).
@@ -115,6 +115,12 @@ func (rt *route) originFill(call *fillCall) *originResult {
 	}
 	o.rec.deliver(status)
 	return o
+}
+
+// ranged reports whether r asks a route in standards mode for a range,
+// which the entry answers (serveEntry): the origin is asked for all of it.
+func (rt *route) ranged(r *http.Request) bool {
+	return rt.policy.Standards && len(r.Header["Range"]) > 0
 }
 
 // conditional reports whether r asks for a 304 when its copy is current.
@@ -157,7 +163,7 @@ func revalidation(or *http.Request, stale *storage.Entry) bool {
 // Cache-Control, Surrogate-Control, Set-Cookie, Trailer); only the
 // storable ones are kept. An updated response that may not be stored
 // makes an entry for this client only, with its cookies.
-func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, outer http.Header, end time.Time) (*storage.Entry, decision) {
+func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, outer http.Header, start, end time.Time) (*storage.Entry, decision) {
 	whole := stale.Header.Clone() // what the client would get: decided on
 	kept := stale.Header.Clone()  // what may be stored
 	for name, v := range notModified {
@@ -180,9 +186,11 @@ func (rt *route) updated(or *http.Request, stale *storage.Entry, notModified, ou
 			}
 		}
 	}
+	dec.stripFields(header)
 	e := *stale
 	e.Header = header
-	e.Stored = end
+	e.Stored = end.Add(-dec.initialAge(start, end))
+	e.Date = dec.entryDate(end)
 	e.Fresh, e.StaleWhileRevalidate, e.StaleIfError = dec.fresh, dec.swr, dec.sie
 	return &e, dec
 }
@@ -285,7 +293,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 			return true // held: the stale entry, updated, answers for it
 		}
 		dec = rt.decide(or, status, h)
-		if dec.store {
+		if dec.store && !dec.standards {
 			// Downstream caches must key on what this cache keys on.
 			for _, name := range rt.policy.Vary {
 				addVary(h, name, make([]string, 1))
@@ -353,7 +361,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		// The stored body is current: keep it, with the 304's headers.
 		rt.stats.add(cNotModified, 1)
 		rt.stats.add(cBytesNotResent, int64(len(stale.Body)))
-		e, udec := rt.updated(or, stale, rec.snapshot, outer, end)
+		e, udec := rt.updated(or, stale, rec.snapshot, outer, start, end)
 		o.notModified = true
 		e.OriginTime = originTime
 		if !udec.store {
@@ -376,6 +384,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		}
 	}
 	dec.keepSurrogate(header)
+	dec.stripFields(header)
 	body := bytes.Clone(rec.buf.Bytes())
 	if _, typed := rec.snapshot["Content-Type"]; !typed && len(body) > 0 && dec.coding == "" {
 		// net/http gave the client the type it sniffed from the body; a
@@ -385,7 +394,8 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	e := &storage.Entry{
 		Status:               rec.status,
 		Header:               header,
-		Stored:               end.Add(-dec.age),
+		Stored:               end.Add(-dec.initialAge(start, end)),
+		Date:                 dec.entryDate(end),
 		Fresh:                dec.fresh,
 		StaleWhileRevalidate: dec.swr,
 		StaleIfError:         dec.sie,
@@ -393,7 +403,11 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 		Coding:               dec.coding,
 		Body:                 body,
 	}
-	o.entry, o.storeAs = rt.codec.Encode(ctx, e)
+	if dec.noTransform {
+		o.entry, o.storeAs = e, e // stored as the origin sent it
+	} else {
+		o.entry, o.storeAs = rt.codec.Encode(ctx, e)
+	}
 	o.tags = dec.tags
 	return o
 }
@@ -458,10 +472,20 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fe
 func (rt *route) storeTTL(e *storage.Entry) time.Duration {
 	ttl := e.Lifetime()
 	if revalidatable(e) {
-		ttl += min(e.Fresh, rt.policy.MaxTTL)
+		keep := e.Fresh
+		if rt.policy.Standards {
+			// An entry that is never fresh (no-cache, or no lifetime)
+			// is stored for its validators alone.
+			keep = max(keep, revalidateKeep)
+		}
+		ttl += min(keep, rt.policy.MaxTTL)
 	}
 	return ttl
 }
+
+// revalidateKeep is the least time a revalidatable entry of a route in
+// standards mode is kept past its lifetime, for its validators.
+const revalidateKeep = time.Hour
 
 // callOrigin runs h and returns what it panicked with, if it did.
 func callOrigin(rt *route, h http.Handler, rec *recorder, r *http.Request) (panicVal any) {

@@ -39,9 +39,15 @@ func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.E
 // wrapping the cache which sets a value in place (h["X"][0] = v) changes
 // this response only.
 func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string, own []string, shared bool) bool {
+	if !rt.mayServe(r, e) {
+		return false
+	}
 	notMod := e.Status == http.StatusOK && notModified(r, e)
 	send := e.Body // the body as the client gets it
 	decode := !notMod && e.Coding != "" && !acceptsCoding(r.Header["Accept-Encoding"], e.Coding)
+	if decode && rt.noTransform(e) {
+		return false // no-transform: the origin answers this client
+	}
 	if decode {
 		// The client does not accept the stored coding: it gets the body
 		// decoded, with an exact Content-Length. Decoded before any header
@@ -87,6 +93,11 @@ func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storag
 	own[1] = cacheStatus
 	h["Age"] = own[0:1:1]
 	h["Cache-Status"] = own[1:2:2]
+	if !e.Date.IsZero() {
+		// The origin's Date, which a standards-mode entry keeps (RFC
+		// 9111 section 4): the Age above counts from it.
+		h["Date"] = []string{e.Date.Format(http.TimeFormat)}
+	}
 	if e.Coding != "" {
 		addVary(h, "Accept-Encoding", own[4:5:5])
 	}
@@ -118,8 +129,24 @@ func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storag
 			weakenETag(h, own[5:6:6])
 		}
 	}
-	bodyless := r.Method == http.MethodHead || e.Status == http.StatusNoContent || e.Status == http.StatusNotModified
-	writeBody(w, e.Status, send, bodyless, own[3:4:4])
+	status := e.Status
+	if rt.policy.Standards && status == http.StatusOK && len(r.Header["Range"]) > 0 {
+		// One range of the stored representation (RFC 9110 section 14),
+		// of the bytes this client gets, validated by the ETag it gets.
+		size := int64(len(send))
+		start, end, kind := evalRange(r, size, headerValue(h, "Etag"), headerValue(h, "Last-Modified"), headerValue(h, "Date"))
+		switch kind {
+		case rangePartial:
+			status, send = http.StatusPartialContent, send[start:end+1]
+			h["Content-Range"] = []string{contentRange(start, end, size, kind)}
+		case rangeUnsatisfiable:
+			status, send = http.StatusRequestedRangeNotSatisfiable, nil
+			h["Content-Range"] = []string{contentRange(0, 0, size, kind)}
+			delete(h, "Content-Type")
+		}
+	}
+	bodyless := r.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified
+	writeBody(w, status, send, bodyless, own[3:4:4])
 	return true
 }
 

@@ -141,6 +141,7 @@ type fileEntry struct {
 	AllowAuthorized         *bool     `json:"allow_authorized"`
 	Compression             *string   `json:"compression"`
 	Local                   *bool     `json:"local"`
+	Standards               *bool     `json:"standards"`
 }
 
 func (p *Policy) decodeOverride(raw json.RawMessage) error {
@@ -175,6 +176,7 @@ func (p *Policy) decodeOverride(raw json.RawMessage) error {
 	set(&p.HonorOriginCacheControl, e.HonorOriginCacheControl)
 	set(&p.AllowAuthorized, e.AllowAuthorized)
 	set(&p.Local, e.Local)
+	set(&p.Standards, e.Standards)
 	if e.Compression != nil {
 		p.Compression = Compression(*e.Compression)
 	}

@@ -30,15 +30,19 @@ var DefaultStatuses = []int{200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 50
 // default, stated in the field's comment.
 type Policy struct {
 	// TTL is how long a stored response is fresh. Default [DefaultTTL].
+	// Not with Standards, where the response's own headers decide.
 	TTL time.Duration
 
 	// StaleWhileRevalidate is how long after freshness ends the stale
 	// response may still be served while it is refreshed in the background
-	// (RFC 5861). Default 0: never served stale.
+	// (RFC 5861). Default 0: never served stale. Not with Standards,
+	// where only the response's own stale-while-revalidate permits it.
 	StaleWhileRevalidate time.Duration
 
 	// StaleIfError is how long after freshness ends the stale response may
-	// still be served when the origin fails (RFC 5861). Default 0.
+	// still be served when the origin fails (RFC 5861). Default 0. Not
+	// with Standards, where only the response's own stale-if-error
+	// permits it.
 	StaleIfError time.Duration
 
 	// RefreshAhead is the fraction of TTL after which a hit schedules a
@@ -81,7 +85,8 @@ type Policy struct {
 	Vary []string
 
 	// Statuses lists the response statuses that are stored.
-	// Default [DefaultStatuses].
+	// Default [DefaultStatuses]. Not with Standards, where RFC 9111
+	// decides which statuses are stored.
 	Statuses []int
 
 	// MaxBodyBytes is the largest body stored; larger responses stream
@@ -124,6 +129,19 @@ type Policy struct {
 	// headers. Only set it when the response does not depend on them, or
 	// when they are listed in Vary. Default false: such requests bypass.
 	AllowAuthorized bool
+
+	// Standards makes the route an RFC 9111 shared cache in front of its
+	// handler, as a proxy cache is: the response's Cache-Control,
+	// CDN-Cache-Control, Surrogate-Control, Expires, Date, Age and
+	// Last-Modified decide whether it is stored and for how long, any
+	// final status with an explicit lifetime is stored, and requests with
+	// Authorization are answered as RFC 9111 section 3.5 says. TTL,
+	// StaleWhileRevalidate, StaleIfError and Statuses must then be left
+	// zero; MaxTTL still caps every lifetime and stale window. It
+	// includes what HonorOriginCacheControl does. See the README's
+	// "Standards mode" for what it does and does not do. Default false:
+	// the policy decides, as described on each field.
+	Standards bool
 
 	// Tags computes surrogate keys for a request; purging a tag removes
 	// every bucket stored with it. Not settable from a file. Default none.
@@ -266,6 +284,21 @@ func (p Policy) Validate() error {
 	}
 	if p.RefreshAhead > 0 && p.XFetchBeta > 0 {
 		bad("XFetchBeta", "cannot be combined with RefreshAhead; choose one")
+	}
+	if p.Standards {
+		// In standards mode the response decides these; a value set
+		// here would be silently ignored.
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{
+			{"TTL", p.TTL != 0}, {"StaleWhileRevalidate", p.StaleWhileRevalidate != 0},
+			{"StaleIfError", p.StaleIfError != 0}, {"Statuses", len(p.Statuses) > 0},
+		} {
+			if f.set {
+				bad(f.name, "cannot be set with Standards: the response's own headers decide it (RFC 9111); leave it zero, and cap lifetimes with MaxTTL")
+			}
+		}
 	}
 	if p.IgnoreQuery && len(p.QueryParams) > 0 {
 		bad("QueryParams", "cannot be combined with IgnoreQuery")

@@ -41,6 +41,11 @@ type Entry struct {
 	// the body unencoded), so a strong ETag must be weakened when the
 	// encoded bytes are served.
 	CacheEncoded bool
+	// Date is the origin's Date header (RFC 9110 section 6.6.1), kept
+	// by routes in standards mode so that every hit carries the time
+	// the origin produced the response, and zero otherwise (a hit then
+	// gets the time it is sent). Kept to the second.
+	Date time.Time
 	// Body is the response body in Coding. After Decode it aliases the
 	// decoded bytes.
 	Body []byte

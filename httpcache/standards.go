@@ -1,0 +1,215 @@
+package httpcache
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/readthrough/readthrough/storage"
+)
+
+// Standards mode (policy.Policy.Standards): the route is an RFC 9111
+// shared cache in front of its handler. The response's own header fields
+// decide whether it is stored and for how long; the route's MaxTTL caps
+// every lifetime and window. The rest of the cache (keys, collapsing,
+// the store, purges) is the same in both modes.
+
+// heuristicStatuses are the statuses RFC 9110 section 15.1 calls
+// heuristically cacheable, but 206, which the cache never stores.
+var heuristicStatuses = []int{200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501}
+
+// understoodStatuses are the final statuses whose caching requirements
+// the cache implements, for must-understand (RFC 9111 section 5.2.2.3):
+// those RFC 9110 defines and the common ones of later RFCs.
+var understoodStatuses = []int{
+	200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308,
+	400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413,
+	414, 415, 416, 417, 421, 422, 426, 428, 429, 431, 451,
+	500, 501, 502, 503, 504, 505, 511,
+}
+
+// heuristicFraction is the share of the time since Last-Modified that a
+// response without an explicit lifetime is fresh (RFC 9111 section
+// 4.2.2 suggests at most 10%).
+const heuristicFraction = 10
+
+// standardsLifetime decides whether a response may be stored and for
+// how long, as RFC 9111 says a shared cache does (sections 3, 4.2, 5.2.2)
+// with the targeted fields of RFC 9213, received at now.
+func (rt *route) standardsLifetime(r *http.Request, status int, h http.Header, now time.Time) (decision, bool) {
+	p := &rt.policy
+	d := decision{standards: true}
+	// Section 3: a final status the cache can store (206 and 304 are
+	// never entries of their own).
+	if status < 200 || status > 599 || status == http.StatusPartialContent || status == http.StatusNotModified {
+		return d, false
+	}
+	// RFC 9213 section 2.1: the first targeted field with a valid,
+	// non-empty value replaces Cache-Control and Expires. Surrogate-Control
+	// is addressed to this cache alone, CDN-Cache-Control to every CDN.
+	cc, targeted := parseCacheControl(h["Cache-Control"]), false
+	for _, name := range [...]string{"Surrogate-Control", "Cdn-Cache-Control"} {
+		if t := parseCacheControl(h[name]); t.directives > 0 {
+			cc, targeted = t, true
+			break
+		}
+	}
+	// Section 5.2.2.3: must-understand with a status the cache
+	// understands overrides no-store; with another, nothing is stored.
+	understood := slices.Contains(understoodStatuses, status)
+	if cc.mustUnderstand && !understood {
+		return d, false
+	}
+	if cc.noStore && !(cc.mustUnderstand && understood) {
+		return d, false
+	}
+	// Section 5.2.2.7: private is for one user's cache.
+	if cc.private {
+		return d, false
+	}
+	// Section 3.5: a response to a request with Authorization is stored
+	// (and then shared) only when it says a shared cache may.
+	if _, auth := r.Header["Authorization"]; auth && !cc.public && !cc.hasSMaxAge && !cc.hardMustRevalidate {
+		return d, false
+	}
+
+	d.date = originDate(h)
+	base := d.date
+	if base.IsZero() {
+		base = now
+	}
+	explicit := true
+	switch {
+	case cc.hasSMaxAge: // section 4.2.1: s-maxage first for a shared cache
+		d.fresh = cc.sMaxAge
+	case cc.hasMaxAge:
+		d.fresh = cc.maxAge
+	case !targeted && len(h["Expires"]) > 0:
+		// An invalid Expires (0, say) means already expired (section
+		// 5.3); so does one at or before Date.
+		if exp, err := http.ParseTime(headerValue(h, "Expires")); err == nil && exp.After(base) {
+			d.fresh = exp.Sub(base)
+		}
+	default:
+		explicit = false
+	}
+	heuristic := slices.Contains(heuristicStatuses, status)
+	if !explicit {
+		// Section 3: without an explicit lifetime only heuristically
+		// cacheable statuses, or a response marked public, are stored;
+		// section 4.2.2: their lifetime is a fraction of the time since
+		// Last-Modified.
+		if !heuristic && !cc.public {
+			return d, false
+		}
+		if lm, err := http.ParseTime(headerValue(h, "Last-Modified")); err == nil && lm.Before(base) {
+			d.fresh = base.Sub(lm) / heuristicFraction
+		}
+	}
+	d.swr, d.sie = cc.swr, cc.sie
+	// Section 4.2.4: never served stale against must-revalidate,
+	// proxy-revalidate or no-cache.
+	if cc.mustRevalidate {
+		d.swr, d.sie = 0, 0
+	}
+	if cc.noCache {
+		// Section 5.2.2.4: stored, but reused only once validated.
+		d.fresh, d.swr, d.sie = 0, 0, 0
+	}
+	d.fresh, d.swr, d.sie = min(d.fresh, p.MaxTTL), min(d.swr, p.MaxTTL), min(d.sie, p.MaxTTL)
+	d.strip = append(slices.Clone(cc.noCacheFields), cc.privateFields...)
+	d.noTransform = cc.noTransform
+	if age, ok := deltaSeconds(strings.TrimSpace(headerValue(h, "Age"))); ok {
+		d.age = age
+	}
+	// Worth storing only while something is left of its lifetime, or
+	// for its validators, which let the next fill ask the origin with a
+	// conditional request instead of fetching the body again.
+	if d.initialAge(now, now) >= d.fresh+max(d.swr, d.sie) {
+		if status != http.StatusOK || headerValue(h, "Etag") == "" && headerValue(h, "Last-Modified") == "" {
+			return d, false
+		}
+		d.fresh, d.swr, d.sie, d.revalidateOnly = 0, 0, 0, true
+	}
+	return d, true
+}
+
+// originDate is the response's Date, or zero when it has none or an
+// invalid one.
+func originDate(h http.Header) time.Time {
+	v := headerValue(h, "Date")
+	if v == "" {
+		return time.Time{}
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// initialAge is how old the response already was when it was received
+// at response, for a request sent at request (RFC 9111 section 4.2.3):
+// the larger of its apparent age (response minus its Date) and its Age
+// header plus the time the request took. Both are counted in whole
+// seconds, as Date and Age are: a response received 900ms into the
+// second its Date names is not 900ms old. In the default mode it is
+// the Age header alone.
+func (d decision) initialAge(request, response time.Time) time.Duration {
+	if !d.standards {
+		return d.age
+	}
+	apparent := time.Duration(0)
+	if !d.date.IsZero() {
+		apparent = max(response.Truncate(time.Second).Sub(d.date), 0)
+	}
+	corrected := d.age + max(response.Sub(request), 0).Truncate(time.Second)
+	return max(apparent, corrected)
+}
+
+// entryDate is the Date a standards-mode entry keeps: the origin's, or
+// the time it was received when the origin sent none.
+func (d decision) entryDate(received time.Time) time.Time {
+	if !d.standards {
+		return time.Time{}
+	}
+	if d.date.IsZero() {
+		return received.Truncate(time.Second)
+	}
+	return d.date
+}
+
+// stripFields deletes from h the fields a qualified no-cache or private
+// keeps out of the stored response.
+func (d decision) stripFields(h http.Header) {
+	for _, name := range d.strip {
+		delete(h, name)
+	}
+}
+
+// mayServe reports whether a route in standards mode may answer r with
+// the stored e. A request with Authorization is answered only with a
+// response that says a shared cache may answer such requests (RFC 9111
+// section 3.5): public, s-maxage or must-revalidate; the others go to
+// the origin.
+func (rt *route) mayServe(r *http.Request, e *storage.Entry) bool {
+	if !rt.policy.Standards {
+		return true
+	}
+	if _, auth := r.Header["Authorization"]; !auth {
+		return true
+	}
+	cc := parseCacheControl(e.Header["Cache-Control"])
+	if t := parseCacheControl(e.Header["Cdn-Cache-Control"]); t.directives > 0 {
+		cc = t
+	}
+	return cc.public || cc.hasSMaxAge || cc.hardMustRevalidate
+}
+
+// noTransform reports whether e's Cache-Control forbids the cache to
+// transform its body (RFC 9110 section 7.7), which in standards mode
+// keeps a client that does not accept its coding from getting it decoded.
+func (rt *route) noTransform(e *storage.Entry) bool {
+	return rt.policy.Standards && parseCacheControl(e.Header["Cache-Control"]).noTransform
+}
