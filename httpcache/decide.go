@@ -187,6 +187,9 @@ type decision struct {
 	// noTransform keeps the body as the origin sent it (RFC 9110
 	// section 7.7): the route's compression is not applied.
 	noTransform bool
+	// vary are the request headers the response varies on that the
+	// route is not keyed on (vary.go): it is stored under a secondary key.
+	vary []string
 }
 
 // decodableCodings are the content codings the cache can decode for
@@ -263,17 +266,14 @@ func (rt *route) storableHeaders(h http.Header, d *decision) bool {
 			return false
 		}
 	}
-	for _, v := range h["Vary"] {
-		for _, f := range strings.Split(v, ",") {
-			f = textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f))
-			if f == "" || f == "Accept-Encoding" {
-				continue
-			}
-			if f == "*" || !rt.varies(f) {
-				return false
-			}
-		}
+	names, ok := rt.unkeyedVary(h)
+	switch {
+	case !ok:
+		return false // Vary: * never matches another request
+	case len(names) > 0 && !rt.policy.Standards:
+		return false // the default mode keys on the policy's Vary alone
 	}
+	d.vary = names
 	if ce := h["Content-Encoding"]; len(ce) > 0 {
 		c := strings.ToLower(strings.TrimSpace(strings.Join(ce, ",")))
 		if !slices.Contains(decodableCodings, c) {

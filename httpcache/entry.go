@@ -28,13 +28,16 @@ func putEntry(e *storage.Entry) {
 	entryPool.Put(e)
 }
 
-// load reads and decodes the entry of k. Undecodable entries are misses:
-// they are deleted and reported, never served.
-func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error) {
+// load reads and decodes the entry of k for a request with header hdr
+// (which resolves a vary marker, see resolveVary; nil: a marker is a
+// miss). Undecodable entries are misses: they are deleted and reported,
+// never served.
+func (rt *route) load(ctx context.Context, k keying.Key, hdr http.Header) (*storage.Entry, error) {
 	sctx, cancel := rt.cache.storeCtx(ctx)
 	raw, err := rt.cache.store.Get(sctx, k.Bucket, k.Field)
 	cancel()
 	rt.cache.observe(err)
+	k, raw, err = rt.resolveVary(ctx, k, raw, err, hdr)
 	e := new(storage.Entry)
 	switch err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); {
 	case errors.Is(err, errExpired):
@@ -48,10 +51,10 @@ func (rt *route) load(ctx context.Context, k keying.Key) (*storage.Entry, error)
 // loadForFill is load plus the bucket's purge generation, read in the same
 // round trip when the store supports fencing. The miss path uses it right
 // before running the origin.
-func (rt *route) loadForFill(ctx context.Context, k keying.Key) (*storage.Entry, fence, error) {
+func (rt *route) loadForFill(ctx context.Context, k keying.Key, hdr http.Header) (*storage.Entry, fence, error) {
 	fr, ok := rt.cache.store.(storage.Fencer)
 	if !ok {
-		e, err := rt.load(ctx, k)
+		e, err := rt.load(ctx, k, hdr)
 		return e, fence{}, err
 	}
 	sctx, cancel := rt.cache.storeCtx(ctx)
@@ -62,6 +65,7 @@ func (rt *route) loadForFill(ctx context.Context, k keying.Key) (*storage.Entry,
 	if err == nil || errors.Is(err, storage.ErrNotFound) {
 		fc = fence{generation: gen, ok: true}
 	}
+	k, raw, err = rt.resolveVary(ctx, k, raw, err, hdr)
 	e := new(storage.Entry)
 	switch err := rt.decodeInto(ctx, k, raw, err, e, time.Now()); {
 	case errors.Is(err, errExpired):
@@ -78,7 +82,7 @@ func (rt *route) readFence(ctx context.Context, k keying.Key) fence {
 	if _, ok := rt.cache.store.(storage.Fencer); !ok {
 		return fence{}
 	}
-	_, fc, _ := rt.loadForFill(ctx, k)
+	_, fc, _ := rt.loadForFill(ctx, k, nil)
 	return fc
 }
 

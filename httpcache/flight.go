@@ -2,6 +2,7 @@ package httpcache
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,9 @@ type flightResult struct {
 	// status is the Cache-Status waiters serve entry with; empty means
 	// collapsed onto a fill.
 	status string
+	// header is the leading request's header: in standards mode a waiter
+	// is served entry only if it matches on the headers entry varies on.
+	header http.Header
 }
 
 // join returns the flight for key and whether the caller leads it.

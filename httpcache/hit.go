@@ -72,7 +72,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e := entryPool.Get().(*storage.Entry)
 	var stale *storage.Entry
-	if err := rt.lookup(ctx, k, e, now, &hs.ctx); errors.Is(err, errExpired) {
+	if err := rt.lookup(ctx, r, &k, e, now, &hs.ctx); errors.Is(err, errExpired) {
 		stale = e // never served; its validators revalidate it
 	} else if err == nil {
 		switch freshness(e, now) {
@@ -82,7 +82,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case stateFresh:
 			rt.stats.add(cHits, 1)
 			if rt.refreshDue(e, now) {
-				refreshing(sp, rt.scheduleRefresh(r, k, h.next))
+				refreshing(sp, rt.scheduleRefresh(r, k, e, h.next))
 			}
 			if rt.serveEntryOwn(w, r, e, now, hitStatus(rt.cache.name, e, now), hs.own[:], rt.local != nil) {
 				served(sp, e, OutcomeHit)
@@ -92,7 +92,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.stats.add(cHits, -1) // a miss: the entry is deleted
 		case stateStale:
 			rt.stats.add(cStaleServed, 1)
-			refreshing(sp, rt.scheduleRefresh(r, k, h.next))
+			refreshing(sp, rt.scheduleRefresh(r, k, e, h.next))
 			if rt.serveEntryOwn(w, r, e, now, staleStatus(rt.cache.name, e, now), hs.own[:], rt.local != nil) {
 				served(sp, e, OutcomeStale)
 				rt.keep(k, e, now, snap)
@@ -130,11 +130,11 @@ func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key
 	case stateFresh:
 		counted, status, outcome = cHits, localHitStatus(rt.cache.name, e, now), OutcomeHit
 		if rt.refreshDue(e, now) {
-			refreshing(sp, rt.scheduleRefresh(r, k, next))
+			refreshing(sp, rt.scheduleRefresh(r, k, e, next))
 		}
 	case stateStale:
 		counted, status, outcome = cStaleServed, localStaleStatus(rt.cache.name, e, now), OutcomeStale
-		refreshing(sp, rt.scheduleRefresh(r, k, next))
+		refreshing(sp, rt.scheduleRefresh(r, k, e, next))
 	default:
 		return false
 	}
@@ -160,7 +160,9 @@ func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key
 // would age from now as a copy while the store's readers see it younger:
 // it is kept once its time has come.
 func (rt *route) keep(k keying.Key, e *storage.Entry, now time.Time, snap localSnapshot) {
-	if rt.local == nil || e.Stored.Equal(now) {
+	// A response stored under a secondary key (vary.go) is found through
+	// its marker, in the store: it is not kept.
+	if rt.local == nil || e.Stored.Equal(now) || isSecondary(k) {
 		putEntry(e)
 		return
 	}
@@ -186,10 +188,17 @@ func (rt *route) bypass(w http.ResponseWriter, r *http.Request, reason bypass, n
 // its own, which would cost a timer and several allocations per hit; vc
 // holds the context of the read, which keeps ctx's values (see
 // coarseDeadline).
-func (rt *route) lookup(ctx context.Context, k keying.Key, e *storage.Entry, now time.Time, vc *valuesCtx) error {
+//
+// In standards mode a vary marker in k's field is followed to the
+// response stored for r's values (resolveVary), and k becomes the key
+// that response is stored under.
+func (rt *route) lookup(ctx context.Context, r *http.Request, k *keying.Key, e *storage.Entry, now time.Time, vc *valuesCtx) error {
 	raw, err := rt.cache.store.Get(rt.cache.deadline.context(ctx, now, vc), k.Bucket, k.Field)
 	rt.cache.observe(err)
-	return rt.decodeInto(ctx, k, raw, err, e, now)
+	if rt.policy.Standards {
+		*k, raw, err = rt.resolveVary(ctx, *k, raw, err, r.Header)
+	}
+	return rt.decodeInto(ctx, *k, raw, err, e, now)
 }
 
 // bypassReason returns why r must go straight to the origin, if it must.

@@ -57,6 +57,9 @@ func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 		res, ok := f.wait(r.Context(), rt.policy.LockWait)
 		ws.end(flightOutcome(r.Context(), res, ok))
 		switch {
+		case ok && res.outcome == outcomeShared && !rt.varyMatch(res.entry, res.header, r.Header):
+			// The response varies on a header this request does not
+			// share with the one it answered: fetch our own.
 		case ok && res.outcome == outcomeShared && res.status != "":
 			if rt.serveEntry(w, r, res.entry, time.Now(), res.status) {
 				rt.stats.add(cStaleServed, 1)
@@ -93,7 +96,7 @@ func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stal
 // waiters of flight f.
 func (rt *route) lead(call *fillCall, fk string, f *flight) {
 	w, r, k, stale := call.w, call.r, call.k, call.stale
-	sh := &sharing{rt: rt, k: k, flight: f, fk: fk}
+	sh := &sharing{rt: rt, k: k, flight: f, fk: fk, hdr: r.Header}
 	defer sh.shareLocal(flightResult{outcome: outcomeFailed}) // unless shared before
 	call.sh = sh
 	if stale != nil {
@@ -116,7 +119,7 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 		lock, err := rt.tryLock(ctx, k)
 		if err == nil {
 			unwatch()
-			e, done := rt.afterLock(ctx, sh, lock, isFresh)
+			e, done := rt.afterLock(ctx, sh, lock, r.Header, isFresh)
 			if !done && call.stale == nil {
 				call.stale = e // stored since the miss, and stale: its validators
 			}
@@ -138,7 +141,7 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 		}
 		// Another process fills this key: wait for its notification.
 		ws := rt.startWait(ctx, "lock")
-		got, fill, ok := rt.awaitRemote(ctx, k, fills)
+		got, fill, ok := rt.awaitRemote(ctx, k, r.Header, fills)
 		ws.end(remoteOutcome(ctx, got, fill, ok))
 		unwatch()
 		if got != nil {
@@ -195,8 +198,8 @@ func (rt *route) tryLock(ctx context.Context, k keying.Key) (*heldLock, error) {
 // read returned, which fences the fill against a purge that comes after
 // it; sh releases the lock when it publishes. It then returns the entry
 // read, if any (a stale or expired one, for revalidation).
-func (rt *route) afterLock(ctx context.Context, sh *sharing, lock *heldLock, done func(*storage.Entry) bool) (*storage.Entry, bool) {
-	e, fc, err := rt.loadForFill(ctx, sh.k)
+func (rt *route) afterLock(ctx context.Context, sh *sharing, lock *heldLock, hdr http.Header, done func(*storage.Entry) bool) (*storage.Entry, bool) {
+	e, fc, err := rt.loadForFill(ctx, sh.k, hdr)
 	if err == nil && done(e) {
 		rt.unlock(ctx, lock, sh.k)
 		return e, true
@@ -211,7 +214,7 @@ func (rt *route) afterLock(ctx context.Context, sh *sharing, lock *heldLock, don
 // fallback for ones lost while the pub/sub connection was down, the store
 // is re-read every recheckInterval, so a lost notification costs a fraction
 // of the wait rather than all of it.
-func (rt *route) awaitRemote(ctx context.Context, k keying.Key, fills <-chan storage.Fill) (e *storage.Entry, fill storage.Fill, ok bool) {
+func (rt *route) awaitRemote(ctx context.Context, k keying.Key, hdr http.Header, fills <-chan storage.Fill) (e *storage.Entry, fill storage.Fill, ok bool) {
 	t := time.NewTimer(rt.policy.LockWait)
 	defer t.Stop()
 	recheck := time.NewTicker(recheckInterval(rt.policy.LockWait))
@@ -221,7 +224,7 @@ func (rt *route) awaitRemote(ctx context.Context, k keying.Key, fills <-chan sto
 		case fill = <-fills:
 			waiting = false
 		case <-recheck.C:
-			if e, err := rt.load(ctx, k); err == nil && isFresh(e) {
+			if e, err := rt.load(ctx, k, hdr); err == nil && isFresh(e) {
 				return e, storage.Fill{Stored: true}, true
 			}
 		case <-t.C:
@@ -233,7 +236,7 @@ func (rt *route) awaitRemote(ctx context.Context, k keying.Key, fills <-chan sto
 	if !fill.Stored {
 		return nil, fill, true
 	}
-	e, err := rt.load(ctx, k)
+	e, err := rt.load(ctx, k, hdr)
 	if err != nil || !isFresh(e) {
 		return nil, storage.Fill{Failed: true}, true
 	}
@@ -256,8 +259,9 @@ type sharing struct {
 	k      keying.Key
 	flight *flight // nil: no flight to finish
 	fk     string
-	lock   *heldLock // nil: no lock to release, no notification to send
-	fence  fence     // the bucket's purge generation read before the origin ran
+	lock   *heldLock   // nil: no lock to release, no notification to send
+	fence  fence       // the bucket's purge generation read before the origin ran
+	hdr    http.Header // the leading request's header, for waiters' vary match
 
 	stopKeep    func()
 	localOnce   sync.Once
@@ -274,6 +278,7 @@ func (sh *sharing) shareLocal(res flightResult) {
 	if sh.flight == nil {
 		return
 	}
+	res.header = sh.hdr
 	sh.localOnce.Do(func() { sh.rt.cache.flights.finish(sh.fk, sh.flight, res) })
 }
 

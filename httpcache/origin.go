@@ -55,6 +55,20 @@ type originResult struct {
 	panicVal    any
 	storedBytes int   // the size of the value stored, once stored
 	storeErr    error // why a cacheable response was not stored, if the write failed
+	// vary are the unkeyed request headers the entry varies on
+	// (standards mode): it is stored under the secondary key of the
+	// request's values, and a vary marker in the primary field.
+	vary []string
+}
+
+// storeKey is where o's entry is stored for a fill of k: k's primary
+// key, or the secondary key of the request's values of the headers the
+// entry varies on.
+func (o *originResult) storeKey(k keying.Key, r *http.Request) keying.Key {
+	if len(o.vary) == 0 {
+		return primaryKey(k)
+	}
+	return secondaryKey(k, o.vary, r.Header)
 }
 
 // originFill runs the origin for call, shares its response with the
@@ -91,7 +105,7 @@ func (rt *route) originFill(call *fillCall) *originResult {
 		// this process's waiters, who need not wait for the store.
 		sh.shareLocal(flightResult{outcome: outcomeShared, entry: o.entry})
 		if o.storeAs != nil && rt.cache.storeHealthy() {
-			rt.store(context.WithoutCancel(ctx), call.k, o, sh.fence)
+			rt.store(context.WithoutCancel(ctx), o.storeKey(call.k, call.r), o, sh.fence)
 		}
 	case o.whole:
 		sh.shareLocal(flightResult{outcome: outcomeNotShared})
@@ -371,7 +385,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 			return o
 		}
 		o.entry, o.storeAs = rt.codec.Encode(ctx, e)
-		o.tags = udec.tags
+		o.tags, o.vary = udec.tags, udec.vary
 		return o
 	}
 	if !o.whole || !rec.complete() {
@@ -408,7 +422,7 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	} else {
 		o.entry, o.storeAs = rt.codec.Encode(ctx, e)
 	}
-	o.tags = dec.tags
+	o.tags, o.vary = dec.tags, dec.vary
 	return o
 }
 
@@ -416,16 +430,17 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 // records that in o.
 func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fence) bool {
 	value := envelope.Encode(nil, o.storeAs)
+	opts := storage.SetOptions{
+		TTL:        rt.storeTTL(o.storeAs),
+		MaxFields:  rt.policy.MaxFields,
+		Tags:       o.tags,
+		Fenced:     fc.ok,
+		Generation: fc.generation,
+	}
 	set := func() error {
 		sctx, cancel := rt.cache.storeCtx(ctx)
 		defer cancel()
-		err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, storage.SetOptions{
-			TTL:        rt.storeTTL(o.storeAs),
-			MaxFields:  rt.policy.MaxFields,
-			Tags:       o.tags,
-			Fenced:     fc.ok,
-			Generation: fc.generation,
-		})
+		err := rt.cache.store.Set(sctx, k.Bucket, k.Field, value, opts)
 		rt.cache.observe(err)
 		return err
 	}
@@ -458,6 +473,11 @@ func (rt *route) store(ctx context.Context, k keying.Key, o *originResult, fc fe
 	case err != nil:
 		rt.reportError(ctx, "store set", err)
 		return false
+	}
+	if len(o.vary) > 0 {
+		// After the response: a reader that finds the marker first
+		// finds the response too, or misses.
+		rt.storeVary(ctx, k, o.vary, opts)
 	}
 	o.stored = true
 	rt.stats.add(cStored, 1)

@@ -47,13 +47,20 @@ func xfetch(now, expiry time.Time, delta time.Duration, beta, u float64) bool {
 // process, and across processes the fill lock decides; when the worker
 // pool is full the refresh is dropped and counted. It returns what became
 // of the refresh.
-func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handler) startResult {
+//
+// e is the entry refreshed: in standards mode the refresh also carries
+// the request headers e varies on, which are keyed (vary.go).
+func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, e *storage.Entry, next http.Handler) startResult {
 	fk := k.Bucket + "\x00" + k.Field
+	var vary []string
+	if rt.policy.Standards {
+		vary, _ = rt.unkeyedVary(e.Header)
+	}
 	var req *http.Request
 	started := rt.cache.refresh.start(fk, func() {
 		rt.refreshNow(req, k, next)
 	}, func() {
-		req = rt.refreshRequest(r)
+		req = rt.refreshRequest(r, vary...)
 	})
 	if started == startFull || started == startClosed {
 		rt.stats.add(cRefreshDropped, 1)
@@ -74,11 +81,14 @@ func (rt *route) scheduleRefresh(r *http.Request, k keying.Key, next http.Handle
 // body, no remote address, no client certificate. The request keeps the
 // context values of r (a router's parameters, say), detached from its
 // cancellation.
-func (rt *route) refreshRequest(r *http.Request) *http.Request {
+//
+// vary names the unkeyed request headers a standards-mode entry varies
+// on, which are keyed by its secondary key and passed on as well.
+func (rt *route) refreshRequest(r *http.Request, vary ...string) *http.Request {
 	req := r.Clone(context.WithoutCancel(r.Context()))
 	req.Method = http.MethodGet
-	req.Header = make(http.Header, len(rt.key.Vary())+len(rt.policy.ForwardHeaders))
-	for _, name := range rt.key.Vary() {
+	req.Header = make(http.Header, len(rt.key.Vary())+len(rt.policy.ForwardHeaders)+len(vary))
+	for _, name := range slices.Concat(rt.key.Vary(), vary) {
 		if v := r.Header[name]; v != nil {
 			req.Header[name] = slices.Clone(v)
 		}
@@ -141,7 +151,7 @@ func (rt *route) refreshNow(r *http.Request, k keying.Key, next http.Handler) {
 			return
 		}
 		notDue := func(e *storage.Entry) bool { return isFresh(e) && !rt.refreshDue(e, time.Now()) }
-		e, done := rt.afterLock(ctx, call.sh, lock, notDue)
+		e, done := rt.afterLock(ctx, call.sh, lock, r.Header, notDue)
 		if done {
 			rt.stats.add(cRefreshSkipped, 1)
 			call.outcome = OutcomeSkipped

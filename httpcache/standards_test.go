@@ -164,6 +164,12 @@ func TestStandardsConformance(t *testing.T) {
 		return stdStep{calls: calls, check: both(check...)}
 	}
 	past := time.Now().Add(-2 * time.Hour)
+	// echoMode answers with vN and the request's X-Mode.
+	echoMode := func(headers ...string) stdOrigin {
+		return func(n int64, w http.ResponseWriter, r *http.Request) {
+			answer(w, 200, numbered(n)+" "+r.Header.Get("X-Mode"), append([]string{"Date", date(time.Now())}, headers...)...)
+		}
+	}
 
 	cases := []stdCase{
 		// Freshness: RFC 9111 section 4.2.1.
@@ -352,8 +358,25 @@ func TestStandardsConformance(t *testing.T) {
 			steps: []stdStep{miss(1), {headers: []string{"Authorization", "Bearer a"}, calls: 2, check: body("v2")}, hit(2, body("v1"))}},
 
 		// Vary: RFC 9111 section 4.1.
-		{name: "vary on an unkeyed header: not stored", rfc: "9111 §4.1", origin: fixed("Cache-Control", "max-age=60", "Vary", "X-Mode"),
-			steps: []stdStep{miss(1), miss(2)}},
+		{name: "vary on an unkeyed header: a secondary key", rfc: "9111 §4.1", origin: echoMode("Cache-Control", "max-age=60", "Vary", "X-Mode"),
+			steps: []stdStep{
+				{headers: []string{"X-Mode", "a"}, calls: 1, check: body("v1 a")},
+				{headers: []string{"X-Mode", "a"}, calls: 1, hit: true, check: both(body("v1 a"), header("Vary", "X-Mode"))},
+				{headers: []string{"X-Mode", "b"}, calls: 2, check: body("v2 b")},
+				{headers: []string{"X-Mode", "b"}, calls: 2, hit: true, check: body("v2 b")},
+				{calls: 3, check: body("v3 ")},
+				{calls: 3, hit: true, check: body("v3 ")},
+				{headers: []string{"X-Mode", ""}, calls: 4, check: body("v4 ")}, // empty is not absent
+				{headers: []string{"X-Mode", "a"}, calls: 4, hit: true, check: body("v1 a")},
+			}},
+		{name: "vary: values normalised", rfc: "9111 §4.1", origin: echoMode("Cache-Control", "max-age=60", "Vary", "accept-language, X-Mode"),
+			steps: []stdStep{
+				{headers: []string{"Accept-Language", "en-US, fr;q=0.5", "X-Mode", " a "}, calls: 1},
+				{headers: []string{"Accept-Language", "en-us,FR;q=0.5", "X-Mode", "a"}, calls: 1, hit: true},
+				{headers: []string{"Accept-Language", "en-us", "Accept-Language", "fr;q=0.5", "X-Mode", "a"}, calls: 1, hit: true},
+				{headers: []string{"Accept-Language", "fr;q=0.5, en-us", "X-Mode", "a"}, calls: 2},
+				{headers: []string{"Accept-Language", "en-US, fr;q=0.5", "X-Mode", "A"}, calls: 3},
+			}},
 		{name: "vary star: never matches", rfc: "9111 §4.1", origin: fixed("Cache-Control", "max-age=60", "Vary", "*"),
 			steps: []stdStep{miss(1), miss(2)}},
 		{name: "stored vary is the origin's", rfc: "9111 §4.1", policy: policy.Policy{Vary: []string{"X-Lang"}}, origin: fixed("Cache-Control", "max-age=60"),
