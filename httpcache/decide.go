@@ -24,6 +24,9 @@ type cacheControl struct {
 	hasMaxAge, hasSMaxAge              bool
 	swr, sie                           time.Duration
 	hasSWR, hasSIE                     bool
+	// Request directives (RFC 9111 section 5.2.1).
+	minFresh                  time.Duration
+	hasMinFresh, onlyIfCached bool
 	// noCacheFields and privateFields are the field names a qualified
 	// no-cache or private lists (RFC 9111 sections 5.2.2.4 and 5.2.2.7),
 	// canonical; a qualified directive does not set noCache or private.
@@ -95,6 +98,12 @@ func parseCacheControl(values []string) cacheControl {
 					}
 					cc.sMaxAge, cc.hasSMaxAge = secs, true
 				}
+			case "min-fresh":
+				if ok {
+					cc.minFresh, cc.hasMinFresh = secs, true
+				}
+			case "only-if-cached":
+				cc.onlyIfCached = true
 			case "stale-while-revalidate":
 				if ok {
 					cc.swr, cc.hasSWR = secs, true

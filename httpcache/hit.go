@@ -74,6 +74,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var stale *storage.Entry
 	if err := rt.lookup(ctx, r, &k, e, now, &hs.ctx); errors.Is(err, errExpired) {
 		stale = e // never served; its validators revalidate it
+	} else if err == nil && !rt.requestAccepts(r, e, now) {
+		stale = e // the client wants it validated: its validators ask the origin
 	} else if err == nil {
 		switch freshness(e, now) {
 		// Counted and refreshed before the body is written, which a slow
@@ -110,7 +112,43 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt.stats.add(cMisses, 1)
 	endSpan(sp, OutcomeMiss)
+	if rt.onlyIfCached(r) {
+		// RFC 9111 section 5.2.1.7: no stored response the request
+		// accepts, and the origin is not to be asked.
+		w.Header()["Cache-Status"] = []string{rt.status("fwd=miss; detail=only-if-cached")}
+		http.Error(w, "not cached", http.StatusGatewayTimeout)
+		return
+	}
 	rt.fill(w, r, k, stale, h.next)
+}
+
+// requestAccepts reports whether the client's Cache-Control lets the
+// stored e be served to it without asking the origin, when the route
+// honours request directives (RFC 9111 section 5.2.1): not with no-cache,
+// not older than its max-age, and fresh for at least its min-fresh.
+func (rt *route) requestAccepts(r *http.Request, e *storage.Entry, now time.Time) bool {
+	v, ok := r.Header["Cache-Control"]
+	if !ok || !rt.policy.HonorRequestCacheControl {
+		return true
+	}
+	cc := parseCacheControl(v)
+	age := max(now.Sub(e.Stored), 0)
+	switch {
+	case cc.noCache:
+		return false
+	case cc.hasMaxAge && age.Truncate(time.Second) > cc.maxAge:
+		return false
+	case cc.hasMinFresh && e.Fresh-age < cc.minFresh:
+		return false
+	}
+	return true
+}
+
+// onlyIfCached reports whether r asks for a stored response only
+// (only-if-cached) on a route that honours request directives.
+func (rt *route) onlyIfCached(r *http.Request) bool {
+	v, ok := r.Header["Cache-Control"]
+	return ok && rt.policy.HonorRequestCacheControl && parseCacheControl(v).onlyIfCached
 }
 
 // serveLocal serves r from the local tier's copy of k, and reports
@@ -118,7 +156,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // within its stale-while-revalidate window; past that, the store decides.
 func (rt *route) serveLocal(w http.ResponseWriter, r *http.Request, k keying.Key, now time.Time, sp Span, hs *hitScratch, next http.Handler) bool {
 	e := rt.local.get(k, now, rt.localPurged.Load())
-	if e == nil || !rt.mayServe(r, e) {
+	if e == nil || !rt.mayServe(r, e) || !rt.requestAccepts(r, e, now) {
 		return false
 	}
 	var (

@@ -119,7 +119,9 @@ func (rt *route) lead(call *fillCall, fk string, f *flight) {
 		lock, err := rt.tryLock(ctx, k)
 		if err == nil {
 			unwatch()
-			e, done := rt.afterLock(ctx, sh, lock, r.Header, isFresh)
+			e, done := rt.afterLock(ctx, sh, lock, r.Header, func(e *storage.Entry) bool {
+				return isFresh(e) && rt.requestAccepts(r, e, time.Now())
+			})
 			if !done && call.stale == nil {
 				call.stale = e // stored since the miss, and stale: its validators
 			}

@@ -382,6 +382,29 @@ func TestStandardsConformance(t *testing.T) {
 		{name: "stored vary is the origin's", rfc: "9111 §4.1", policy: policy.Policy{Vary: []string{"X-Lang"}}, origin: fixed("Cache-Control", "max-age=60"),
 			steps: []stdStep{miss(1, header("Vary", "")), hit(1, header("Vary", ""))}},
 
+		// Request directives: RFC 9111 section 5.2.1, a policy choice.
+		{name: "request no-cache ignored by default", rfc: "9111 §5.2.1.4", origin: fixed("Cache-Control", "max-age=60"),
+			steps: []stdStep{miss(1), {headers: []string{"Cache-Control", "no-cache"}, hit: true, calls: 1}}},
+		{name: "request no-cache honoured: revalidated", rfc: "9111 §5.2.1.4", policy: policy.Policy{HonorRequestCacheControl: true},
+			origin: func(n int64, w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("If-None-Match") == `"n"` {
+					w.WriteHeader(http.StatusNotModified)
+					return
+				}
+				answer(w, 200, numbered(n), "Date", date(time.Now()), "Cache-Control", "max-age=60", "ETag", `"n"`)
+			},
+			steps: []stdStep{miss(1), {headers: []string{"Cache-Control", "no-cache"}, calls: 2, check: func(t *testing.T, res stdResult) {
+				if res.body != "v1" || res.conditional != `"n"` {
+					t.Errorf("body %q after If-None-Match %q, want v1 revalidated", res.body, res.conditional)
+				}
+			}}, hit(2)}},
+		{name: "request max-age honoured", rfc: "9111 §5.2.1.1", policy: policy.Policy{HonorRequestCacheControl: true}, origin: fixed("Cache-Control", "max-age=60", "Age", "10"),
+			steps: []stdStep{miss(1), {headers: []string{"Cache-Control", "max-age=20"}, hit: true, calls: 1}, {headers: []string{"Cache-Control", "max-age=5"}, calls: 2}}},
+		{name: "request min-fresh honoured", rfc: "9111 §5.2.1.3", policy: policy.Policy{HonorRequestCacheControl: true}, origin: fixed("Cache-Control", "max-age=60"),
+			steps: []stdStep{miss(1), {headers: []string{"Cache-Control", "min-fresh=30"}, hit: true, calls: 1}, {headers: []string{"Cache-Control", "min-fresh=100"}, calls: 2}}},
+		{name: "only-if-cached honoured", rfc: "9111 §5.2.1.7", policy: policy.Policy{HonorRequestCacheControl: true}, origin: fixed("Cache-Control", "max-age=60"),
+			steps: []stdStep{{headers: []string{"Cache-Control", "only-if-cached"}, status: 504, calls: 0}, miss(1), {headers: []string{"Cache-Control", "only-if-cached"}, hit: true, calls: 1}}},
+
 		// no-transform: RFC 9110 section 7.7, RFC 9111 section 5.2.2.6.
 		{name: "no-transform: not compressed by the cache", rfc: "9111 §5.2.2.6", origin: fixed("Cache-Control", "max-age=60, no-transform", "ETag", `"z"`, "Content-Type", "text/plain"),
 			steps: []stdStep{miss(1), {headers: []string{"Accept-Encoding", "gzip"}, hit: true, calls: 1, check: both(header("Content-Encoding", ""), header("Etag", `"z"`))}}},

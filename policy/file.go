@@ -120,28 +120,29 @@ func (f *File) Apply(pattern string, p Policy) (Policy, bool, error) {
 // fileEntry mirrors Policy with JSON names; pointers tell present keys from
 // absent ones so that only present keys override.
 type fileEntry struct {
-	TTL                     *duration `json:"ttl"`
-	StaleWhileRevalidate    *duration `json:"stale_while_revalidate"`
-	StaleIfError            *duration `json:"stale_if_error"`
-	RefreshAhead            *float64  `json:"refresh_ahead"`
-	XFetchBeta              *float64  `json:"xfetch_beta"`
-	LockTTL                 *duration `json:"lock_ttl"`
-	LockWait                *duration `json:"lock_wait"`
-	FillTimeout             *duration `json:"fill_timeout"`
-	BucketParams            *[]string `json:"bucket_params"`
-	QueryParams             *[]string `json:"query_params"`
-	IgnoreQuery             *bool     `json:"ignore_query"`
-	Vary                    *[]string `json:"vary"`
-	Statuses                *[]int    `json:"statuses"`
-	MaxBodyBytes            *int64    `json:"max_body_bytes"`
-	MaxFields               *int      `json:"max_fields"`
-	MaxTTL                  *duration `json:"max_ttl"`
-	ForwardHeaders          *[]string `json:"forward_headers"`
-	HonorOriginCacheControl *bool     `json:"honor_origin_cache_control"`
-	AllowAuthorized         *bool     `json:"allow_authorized"`
-	Compression             *string   `json:"compression"`
-	Local                   *bool     `json:"local"`
-	Standards               *bool     `json:"standards"`
+	TTL                      *duration `json:"ttl"`
+	StaleWhileRevalidate     *duration `json:"stale_while_revalidate"`
+	StaleIfError             *duration `json:"stale_if_error"`
+	RefreshAhead             *float64  `json:"refresh_ahead"`
+	XFetchBeta               *float64  `json:"xfetch_beta"`
+	LockTTL                  *duration `json:"lock_ttl"`
+	LockWait                 *duration `json:"lock_wait"`
+	FillTimeout              *duration `json:"fill_timeout"`
+	BucketParams             *[]string `json:"bucket_params"`
+	QueryParams              *[]string `json:"query_params"`
+	IgnoreQuery              *bool     `json:"ignore_query"`
+	Vary                     *[]string `json:"vary"`
+	Statuses                 *[]int    `json:"statuses"`
+	MaxBodyBytes             *int64    `json:"max_body_bytes"`
+	MaxFields                *int      `json:"max_fields"`
+	MaxTTL                   *duration `json:"max_ttl"`
+	ForwardHeaders           *[]string `json:"forward_headers"`
+	HonorOriginCacheControl  *bool     `json:"honor_origin_cache_control"`
+	AllowAuthorized          *bool     `json:"allow_authorized"`
+	Compression              *string   `json:"compression"`
+	Local                    *bool     `json:"local"`
+	Standards                *bool     `json:"standards"`
+	HonorRequestCacheControl *bool     `json:"honor_request_cache_control"`
 }
 
 func (p *Policy) decodeOverride(raw json.RawMessage) error {
@@ -177,6 +178,7 @@ func (p *Policy) decodeOverride(raw json.RawMessage) error {
 	set(&p.AllowAuthorized, e.AllowAuthorized)
 	set(&p.Local, e.Local)
 	set(&p.Standards, e.Standards)
+	set(&p.HonorRequestCacheControl, e.HonorRequestCacheControl)
 	if e.Compression != nil {
 		p.Compression = Compression(*e.Compression)
 	}

@@ -143,6 +143,19 @@ type Policy struct {
 	// the policy decides, as described on each field.
 	Standards bool
 
+	// HonorRequestCacheControl makes the cache act on the client's
+	// Cache-Control request directives (RFC 9111 section 5.2.1):
+	// no-cache, max-age and min-fresh send a request whose stored
+	// response is older, or fresher for less long, than it accepts to
+	// the origin (with the stored validators, so an unchanged response
+	// costs a 304), and only-if-cached answers 504 instead of calling the
+	// origin. Default false: only no-store is honoured (the request
+	// bypasses the cache), because a client's no-cache or max-age=0
+	// would let any client send every request to the origin, the load
+	// this cache exists to absorb. Turn it on for routes whose clients
+	// are trusted, such as internal services behind the cache.
+	HonorRequestCacheControl bool
+
 	// Tags computes surrogate keys for a request; purging a tag removes
 	// every bucket stored with it. Not settable from a file. Default none.
 	Tags func(r *http.Request) []string
