@@ -4,7 +4,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run run-stdlib test unit integration lint bench fuzz
+.PHONY: run run-stdlib run-proxy test unit integration lint bench fuzz
 
 # Start examples/chi on 127.0.0.1:8080 with an embedded Redis (REDIS_URL for a real one).
 run:
@@ -12,6 +12,10 @@ run:
 
 run-stdlib:
 	$(GO) run ./examples/stdlib
+
+# A caching reverse proxy in standards mode (UPSTREAM=http://host:port for your service).
+run-proxy:
+	$(GO) run ./examples/reverseproxy
 
 # Every test: vet, the race detector, unit, example and integration tests
 # (integration starts its own redis-server processes).
