@@ -216,6 +216,18 @@ type Inspection struct {
 	BodySize int    `json:"body_bytes,omitempty"`
 	Coding   string `json:"content_coding,omitempty"`
 	Stored   string `json:"stored_at,omitempty"`
+	// VaryOn names the request headers the stored response varies on
+	// beyond the route's key (standards mode): Field is then the
+	// secondary field of the header's values given to Inspect.
+	VaryOn []string `json:"vary_on,omitempty"`
+}
+
+// orEmpty is header, or an empty one for nil.
+func orEmpty(header http.Header) http.Header {
+	if header == nil {
+		return http.Header{}
+	}
+	return header
 }
 
 // Inspect returns the key a GET of rawURL maps to and the state of its
@@ -227,6 +239,13 @@ func (c *Cache) Inspect(ctx context.Context, rawURL string, header http.Header) 
 	}
 	in := Inspection{Route: rt.key.Pattern(), Bucket: k.Bucket, Field: k.FieldHex()}
 	raw, err := c.store.Get(ctx, k.Bucket, k.Field)
+	if err == nil && envelope.IsVary(raw) && rt.policy.Standards {
+		if names, verr := envelope.DecodeVary(raw); verr == nil {
+			in.VaryOn = names
+		}
+		k, raw, err = rt.resolveVary(ctx, k, raw, err, orEmpty(header))
+		in.Field = k.FieldHex()
+	}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return in, nil

@@ -106,3 +106,25 @@ func TestStandardsVaryRefresh(t *testing.T) {
 		t.Errorf("b after refresh = %q (%s), want b v1 hit", r.body, r.cacheStatus())
 	}
 }
+
+// TestStandardsInspectVary checks that Inspect follows a vary marker to
+// the variant of the headers it is given.
+func TestStandardsInspectVary(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, newMemStore(t))
+	o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "X-Tenant")
+		fmt.Fprintf(w, "for %s", r.Header.Get("X-Tenant"))
+	}}
+	h := mux(t, c, "/v/{id}", policy.Policy{Standards: true}, o)
+	do(h, "GET", "/v/1", "X-Tenant", "a") // Host example.com
+	in, err := c.Inspect(t.Context(), "http://example.com/v/1", http.Header{"X-Tenant": {"a"}})
+	if err != nil || !in.Found || len(in.VaryOn) != 1 || in.VaryOn[0] != "X-Tenant" || len(in.Field) != 64 || in.BodySize != len("for a") {
+		t.Errorf("Inspect(tenant a) = %+v, %v; want the variant found through its marker", in, err)
+	}
+	in, err = c.Inspect(t.Context(), "http://example.com/v/1", http.Header{"X-Tenant": {"b"}})
+	if err != nil || in.Found || len(in.VaryOn) != 1 {
+		t.Errorf("Inspect(tenant b) = %+v, %v; want not found, varying on X-Tenant", in, err)
+	}
+}
