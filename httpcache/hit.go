@@ -137,7 +137,9 @@ func (rt *route) requestAccepts(r *http.Request, e *storage.Entry, now time.Time
 	case cc.noCache:
 		return false
 	case cc.hasMaxAge && age.Truncate(time.Second) > cc.maxAge:
-		return false
+		// A reload (max-age=0) does not revalidate a fresh immutable
+		// response (RFC 8246 section 2.1); a forced one (no-cache) does.
+		return age < e.Fresh && parseCacheControl(e.Header["Cache-Control"]).immutable
 	case cc.hasMinFresh && e.Fresh-age < cc.minFresh:
 		return false
 	}

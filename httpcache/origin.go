@@ -338,6 +338,12 @@ func (rt *route) runOrigin(call *fillCall) *originResult {
 	// with nobody waiting) may have answered for that, with an empty, a
 	// partial or an error body: never stored, never shared.
 	failed := o.panicVal != nil || rec.status >= 500 || ctx.Err() != nil
+	if failed && w == nil && usableOnError(stale, end) {
+		// A background refresh whose origin failed keeps the entry,
+		// which still covers for errors (RFC 5861): an error, even one
+		// the origin says may be stored, is not stored over it.
+		return o
+	}
 	nothingSent := rec.held || rec.holding || rec.status == 0 && !rec.tainted
 	if failed && nothingSent && w != nil && usableOnError(stale, end) {
 		rec.holding = false

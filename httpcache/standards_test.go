@@ -400,6 +400,15 @@ func TestStandardsConformance(t *testing.T) {
 			}}, hit(2)}},
 		{name: "request max-age honoured", rfc: "9111 §5.2.1.1", policy: policy.Policy{HonorRequestCacheControl: true}, origin: fixed("Cache-Control", "max-age=60", "Age", "10"),
 			steps: []stdStep{miss(1), {headers: []string{"Cache-Control", "max-age=20"}, hit: true, calls: 1}, {headers: []string{"Cache-Control", "max-age=5"}, calls: 2}}},
+		{name: "request max-age=0 on a fresh immutable response", rfc: "RFC 8246 §2.1", policy: policy.Policy{HonorRequestCacheControl: true}, origin: fixed("Cache-Control", "max-age=60, immutable", "Age", "5"),
+			steps: []stdStep{miss(1), {headers: []string{"Cache-Control", "max-age=0"}, hit: true, calls: 1}, {headers: []string{"Cache-Control", "no-cache"}, calls: 2}}},
+		{name: "refresh error kept out by stale-if-error", rfc: "5861 §4", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
+			if n > 1 {
+				answer(w, 503, "down", "Cache-Control", "max-age=60")
+				return
+			}
+			answer(w, 200, numbered(n), "Date", date(time.Now().Add(-2*time.Second)), "Cache-Control", "max-age=1, stale-while-revalidate=60, stale-if-error=60")
+		}, steps: []stdStep{miss(1), {hit: true, calls: -1, check: body("v1")}, {sleep: 200 * time.Millisecond, hit: true, calls: -1, check: body("v1")}}},
 		{name: "request min-fresh honoured", rfc: "9111 §5.2.1.3", policy: policy.Policy{HonorRequestCacheControl: true}, origin: fixed("Cache-Control", "max-age=60"),
 			steps: []stdStep{miss(1), {headers: []string{"Cache-Control", "min-fresh=30"}, hit: true, calls: 1}, {headers: []string{"Cache-Control", "min-fresh=100"}, calls: 2}}},
 		{name: "only-if-cached honoured", rfc: "9111 §5.2.1.7", policy: policy.Policy{HonorRequestCacheControl: true}, origin: fixed("Cache-Control", "max-age=60"),
