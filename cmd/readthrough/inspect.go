@@ -37,6 +37,9 @@ type inspection struct {
 	BodyBytes int    `json:"body_bytes"`
 	Coding    string `json:"content_coding"`
 	StoredAt  string `json:"stored_at"`
+	// VaryOn: the response varies on these request headers beyond the
+	// route's key (standards mode); Field is the variant's of --header.
+	VaryOn []string `json:"vary_on"`
 }
 
 func runInspect(ctx context.Context, e *env, g *globals, args []string) int {
@@ -76,6 +79,9 @@ func runInspect(ctx context.Context, e *env, g *globals, args []string) int {
 	row("route", in.Route)
 	row("bucket", in.Bucket)
 	row("field", in.Field)
+	if len(in.VaryOn) > 0 {
+		row("varies on", strings.Join(in.VaryOn, ", ")+" (the field is the variant of the --header values given)")
+	}
 	switch {
 	case !in.Found && in.State == "":
 		row("entry", "none: the next GET of this URL is a miss")
