@@ -41,12 +41,20 @@ type cacheControl struct {
 // that a malformed max-age counts as max-age=0 (RFC 9111 section 4.2.1
 // asks a cache to treat it as stale). Quoted arguments may hold commas
 // (no-cache="Set-Cookie, X-Id").
-func parseCacheControl(values []string) cacheControl {
+func parseCacheControl(values []string) cacheControl { return parseDirectives(values, false) }
+
+// parseDirectives is parseCacheControl; with sf, the values are a
+// Structured Field Dictionary (CDN-Cache-Control), whose members may
+// carry parameters (;name=value), which are dropped.
+func parseDirectives(values []string, sf bool) cacheControl {
 	var cc cacheControl
 	for _, v := range values {
 		for v != "" {
 			var d string
 			d, v = cutDirective(v)
+			if sf {
+				d = cutParams(d)
+			}
 			name, arg, hasArg := strings.Cut(strings.TrimSpace(d), "=")
 			name = strings.ToLower(strings.TrimSpace(name))
 			if name == "" {
@@ -133,6 +141,23 @@ func cutDirective(v string) (directive, rest string) {
 		}
 	}
 	return v, ""
+}
+
+// cutParams cuts the parameters off a Structured Field member: what
+// follows the first ';' outside a quoted string.
+func cutParams(d string) string {
+	quoted := false
+	for i := 0; i < len(d); i++ {
+		switch c := d[i]; {
+		case c == '\\' && quoted && i+1 < len(d):
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ';' && !quoted:
+			return d[:i]
+		}
+	}
+	return d
 }
 
 // appendFieldNames appends the canonical names of a comma separated list.

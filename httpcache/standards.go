@@ -49,11 +49,10 @@ func (rt *route) standardsLifetime(r *http.Request, status int, h http.Header, n
 	// non-empty value replaces Cache-Control and Expires. Surrogate-Control
 	// is addressed to this cache alone, CDN-Cache-Control to every CDN.
 	cc, targeted := parseCacheControl(h["Cache-Control"]), false
-	for _, name := range [...]string{"Surrogate-Control", "Cdn-Cache-Control"} {
-		if t := parseCacheControl(h[name]); t.directives > 0 {
-			cc, targeted = t, true
-			break
-		}
+	if t := parseCacheControl(h["Surrogate-Control"]); t.directives > 0 {
+		cc, targeted = t, true
+	} else if t, ok := cdnCacheControl(h); ok {
+		cc, targeted = t, true
 	}
 	// Section 5.2.2.3: must-understand with a status the cache
 	// understands overrides no-store; with another, nothing is stored.
@@ -86,9 +85,9 @@ func (rt *route) standardsLifetime(r *http.Request, status int, h http.Header, n
 	case cc.hasMaxAge:
 		d.fresh = cc.maxAge
 	case !targeted && len(h["Expires"]) > 0:
-		// An invalid Expires (0, say) means already expired (section
-		// 5.3); so does one at or before Date.
-		if exp, err := http.ParseTime(headerValue(h, "Expires")); err == nil && exp.After(base) {
+		// An invalid Expires (0, say, or two of them) means already
+		// expired (section 5.3); so does one at or before Date.
+		if exp, ok := parseHTTPDate(h["Expires"]); ok && exp.After(base) {
 			d.fresh = exp.Sub(base)
 		}
 	default:
@@ -103,7 +102,7 @@ func (rt *route) standardsLifetime(r *http.Request, status int, h http.Header, n
 		if !heuristic && !cc.public {
 			return d, false
 		}
-		if lm, err := http.ParseTime(headerValue(h, "Last-Modified")); err == nil && lm.Before(base) {
+		if lm, ok := parseHTTPDate(h["Last-Modified"]); ok && lm.Before(base) {
 			d.fresh = base.Sub(lm) / heuristicFraction
 		}
 	}
@@ -120,7 +119,7 @@ func (rt *route) standardsLifetime(r *http.Request, status int, h http.Header, n
 	d.fresh, d.swr, d.sie = min(d.fresh, p.MaxTTL), min(d.swr, p.MaxTTL), min(d.sie, p.MaxTTL)
 	d.strip = append(slices.Clone(cc.noCacheFields), cc.privateFields...)
 	d.noTransform = cc.noTransform
-	if age, ok := deltaSeconds(strings.TrimSpace(headerValue(h, "Age"))); ok {
+	if age, ok := ageValue(h); ok {
 		d.age = age
 	}
 	// Worth storing only while something is left of its lifetime, or
@@ -138,15 +137,201 @@ func (rt *route) standardsLifetime(r *http.Request, status int, h http.Header, n
 // originDate is the response's Date, or zero when it has none or an
 // invalid one.
 func originDate(h http.Header) time.Time {
-	v := headerValue(h, "Date")
+	t, ok := parseHTTPDate(h["Date"])
+	if !ok {
+		return time.Time{}
+	}
+	return t
+}
+
+// parseHTTPDate parses the one field line of an HTTP-date field (RFC 9110
+// section 5.6.7): an IMF-fixdate, or one of the two obsolete formats a
+// recipient accepts, exactly as the grammar writes them (Go's parsers
+// also take one-digit hours and extra spaces, which are invalid), but
+// for the case of the names. Several field lines are invalid.
+func parseHTTPDate(lines []string) (time.Time, bool) {
+	if len(lines) != 1 {
+		return time.Time{}, false
+	}
+	v := strings.TrimSpace(lines[0])
+	if n := len(v); n > 4 && strings.EqualFold(v[n-4:], " GMT") {
+		v = v[:n-3] + "GMT" // the zone in any case, as the names are
+	}
+	for _, layout := range [...]string{http.TimeFormat, time.RFC850, time.ANSIC} {
+		t, err := time.Parse(layout, v)
+		if err == nil && strings.EqualFold(t.Format(layout), v) {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// ageValue is the response's Age (RFC 9111 section 5.1): the first
+// element of its first field line, when that is a delta-seconds.
+func ageValue(h http.Header) (time.Duration, bool) {
+	lines := h["Age"]
+	if len(lines) == 0 {
+		return 0, false
+	}
+	first, _, _ := strings.Cut(lines[0], ",")
+	return deltaSeconds(strings.TrimSpace(first))
+}
+
+// cdnCacheControl parses CDN-Cache-Control (RFC 9213), a Structured Field
+// Dictionary (RFC 8941): ok is false when the field is absent, empty or
+// not a valid dictionary, or when a directive the cache acts on has a
+// value of the wrong type (max-age="60"); the cache then ignores it, as
+// section 2.1 says, and Cache-Control decides.
+func cdnCacheControl(h http.Header) (cacheControl, bool) {
+	lines := h["Cdn-Cache-Control"]
+	if len(lines) == 0 || !validCDNCacheControl(strings.Join(lines, ",")) {
+		return cacheControl{}, false
+	}
+	cc := parseDirectives(lines, true)
+	return cc, cc.directives > 0
+}
+
+// validCDNCacheControl reports whether v is a Structured Field Dictionary
+// whose delta-seconds directives are integers and whose other known
+// directives are booleans.
+func validCDNCacheControl(v string) bool {
+	v = strings.Trim(v, " \t")
 	if v == "" {
-		return time.Time{}
+		return false
 	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return time.Time{}
+	for v != "" {
+		// key
+		i := 0
+		for i < len(v) && (v[i] >= 'a' && v[i] <= 'z' || v[i] == '*' || i > 0 && (v[i] >= '0' && v[i] <= '9' || v[i] == '_' || v[i] == '-' || v[i] == '.')) {
+			i++
+		}
+		if i == 0 {
+			return false
+		}
+		key := v[:i]
+		v = v[i:]
+		kind := byte('?') // a bare key is the boolean true
+		if strings.HasPrefix(v, "=") {
+			var ok bool
+			if kind, v, ok = sfItem(v[1:]); !ok {
+				return false
+			}
+		}
+		// parameters
+		for strings.HasPrefix(v, ";") {
+			v = strings.TrimLeft(v[1:], " ")
+			j := 0
+			for j < len(v) && (v[j] >= 'a' && v[j] <= 'z' || v[j] == '*' || j > 0 && (v[j] >= '0' && v[j] <= '9' || v[j] == '_' || v[j] == '-' || v[j] == '.')) {
+				j++
+			}
+			if j == 0 {
+				return false
+			}
+			v = v[j:]
+			if strings.HasPrefix(v, "=") {
+				var ok bool
+				if _, v, ok = sfItem(v[1:]); !ok {
+					return false
+				}
+			}
+		}
+		switch key {
+		case "max-age", "s-maxage", "stale-while-revalidate", "stale-if-error":
+			if kind != 'i' {
+				return false
+			}
+		case "no-store", "private", "no-cache", "public", "must-revalidate", "proxy-revalidate", "must-understand", "no-transform", "immutable":
+			if kind != '?' {
+				return false
+			}
+		}
+		v = strings.TrimLeft(v, " \t")
+		if v == "" {
+			return true
+		}
+		if v[0] != ',' {
+			return false
+		}
+		v = strings.TrimLeft(v[1:], " \t")
+		if v == "" {
+			return false // a trailing comma
+		}
 	}
-	return t.UTC()
+	return true
+}
+
+// sfItem reads one Structured Field bare item off the front of v and
+// returns its kind ('i' integer, 'd' decimal, 's' string, 't' token, 'b'
+// byte sequence, '?' boolean) and the rest of v.
+func sfItem(v string) (kind byte, rest string, ok bool) {
+	if v == "" {
+		return 0, v, false
+	}
+	switch c := v[0]; {
+	case c == '-' || c >= '0' && c <= '9':
+		i := 0
+		if c == '-' {
+			i++
+		}
+		start, dot := i, -1
+		for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.' && dot < 0) {
+			if v[i] == '.' {
+				dot = i
+			}
+			i++
+		}
+		switch {
+		case i == start, dot == i-1:
+			return 0, v, false
+		case dot < 0 && i-start > 15, dot >= 0 && (dot-start > 12 || i-dot-1 > 3):
+			return 0, v, false
+		case dot >= 0:
+			return 'd', v[i:], true
+		}
+		return 'i', v[i:], true
+	case c == '"':
+		for i := 1; i < len(v); i++ {
+			switch {
+			case v[i] == '\\' && i+1 < len(v) && (v[i+1] == '"' || v[i+1] == '\\'):
+				i++
+			case v[i] == '\\':
+				return 0, v, false
+			case v[i] == '"':
+				return 's', v[i+1:], true
+			case v[i] < 0x20 || v[i] > 0x7e:
+				return 0, v, false
+			}
+		}
+		return 0, v, false
+	case c == '?':
+		if len(v) < 2 || v[1] != '0' && v[1] != '1' {
+			return 0, v, false
+		}
+		return '?', v[2:], true
+	case c == ':':
+		end := strings.IndexByte(v[1:], ':')
+		if end < 0 {
+			return 0, v, false
+		}
+		for _, b := range []byte(v[1 : 1+end]) {
+			if !(b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '+' || b == '/' || b == '=') {
+				return 0, v, false
+			}
+		}
+		return 'b', v[end+2:], true
+	case c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '*':
+		i := 1
+		for i < len(v) && (isTokenChar(v[i]) || v[i] == ':' || v[i] == '/') {
+			i++
+		}
+		return 't', v[i:], true
+	}
+	return 0, v, false
+}
+
+// isTokenChar reports whether c is a tchar (RFC 9110 section 5.6.2).
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // initialAge is how old the response already was when it was received
@@ -201,7 +386,7 @@ func (rt *route) mayServe(r *http.Request, e *storage.Entry) bool {
 		return true
 	}
 	cc := parseCacheControl(e.Header["Cache-Control"])
-	if t := parseCacheControl(e.Header["Cdn-Cache-Control"]); t.directives > 0 {
+	if t, ok := cdnCacheControl(e.Header); ok {
 		cc = t
 	}
 	return cc.public || cc.hasSMaxAge || cc.hardMustRevalidate

@@ -192,6 +192,22 @@ func TestStandardsConformance(t *testing.T) {
 		}, steps: []stdStep{miss(1), hit(1)}},
 		{name: "invalid expires is stale", rfc: "9111 §5.3", origin: fixed("Expires", "0"),
 			steps: []stdStep{miss(1), miss(2)}},
+		{name: "expires with extra spaces is invalid", rfc: "9110 §5.6.7, 9111 §5.3", origin: fixed("Expires", "Thu, 18  Aug  2050 02:01:18 GMT"),
+			steps: []stdStep{miss(1), miss(2)}},
+		{name: "expires with a one-digit hour is invalid", rfc: "9110 §5.6.7, 9111 §5.3", origin: fixed("Expires", "Thu, 18 Aug 2050 2:01:18 GMT"),
+			steps: []stdStep{miss(1), miss(2)}},
+		{name: "two expires lines are invalid", rfc: "9111 §5.3", origin: fixed("Expires", "Thu, 18 Aug 2050 02:01:18 GMT", "Expires", "Thu, 18 Aug 2050 02:01:19 GMT"),
+			steps: []stdStep{miss(1), miss(2)}},
+		{name: "expires in another case", rfc: "9110 §5.6.7", origin: fixed("Expires", "Thu, 18 Aug 2050 02:01:18 gMT"),
+			steps: []stdStep{miss(1), hit(1)}},
+		{name: "expires in the rfc850 and asctime formats", rfc: "9110 §5.6.7", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
+			exp := time.Now().Add(time.Hour).UTC()
+			format := time.RFC850
+			if n%2 == 0 {
+				format = time.ANSIC
+			}
+			answer(w, 200, numbered(n), "Date", date(time.Now()), "Expires", exp.Format(format))
+		}, steps: []stdStep{miss(1), hit(1)}},
 		{name: "max-age beats expires", rfc: "9111 §5.3", origin: fixed("Cache-Control", "max-age=60", "Expires", "0"),
 			steps: []stdStep{miss(1), hit(1)}},
 		{name: "no freshness, no validators: not stored", rfc: "9111 §4.2, §3", origin: fixed(),
@@ -215,6 +231,14 @@ func TestStandardsConformance(t *testing.T) {
 		{name: "cdn-cache-control ignores expires", rfc: "9213 §2.1", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
 			answer(w, 200, numbered(n), "Date", date(time.Now()), "Expires", date(time.Now().Add(time.Hour)), "CDN-Cache-Control", "must-revalidate")
 		}, steps: []stdStep{miss(1), miss(2)}},
+		{name: "cdn-cache-control not a structured field: ignored", rfc: "9213 §2.1, 8941 §4.2", origin: fixed("CDN-Cache-Control", "max-age=10000, &&&&&", "Cache-Control", "no-store"),
+			steps: []stdStep{miss(1), miss(2)}},
+		{name: "cdn-cache-control of the wrong type: ignored", rfc: "9213 §2.1", origin: fixed("CDN-Cache-Control", `max-age="10000"`, "Cache-Control", "no-store"),
+			steps: []stdStep{miss(1), miss(2)}},
+		{name: "cdn-cache-control with a space before =: ignored", rfc: "8941 §4.2.2", origin: fixed("CDN-Cache-Control", "max-age =10000", "Cache-Control", "no-store"),
+			steps: []stdStep{miss(1), miss(2)}},
+		{name: "cdn-cache-control with parameters and other items", rfc: "8941 §3.2", origin: fixed("CDN-Cache-Control", `max-age=60;x=1, foo="a, b", bar=:AQI=:, baz=?0, q=0.5, t=tok/1`, "Cache-Control", "no-store"),
+			steps: []stdStep{miss(1), hit(1)}},
 		{name: "empty cdn-cache-control falls back", rfc: "9213 §2.1", origin: fixed("Cache-Control", "max-age=60", "CDN-Cache-Control", ""),
 			steps: []stdStep{miss(1), hit(1)}},
 		{name: "surrogate-control first, never sent", rfc: "9213 §2.1", origin: fixed("CDN-Cache-Control", "no-store", "Surrogate-Control", "max-age=60"),
@@ -227,6 +251,10 @@ func TestStandardsConformance(t *testing.T) {
 					t.Errorf("Age = %q, want about 30", res.header.Get("Age"))
 				}
 			})}},
+		{name: "age: the first element of a list", rfc: "9111 §5.1", origin: fixed("Cache-Control", "max-age=3600", "Age", "7200, 0"),
+			steps: []stdStep{miss(1), miss(2)}},
+		{name: "age: the first element is young", rfc: "9111 §5.1", origin: fixed("Cache-Control", "max-age=3600", "Age", "0, 7200"),
+			steps: []stdStep{miss(1), hit(1)}},
 		{name: "age past lifetime: not reused", rfc: "9111 §4.2.3", origin: fixed("Cache-Control", "max-age=60", "Age", "61"),
 			steps: []stdStep{miss(1), miss(2)}},
 		{name: "apparent age from date", rfc: "9111 §4.2.3", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
