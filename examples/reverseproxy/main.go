@@ -92,7 +92,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger, ready ...func(addr s
 		return err
 	}
 	defer store.Close()
-	cache, err := httpcache.New(store, httpcache.WithLogger(log))
+	opts := []httpcache.Option{httpcache.WithLogger(log)}
+	if cfg.redisURL == "" {
+		// The embedded Redis runs in this process: a store call that
+		// takes long is this process busy, not Redis failing.
+		opts = append(opts, httpcache.WithStoreTimeout(time.Second))
+	}
+	cache, err := httpcache.New(store, opts...)
 	if err != nil {
 		return err
 	}
