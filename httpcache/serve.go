@@ -229,13 +229,18 @@ func notModified(r *http.Request, e *storage.Entry) bool {
 		return false
 	}
 	ims := headerValue(r.Header, "If-Modified-Since")
-	lm := headerValue(e.Header, "Last-Modified")
-	if ims == "" || lm == "" {
+	if ims == "" {
 		return false
 	}
 	since, err := http.ParseTime(ims)
 	if err != nil {
 		return false
+	}
+	lm := headerValue(e.Header, "Last-Modified")
+	if lm == "" {
+		// Without a Last-Modified, the stored response's Date answers
+		// (RFC 9111 section 4.3.2): a standards-mode entry keeps it.
+		return !e.Date.IsZero() && !e.Date.After(since)
 	}
 	modified, err := http.ParseTime(lm)
 	if err != nil {

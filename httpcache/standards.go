@@ -159,11 +159,20 @@ func parseHTTPDate(lines []string) (time.Time, bool) {
 	}
 	for _, layout := range [...]string{http.TimeFormat, time.RFC850, time.ANSIC} {
 		t, err := time.Parse(layout, v)
-		if err == nil && strings.EqualFold(t.Format(layout), v) {
+		if err == nil && strings.EqualFold(afterDayName(t.Format(layout)), afterDayName(v)) {
 			return t.UTC(), true
 		}
 	}
 	return time.Time{}, false
+}
+
+// afterDayName is an HTTP-date without its day name, which a recipient
+// does not check against the date (Go's parser does not either).
+func afterDayName(v string) string {
+	if i := strings.IndexAny(v, ", "); i >= 0 {
+		return v[i:]
+	}
+	return v
 }
 
 // ageValue is the response's Age (RFC 9111 section 5.1): the first

@@ -164,6 +164,7 @@ func TestStandardsConformance(t *testing.T) {
 		return stdStep{calls: calls, check: both(check...)}
 	}
 	past := time.Now().Add(-2 * time.Hour)
+	recent := time.Now().Add(-10 * time.Second)
 	// echoMode answers with vN and the request's X-Mode.
 	echoMode := func(headers ...string) stdOrigin {
 		return func(n int64, w http.ResponseWriter, r *http.Request) {
@@ -198,6 +199,8 @@ func TestStandardsConformance(t *testing.T) {
 			steps: []stdStep{miss(1), miss(2)}},
 		{name: "two expires lines are invalid", rfc: "9111 §5.3", origin: fixed("Expires", "Thu, 18 Aug 2050 02:01:18 GMT", "Expires", "Thu, 18 Aug 2050 02:01:19 GMT"),
 			steps: []stdStep{miss(1), miss(2)}},
+		{name: "expires with a wrong day name", rfc: "9110 §5.6.7", origin: fixed("Expires", "Thu Aug  8 02:01:18 2050"),
+			steps: []stdStep{miss(1), hit(1)}},
 		{name: "expires in another case", rfc: "9110 §5.6.7", origin: fixed("Expires", "Thu, 18 Aug 2050 02:01:18 gMT"),
 			steps: []stdStep{miss(1), hit(1)}},
 		{name: "expires in the rfc850 and asctime formats", rfc: "9110 §5.6.7", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
@@ -330,6 +333,14 @@ func TestStandardsConformance(t *testing.T) {
 			}
 			answer(w, 200, numbered(n), "Date", date(time.Now()), "Cache-Control", "max-age=0", "ETag", `"c"`, "X-Version", "1")
 		}, steps: []stdStep{miss(1), {calls: 2, check: header("X-Version", "2")}, hit(2, header("X-Version", "2"), body("v1"))}},
+
+		{name: "if-modified-since against the date", rfc: "9111 §4.3.2", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
+			answer(w, 200, numbered(n), "Date", date(recent), "Cache-Control", "max-age=60")
+		}, steps: []stdStep{
+			{calls: 1, check: body("v1")},
+			{headers: []string{"If-Modified-Since", date(recent.Add(5 * time.Second))}, status: 304, calls: 1, hit: true},
+			{headers: []string{"If-Modified-Since", date(recent.Add(-5 * time.Second))}, calls: 1, hit: true, check: body("v1")},
+		}},
 
 		// Stale: RFC 5861, RFC 9111 section 4.2.4.
 		{name: "stale-while-revalidate", rfc: "5861 §3", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
