@@ -263,6 +263,11 @@ func (rt *route) bypassReason(r *http.Request) (bypass, bool) {
 		if _, ok := r.Header["Authorization"]; ok && !rt.policy.Standards {
 			return bypassAuthorization, true
 		}
+		// A proxy's credentials are a client's credentials to a handler
+		// that reads them; RFC 9111 says nothing of them: they bypass.
+		if _, ok := r.Header["Proxy-Authorization"]; ok {
+			return bypassAuthorization, true
+		}
 		if _, ok := r.Header["Cookie"]; ok {
 			return bypassCookie, true
 		}

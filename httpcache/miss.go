@@ -35,6 +35,11 @@ const (
 // stale-while-revalidate window that may still be served if the origin
 // fails; it may be nil.
 func (rt *route) fill(w http.ResponseWriter, r *http.Request, k keying.Key, stale *storage.Entry, next http.Handler) {
+	if stale != nil && !rt.canServe(r, stale) {
+		// Neither served on an error nor revalidated for this client,
+		// which the origin then answers in full.
+		stale = nil
+	}
 	fk := k.Bucket + "\x00" + k.Field
 	r, sp := rt.traceRequest(r, OpFill) // the origin and store calls nest under the fill's span
 	own := &fillCall{w: w, r: r, k: k, stale: stale, next: next, fwd: "fwd=uri-miss", sh: &sharing{rt: rt, k: k}, span: sp}

@@ -86,6 +86,12 @@ func (rt *route) originFill(call *fillCall) *originResult {
 		sh.fence = rt.readFence(ctx, call.k)
 	}
 	o := rt.runOrigin(call)
+	if o.notModified && call.w != nil && !rt.canServe(call.r, o.entry) {
+		// The 304 validated an entry this client cannot be served (a
+		// stale entry met again after the lock): ask for the whole
+		// response instead.
+		o.retryFull, call.stale = true, nil
+	}
 	if o.retryFull {
 		o.rec.release()
 		if call.w != nil {
@@ -118,13 +124,17 @@ func (rt *route) originFill(call *fillCall) *originResult {
 		panic(o.panicVal)
 	}
 	status := rt.fwdStatus(call.fwd, o.rec.status, o.stored)
-	if o.entry != nil && call.w != nil && (o.notModified || conditional(call.r) || rt.ranged(call.r)) {
+	if o.entry != nil && call.w != nil && (o.notModified || conditional(call.r) || rt.ranged(call.r)) && rt.canServe(call.r, o.entry) {
 		// Served from the entry: a 304 from the origin is not the
 		// client's answer, and a conditional client may get a 304 of its
 		// own (RFC 9111 section 4.3.2).
 		o.rec.holding = false
 		restore(call.w.Header(), o.outer)
-		rt.serveEntry(call.w, call.r, o.entry, time.Now(), status)
+		if !rt.serveEntry(call.w, call.r, o.entry, time.Now(), status) {
+			// Its body does not decode for this client (reported, and
+			// the entry deleted): nothing of it went out.
+			http.Error(call.w, "the cached body is unreadable", http.StatusBadGateway)
+		}
 		return o
 	}
 	o.rec.deliver(status)

@@ -108,8 +108,9 @@ func (rt *route) standardsLifetime(r *http.Request, status int, h http.Header, n
 	}
 	d.swr, d.sie = cc.swr, cc.sie
 	// Section 4.2.4: never served stale against must-revalidate,
-	// proxy-revalidate or no-cache.
-	if cc.mustRevalidate {
+	// proxy-revalidate, s-maxage (which has proxy-revalidate's meaning
+	// for a shared cache, section 5.2.2.10) or no-cache.
+	if cc.mustRevalidate || cc.hasSMaxAge {
 		d.swr, d.sie = 0, 0
 	}
 	if cc.noCache {
@@ -399,6 +400,17 @@ func (rt *route) mayServe(r *http.Request, e *storage.Entry) bool {
 		cc = t
 	}
 	return cc.public || cc.hasSMaxAge || cc.hardMustRevalidate
+}
+
+// canServe reports whether e may be served to r as it is stored: the
+// route may answer r with it (mayServe), and r accepts its coding or e
+// allows the cache to decode it (noTransform). A fill does not revalidate
+// an entry it could not serve to its client.
+func (rt *route) canServe(r *http.Request, e *storage.Entry) bool {
+	if !rt.mayServe(r, e) {
+		return false
+	}
+	return e.Coding == "" || acceptsCoding(r.Header["Accept-Encoding"], e.Coding) || !rt.noTransform(e)
 }
 
 // noTransform reports whether e's Cache-Control forbids the cache to

@@ -370,6 +370,11 @@ func TestStandardsConformance(t *testing.T) {
 		{name: "proxy-revalidate: no stale", rfc: "9111 §5.2.2.8", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
 			answer(w, 200, numbered(n), "Date", date(time.Now().Add(-2*time.Second)), "Cache-Control", "max-age=1, proxy-revalidate, stale-while-revalidate=60")
 		}, steps: []stdStep{miss(1), miss(2, body("v2"))}},
+		{name: "s-maxage: no stale", rfc: "9111 §5.2.2.10, §4.2.4", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
+			answer(w, 200, numbered(n), "Date", date(time.Now().Add(-2*time.Second)), "Cache-Control", "s-maxage=1, stale-while-revalidate=60")
+		}, steps: []stdStep{miss(1), miss(2, body("v2"))}},
+		{name: "proxy-authorization bypasses", rfc: "9110 §11.7.2", origin: fixed("Cache-Control", "max-age=60, public"),
+			steps: []stdStep{{headers: []string{"Proxy-Authorization", "Basic YTpi"}, calls: 1}, {calls: 2}, hit(2)}},
 		{name: "policy windows do not apply", rfc: "9111 §4.2.4", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
 			answer(w, 200, numbered(n), "Date", date(time.Now().Add(-2*time.Second)), "Cache-Control", "max-age=1")
 		}, steps: []stdStep{miss(1), miss(2)}},

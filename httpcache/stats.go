@@ -195,7 +195,7 @@ type bypass int
 const (
 	bypassMethod        bypass = iota // not GET or HEAD
 	bypassUpgrade                     // a protocol upgrade
-	bypassAuthorization               // Authorization, without AllowAuthorized
+	bypassAuthorization               // Authorization (but in standards mode) or Proxy-Authorization, without AllowAuthorized
 	bypassCookie                      // Cookie, without AllowAuthorized
 	bypassNoStore                     // Cache-Control: no-store from the client
 	bypassBody                        // a GET or HEAD with a body

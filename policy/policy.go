@@ -125,9 +125,11 @@ type Policy struct {
 	// them with Vary instead. Default none.
 	ForwardHeaders []string
 
-	// AllowAuthorized caches requests that carry Authorization or Cookie
-	// headers. Only set it when the response does not depend on them, or
-	// when they are listed in Vary. Default false: such requests bypass.
+	// AllowAuthorized caches requests that carry Authorization,
+	// Proxy-Authorization or Cookie headers. Only set it when the
+	// response does not depend on them, or when they are listed in Vary.
+	// Default false: such requests bypass (but in standards mode, where
+	// Authorization follows RFC 9111 section 3.5).
 	AllowAuthorized bool
 
 	// Standards makes the route an RFC 9111 shared cache in front of its
