@@ -98,12 +98,13 @@ func TestWithDefaults(t *testing.T) {
 func TestFileParseAndApply(t *testing.T) {
 	f, err := Parse([]byte(`{
 		"/users/{id}": {"ttl": "30s", "stale_if_error": "1h", "vary": ["Accept-Language"], "max_body_bytes": 1024},
-		"GET /items": {"ignore_query": true, "compression": "dictionary", "local": true}
+		"GET /items": {"ignore_query": true, "compression": "dictionary", "local": true},
+		"/proxy/{path...}": {"standards": true, "honor_request_cache_control": true, "max_ttl": "1h"}
 	}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Patterns(); len(got) != 2 || got[0] != "/users/{id}" {
+	if got := f.Patterns(); len(got) != 3 || got[1] != "/users/{id}" {
 		t.Errorf("Patterns() = %q", got)
 	}
 	base := Policy{TTL: time.Minute, StaleWhileRevalidate: time.Minute, QueryParams: []string{"page"}}
@@ -126,6 +127,9 @@ func TestFileParseAndApply(t *testing.T) {
 	if p, _, err := f.Apply("GET /items", base); err != nil || p.Compression != CompressDictionary {
 		t.Errorf("compression from the file = %q, %v; want %q", p.Compression, err, CompressDictionary)
 	}
+	if p, _, err := f.Apply("/proxy/{path...}", Policy{}); err != nil || !p.Standards || !p.HonorRequestCacheControl || p.MaxTTL != time.Hour {
+		t.Errorf("standards from the file = %+v, %v", p, err)
+	}
 	if _, ok, _ := f.Apply("/other", base); ok {
 		t.Errorf("Apply of an unlisted pattern reported an entry")
 	}
@@ -147,6 +151,8 @@ func TestFileErrors(t *testing.T) {
 		{"compression not a string", `{"/x": {"compression": true}}`, `route "/x"`},
 		{"empty pattern", `{"": {}}`, "empty route pattern"},
 		{"wrong type", `{"/x": {"vary": "Accept"}}`, `route "/x"`},
+		{"standards with a ttl", `{"/x": {"standards": true, "ttl": "1m"}}`, `route "/x": TTL: cannot be set with Standards`},
+		{"standards with statuses", `{"/x": {"standards": true, "statuses": [200]}}`, `route "/x": Statuses: cannot be set with Standards`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
