@@ -342,6 +342,17 @@ func TestStandardsConformance(t *testing.T) {
 			{headers: []string{"If-Modified-Since", date(recent.Add(-5 * time.Second))}, calls: 1, hit: true, check: body("v1")},
 		}},
 
+		// Invalidation: RFC 9111 section 4.4.
+		{name: "a write invalidates every variant", rfc: "9111 §4.4", origin: echoMode("Cache-Control", "max-age=60", "Vary", "X-Mode"),
+			steps: []stdStep{
+				{headers: []string{"X-Mode", "a"}, calls: 1},
+				{headers: []string{"X-Mode", "b"}, calls: 2},
+				{headers: []string{"X-Mode", "a"}, calls: 2, hit: true},
+				{method: http.MethodPost, calls: 3},
+				{headers: []string{"X-Mode", "a"}, calls: 4, check: body("v4 a")},
+				{headers: []string{"X-Mode", "b"}, calls: 5, check: body("v5 b")},
+			}},
+
 		// Stale: RFC 5861, RFC 9111 section 4.2.4.
 		{name: "stale-while-revalidate", rfc: "5861 §3", origin: func(n int64, w http.ResponseWriter, r *http.Request) {
 			answer(w, 200, numbered(n), "Date", date(time.Now().Add(-2*time.Second)), "Cache-Control", "max-age=1, stale-while-revalidate=60")

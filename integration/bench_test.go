@@ -51,19 +51,26 @@ const (
 // of hot entries come from the cache's decoded-body cache; the "-cold"
 // cases turn it off, so that every hit decodes, as hits on entries too
 // cold to stay in it do.
+//
+// The "-standards" cases are the first two on a route in standards mode
+// (policy.Standards), whose origin says max-age=3600: the hit also keeps
+// the origin's Date and checks the request for ranges.
 var hitCases = []struct {
 	name        string
 	size        int
 	gzip        bool
 	compression policy.Compression
 	decoded     bool // keep the decoded-body cache on
+	standards   bool
 }{
-	{"200B", 200, true, policy.CompressGzip, true},
-	{"2KB", 2 << 10, true, policy.CompressGzip, true},
-	{"2KB-identity", 2 << 10, false, policy.CompressGzip, true},
-	{"2KB-identity-cold", 2 << 10, false, policy.CompressGzip, false},
-	{"2KB-dictionary", 2 << 10, true, policy.CompressDictionary, true},
-	{"2KB-dictionary-cold", 2 << 10, true, policy.CompressDictionary, false},
+	{"200B", 200, true, policy.CompressGzip, true, false},
+	{"2KB", 2 << 10, true, policy.CompressGzip, true, false},
+	{"2KB-identity", 2 << 10, false, policy.CompressGzip, true, false},
+	{"2KB-identity-cold", 2 << 10, false, policy.CompressGzip, false, false},
+	{"2KB-dictionary", 2 << 10, true, policy.CompressDictionary, true, false},
+	{"2KB-dictionary-cold", 2 << 10, true, policy.CompressDictionary, false, false},
+	{"200B-standards", 200, true, policy.CompressGzip, true, true},
+	{"2KB-standards", 2 << 10, true, policy.CompressGzip, true, true},
 }
 
 // hitSetup is one hit case: the cached route and the baseline handler,
@@ -83,7 +90,7 @@ type hitSetup struct {
 //
 // With dictionary compression, it first fills other items until the
 // route's dictionary is trained, and removes their buckets.
-func newHitSetup(b *testing.B, size int, acceptGzip bool, compression policy.Compression, opts ...httpcache.Option) *hitSetup {
+func newHitSetup(b *testing.B, size int, acceptGzip bool, compression policy.Compression, standards bool, opts ...httpcache.Option) *hitSetup {
 	b.Helper()
 	p := prefix(b)
 	var cmds commandCounter
@@ -97,10 +104,19 @@ func newHitSetup(b *testing.B, size int, acceptGzip bool, compression policy.Com
 	body := itemJSON(4711, size)
 	cache := newBenchCache(b, rc, p, opts...)
 	pol := policy.Policy{TTL: time.Hour, Compression: compression}
-	cached := cache.Handler("GET /items/{id}", pol, jsonOriginFor(0, func(r *http.Request) []byte {
+	var origin http.Handler = jsonOriginFor(0, func(r *http.Request) []byte {
 		id, _ := strconv.Atoi(r.PathValue("id"))
 		return itemJSON(id, size)
-	}))
+	})
+	if standards {
+		pol = policy.Policy{Standards: true, Compression: compression}
+		json := origin
+		origin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "max-age=3600")
+			json.ServeHTTP(w, r)
+		})
+	}
+	cached := cache.Handler("GET /items/{id}", pol, origin)
 	requestFor := func(id string) *http.Request {
 		r := httptest.NewRequest("GET", "http://"+serviceHost+"/items/"+id, nil)
 		// As http.ServeMux routes it; the middleware is called directly.
@@ -234,7 +250,7 @@ func BenchmarkHit(b *testing.B) {
 			if !tc.decoded {
 				opts = append(opts, httpcache.WithoutDecodedCache())
 			}
-			s := newHitSetup(b, tc.size, tc.gzip, tc.compression, opts...)
+			s := newHitSetup(b, tc.size, tc.gzip, tc.compression, tc.standards, opts...)
 			b.Run("vs-baseline", func(b *testing.B) {
 				b.ReportAllocs()
 				hr := newHitRounds(b, s)
