@@ -213,7 +213,7 @@ func (rt *route) keep(k keying.Key, e *storage.Entry, now time.Time, snap localS
 // store read, and the backing array of the headers serveEntryOwn sets.
 type hitScratch struct {
 	ctx valuesCtx
-	own [6]string
+	own [7]string
 }
 
 // bypass sends r straight to the origin, counted under reason.

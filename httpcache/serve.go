@@ -27,10 +27,10 @@ import (
 // bomb: 100 KB of gzip can hold 100 MB of zeros) is never decoded further,
 // and its entry is kept for the clients that take it as it is.
 func (rt *route) serveEntry(w http.ResponseWriter, r *http.Request, e *storage.Entry, now time.Time, cacheStatus string) bool {
-	return rt.serveEntryOwn(w, r, e, now, cacheStatus, make([]string, 6), true)
+	return rt.serveEntryOwn(w, r, e, now, cacheStatus, make([]string, 7), true)
 }
 
-// serveEntryOwn is serveEntry with own, six strings the caller allocated,
+// serveEntryOwn is serveEntry with own, seven strings the caller allocated,
 // as the backing array of the headers the cache sets (the hit path
 // allocates them with other things it needs).
 //
@@ -87,7 +87,7 @@ func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storag
 		}
 	}
 	// One backing array for the headers the cache sets: Age, Cache-Status,
-	// Content-Encoding, Content-Length, Vary, ETag.
+	// Content-Encoding, Content-Length, Vary, ETag, Date.
 	age := max(now.Sub(e.Stored), 0) / time.Second
 	own[0] = strconv.FormatInt(int64(age), 10)
 	own[1] = cacheStatus
@@ -96,7 +96,8 @@ func (rt *route) serveEntryOwn(w http.ResponseWriter, r *http.Request, e *storag
 	if !e.Date.IsZero() {
 		// The origin's Date, which a standards-mode entry keeps (RFC
 		// 9111 section 4): the Age above counts from it.
-		h["Date"] = []string{e.Date.Format(http.TimeFormat)}
+		own[6] = e.Date.Format(http.TimeFormat)
+		h["Date"] = own[6:7:7]
 	}
 	if e.Coding != "" {
 		addVary(h, "Accept-Encoding", own[4:5:5])
