@@ -51,9 +51,9 @@ func parseDirectives(values []string, sf bool) cacheControl {
 	for _, v := range values {
 		for v != "" {
 			var d string
-			d, v = cutDirective(v)
+			d, v = cutUnquoted(v, ',')
 			if sf {
-				d = cutParams(d)
+				d, _ = cutUnquoted(d, ';') // the member without its parameters
 			}
 			name, arg, hasArg := strings.Cut(strings.TrimSpace(d), "=")
 			name = strings.ToLower(strings.TrimSpace(name))
@@ -126,9 +126,11 @@ func parseDirectives(values []string, sf bool) cacheControl {
 	return cc
 }
 
-// cutDirective cuts the first directive off a Cache-Control value at the
-// first comma outside a quoted string.
-func cutDirective(v string) (directive, rest string) {
+// cutUnquoted cuts v at the first sep outside a quoted string (where a
+// backslash escapes the next byte): the directive before a ',' of a
+// Cache-Control value, or a Structured Field member before its ';'
+// parameters.
+func cutUnquoted(v string, sep byte) (before, after string) {
 	quoted := false
 	for i := 0; i < len(v); i++ {
 		switch c := v[i]; {
@@ -136,28 +138,11 @@ func cutDirective(v string) (directive, rest string) {
 			i++
 		case c == '"':
 			quoted = !quoted
-		case c == ',' && !quoted:
+		case c == sep && !quoted:
 			return v[:i], v[i+1:]
 		}
 	}
 	return v, ""
-}
-
-// cutParams cuts the parameters off a Structured Field member: what
-// follows the first ';' outside a quoted string.
-func cutParams(d string) string {
-	quoted := false
-	for i := 0; i < len(d); i++ {
-		switch c := d[i]; {
-		case c == '\\' && quoted && i+1 < len(d):
-			i++
-		case c == '"':
-			quoted = !quoted
-		case c == ';' && !quoted:
-			return d[:i]
-		}
-	}
-	return d
 }
 
 // appendFieldNames appends the canonical names of a comma separated list.

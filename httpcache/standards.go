@@ -210,11 +210,7 @@ func validCDNCacheControl(v string) bool {
 		return false
 	}
 	for v != "" {
-		// key
-		i := 0
-		for i < len(v) && (v[i] >= 'a' && v[i] <= 'z' || v[i] == '*' || i > 0 && (v[i] >= '0' && v[i] <= '9' || v[i] == '_' || v[i] == '-' || v[i] == '.')) {
-			i++
-		}
+		i := sfKey(v)
 		if i == 0 {
 			return false
 		}
@@ -230,10 +226,7 @@ func validCDNCacheControl(v string) bool {
 		// parameters
 		for strings.HasPrefix(v, ";") {
 			v = strings.TrimLeft(v[1:], " ")
-			j := 0
-			for j < len(v) && (v[j] >= 'a' && v[j] <= 'z' || v[j] == '*' || j > 0 && (v[j] >= '0' && v[j] <= '9' || v[j] == '_' || v[j] == '-' || v[j] == '.')) {
-				j++
-			}
+			j := sfKey(v)
 			if j == 0 {
 				return false
 			}
@@ -268,6 +261,17 @@ func validCDNCacheControl(v string) bool {
 		}
 	}
 	return true
+}
+
+// sfKey is the length of the Structured Field key at the front of v
+// (RFC 8941 section 3.1.2): a lower-case letter or '*', then lower-case
+// letters, digits, '_', '-', '.' and '*'; 0 when there is none.
+func sfKey(v string) int {
+	i := 0
+	for i < len(v) && (v[i] >= 'a' && v[i] <= 'z' || v[i] == '*' || i > 0 && (v[i] >= '0' && v[i] <= '9' || v[i] == '_' || v[i] == '-' || v[i] == '.')) {
+		i++
+	}
+	return i
 }
 
 // sfItem reads one Structured Field bare item off the front of v and
