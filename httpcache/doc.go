@@ -19,6 +19,13 @@
 // the cache cannot key bypass it, and entries read from the store are held
 // to the rules entries are stored by.
 //
+// A route's policy decides how long its responses are kept, unless the
+// route is in standards mode (policy.Policy.Standards), where it is an
+// RFC 9111 shared cache in front of its handler, as a proxy cache is: the
+// response's headers decide, responses that vary on request headers the
+// route does not key on are stored per variant, and single ranges are
+// answered from stored responses (the README's "Standards mode").
+//
 // Responses carry a Cache-Status header (RFC 9211) saying what the cache
 // did, for example:
 //
@@ -28,6 +35,7 @@
 //	Cache-Status: readthrough; hit; ttl=-3; detail=stale-while-revalidate
 //	Cache-Status: readthrough; fwd=stale; fwd-status=503; ttl=-3; detail=stale-if-error
 //	Cache-Status: readthrough; fwd=bypass; detail=authorization
+//	Cache-Status: readthrough; fwd=miss; detail=only-if-cached
 //
 // The source is arranged by the path of a request: hit.go, entry.go and
 // serve.go for a hit, miss.go and origin.go for a miss; architecture.md at
