@@ -3,6 +3,7 @@ package httpcache
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -126,5 +127,38 @@ func TestStandardsInspectVary(t *testing.T) {
 	in, err = c.Inspect(t.Context(), "http://example.com/v/1", http.Header{"X-Tenant": {"b"}})
 	if err != nil || in.Found || len(in.VaryOn) != 1 {
 		t.Errorf("Inspect(tenant b) = %+v, %v; want not found, varying on X-Tenant", in, err)
+	}
+}
+
+// TestStandardsLocalTier checks that the local tier holds standards-mode
+// entries to the same rules as the store: the origin's Date, ranges, and
+// no copy served to an authenticated request the entry does not allow.
+func TestStandardsLocalTier(t *testing.T) {
+	t.Parallel()
+	c := newTestCache(t, newMemStore(t), WithLocalTier(1<<20))
+	originDate := time.Now().Add(-5 * time.Second).UTC().Format(http.TimeFormat)
+	o := &origin{fn: func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", originDate)
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"l1"`)
+		fmt.Fprint(w, "0123456789")
+	}}
+	h := mux(t, c, "/l/{id}", policy.Policy{Standards: true, Local: true}, o)
+	do(h, "GET", "/l/1")
+	do(h, "GET", "/l/1") // from the store: becomes the local copy
+	deadline := time.Now().Add(2 * time.Second)
+	var r result
+	for {
+		r = do(h, "GET", "/l/1", "Range", "bytes=1-2")
+		if strings.Contains(r.cacheStatus(), "detail=local") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // the first proof of delivery
+	}
+	if !strings.Contains(r.cacheStatus(), "detail=local") || r.status != http.StatusPartialContent || r.body != "12" || r.header.Get("Date") != originDate {
+		t.Fatalf("local hit with a range: %d %q (%s), Date %q; want 206 \"12\" from the local copy with the origin's Date", r.status, r.body, r.cacheStatus(), r.header.Get("Date"))
+	}
+	if r := do(h, "GET", "/l/1", "Authorization", "Bearer x"); r.isHit() || o.calls.Load() != 2 {
+		t.Errorf("authenticated request: %s, %d origin calls; want its own answer (RFC 9111 §3.5)", r.cacheStatus(), o.calls.Load())
 	}
 }
