@@ -127,8 +127,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // honours request directives (RFC 9111 section 5.2.1): not with no-cache,
 // not older than its max-age, and fresh for at least its min-fresh.
 func (rt *route) requestAccepts(r *http.Request, e *storage.Entry, now time.Time) bool {
+	if !rt.policy.HonorRequestCacheControl {
+		return true
+	}
 	v, ok := r.Header["Cache-Control"]
-	if !ok || !rt.policy.HonorRequestCacheControl {
+	if !ok {
 		return true
 	}
 	cc := parseCacheControl(v)
@@ -149,8 +152,11 @@ func (rt *route) requestAccepts(r *http.Request, e *storage.Entry, now time.Time
 // onlyIfCached reports whether r asks for a stored response only
 // (only-if-cached) on a route that honours request directives.
 func (rt *route) onlyIfCached(r *http.Request) bool {
+	if !rt.policy.HonorRequestCacheControl {
+		return false
+	}
 	v, ok := r.Header["Cache-Control"]
-	return ok && rt.policy.HonorRequestCacheControl && parseCacheControl(v).onlyIfCached
+	return ok && parseCacheControl(v).onlyIfCached
 }
 
 // serveLocal serves r from the local tier's copy of k, and reports

@@ -249,6 +249,10 @@ func (rt *route) fwdStatus(fwd string, status int, stored bool) string {
 	return s
 }
 
+// originStripped are the request headers the origin is never sent: the
+// cache answers conditions and ranges itself, from the whole response.
+var originStripped = [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"}
+
 // originRequest returns the request the origin is called with for r: a
 // copy detached from the client's cancellation, bounded by ctx, with
 // conditional and range headers removed so the whole representation comes
@@ -258,7 +262,7 @@ func originRequest(ctx context.Context, r *http.Request) *http.Request {
 	if or.Method == http.MethodHead {
 		or.Method = http.MethodGet
 	}
-	for _, h := range [...]string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+	for _, h := range originStripped {
 		delete(or.Header, h)
 	}
 	return or

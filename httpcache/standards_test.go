@@ -432,6 +432,8 @@ func TestStandardsConformance(t *testing.T) {
 				{headers: []string{"Accept-Language", "fr;q=0.5, en-us", "X-Mode", "a"}, calls: 2},
 				{headers: []string{"Accept-Language", "en-US, fr;q=0.5", "X-Mode", "A"}, calls: 3},
 			}},
+		{name: "vary on a header the origin is not sent", rfc: "9111 §4.1", origin: fixed("Cache-Control", "max-age=60", "Vary", "Range"),
+			steps: []stdStep{miss(1), miss(2)}},
 		{name: "vary star: never matches", rfc: "9111 §4.1", origin: fixed("Cache-Control", "max-age=60", "Vary", "*"),
 			steps: []stdStep{miss(1), miss(2)}},
 		{name: "stored vary is the origin's", rfc: "9111 §4.1", policy: policy.Policy{Vary: []string{"X-Lang"}}, origin: fixed("Cache-Control", "max-age=60"),

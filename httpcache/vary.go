@@ -32,7 +32,8 @@ const primaryFieldLen = 16
 // request headers h's Vary lists that the route is not keyed on, but
 // Accept-Encoding, which the cache itself answers (it stores the coding
 // and decodes for clients that do not accept it). ok is false for
-// Vary: * (which never matches another request) and for more than
+// Vary: * (which never matches another request), for a header the fill
+// does not send the origin (originStripped), and for more than
 // envelope.MaxVaryNames names.
 func (rt *route) unkeyedVary(h http.Header) (names []string, ok bool) {
 	for _, v := range h["Vary"] {
@@ -42,6 +43,12 @@ func (rt *route) unkeyedVary(h http.Header) (names []string, ok bool) {
 				return nil, false
 			}
 			f = textproto.CanonicalMIMEHeaderKey(f)
+			if slices.Contains(originStripped[:], f) {
+				// The origin never sees these (originRequest): a
+				// variant keyed on the client's value of one would be
+				// another request's answer.
+				return nil, false
+			}
 			if f == "" || f == "Accept-Encoding" || rt.varies(f) || slices.Contains(names, f) {
 				continue
 			}
