@@ -170,7 +170,7 @@ func cell(route, col string) string {
 
 func TestAdminPageInBrowser(t *testing.T) {
 	b := newBrowser(t)
-	const users, items = "GET /users/{id}", "GET /items/{id}"
+	const users, items, docs = "GET /users/{id}", "GET /items/{id}", "GET /docs/{id}"
 	app := startApp(t, appConfig{
 		prefix: prefix(t),
 		opts:   []httpcache.Option{patient()},
@@ -181,6 +181,12 @@ func TestAdminPageInBrowser(t *testing.T) {
 			})},
 			{pattern: items, policy: policy.Policy{TTL: time.Hour}, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, strings.Repeat("item ", 200))
+			})},
+			// Standards mode, a response per tenant: inspect names the header.
+			{pattern: docs, policy: policy.Policy{Standards: true}, handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=3600")
+				w.Header().Set("Vary", "X-Tenant")
+				fmt.Fprintf(w, "doc for %s", r.Header.Get("X-Tenant"))
 			})},
 		},
 	})
@@ -200,7 +206,7 @@ func TestAdminPageInBrowser(t *testing.T) {
 	b.do("type a wrong token", chromedp.SendKeys(chromedp.CSS("#token"), "not-the-token-0123456789\r"))
 	b.waitFor("the refusal", `document.getElementById('login-error').textContent.indexOf('refused') >= 0`, 5*time.Second)
 	b.do("sign in with the keyboard", chromedp.SendKeys(chromedp.CSS("#token"), browserToken+"\r"))
-	b.waitFor("the app", `!document.getElementById('app').hidden && document.querySelectorAll('#stats-body tr[data-route]').length === 2`, 5*time.Second)
+	b.waitFor("the app", `!document.getElementById('app').hidden && document.querySelectorAll('#stats-body tr[data-route]').length === 3`, 5*time.Second)
 	if ok, err := eval[bool](b, `sessionStorage.getItem('readthrough-admin-token:/ops/admin/') === `+strconv.Quote(browserToken)+` && sessionStorage.length === 1 && localStorage.length === 0`); err != nil || !ok {
 		t.Errorf("the token is not kept in the tab's session storage only, under the mount path (%v)", err)
 	}
@@ -243,6 +249,22 @@ func TestAdminPageInBrowser(t *testing.T) {
 	if got, _ := eval[string](b, `document.querySelector('#inspect-result dd[data-key=route]').textContent`); got != users {
 		t.Errorf("inspect route %q, want %q", got, users)
 	}
+	get(app.URL+"/docs/1", "X-Tenant", "a")
+	b.do("inspect a variant",
+		chromedp.SetValue(chromedp.CSS("#inspect-url"), app.URL+"/docs/1"),
+		chromedp.SetValue(chromedp.CSS("#inspect-headers"), "X-Tenant: a"),
+		chromedp.Click(chromedp.CSS("#inspect-submit")))
+	b.waitFor("the variant's headers", `(document.querySelector('#inspect-result dd[data-key=varies-on]') || {}).textContent === 'X-Tenant'`, 5*time.Second)
+	if got, _ := eval[string](b, `document.querySelector('#inspect-result dd[data-key=state]').textContent`); got != "fresh" {
+		t.Errorf("inspect of the tenant's variant: state %q, want fresh", got)
+	}
+	if _, err := eval[string](b, `document.getElementById('inspect-headers').value = ''`); err != nil {
+		t.Fatal(err)
+	}
+	b.do("back to the users entry",
+		chromedp.SetValue(chromedp.CSS("#inspect-url"), app.URL+"/users/15"),
+		chromedp.Click(chromedp.CSS("#inspect-submit")))
+	b.waitFor("the users entry again", `(document.querySelector('#inspect-result dd[data-key=route]') || {}).textContent === '`+users+`'`, 5*time.Second)
 
 	// Purge: the first click only asks.
 	b.do("ask for the purge",
