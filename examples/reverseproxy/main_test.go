@@ -54,7 +54,9 @@ func get(t *testing.T, url string, headers ...string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func isHit(resp *http.Response) bool { return strings.Contains(resp.Header.Get("Cache-Status"), "; hit") }
+func isHit(resp *http.Response) bool {
+	return strings.Contains(resp.Header.Get("Cache-Status"), "; hit")
+}
 
 // The proxy caches what the upstream's headers allow, varies as it says,
 // answers ranges from the stored response, and serves a stale response
