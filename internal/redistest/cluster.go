@@ -20,6 +20,12 @@ type Cluster struct {
 	clients clients
 }
 
+// clusterTimeout bounds how long the nodes may take to join one cluster:
+// redis-cli polls the join once a second, and on a loaded two-core
+// machine (the race detector, other packages' tests) the gossip has been
+// seen to take more than startTimeout.
+const clusterTimeout = 60 * time.Second
+
 // StartCluster starts masters redis-server processes in cluster mode (each
 // with its own cluster config file and bus port), joins them with
 // `redis-cli --cluster create`, and returns once every node reports
@@ -40,7 +46,7 @@ func StartCluster(masters int) (*Cluster, error) {
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
 		c.Close()
